@@ -1,1 +1,69 @@
-"""py-code-mode."""
+"""py-code-mode: a persistent, sandboxable Python environment for AI agents.
+
+Agent code runs against four namespaces: ``tools`` (CLI, MCP and HTTP tools declared
+in YAML), ``workflows`` (a searchable library of reusable recipes), ``artifacts``
+(persistent data) and ``deps`` (packages of the execution environment). A
+:class:`Session` pairs a storage backend with an executor.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from py_code_mode.errors import (
+    ArtifactError,
+    ArtifactNotFoundError,
+    ConfigError,
+    DependencyError,
+    ExecutorError,
+    InvalidNameError,
+    PyCodeModeError,
+    SessionClosedError,
+    StorageError,
+    ToolError,
+    ToolNotFoundError,
+    WorkflowError,
+    WorkflowNotFoundError,
+)
+from py_code_mode.result import ExecutionResult
+from py_code_mode.session import Session
+
+try:
+    from py_code_mode.storage.file import FileStorage
+except ImportError:
+    pass
+
+if TYPE_CHECKING:
+    from py_code_mode.storage.redis import RedisStorage
+
+__all__ = [
+    "ArtifactError",
+    "ArtifactNotFoundError",
+    "ConfigError",
+    "DependencyError",
+    "ExecutionResult",
+    "ExecutorError",
+    "FileStorage",
+    "InvalidNameError",
+    "PyCodeModeError",
+    "RedisStorage",
+    "Session",
+    "SessionClosedError",
+    "StorageError",
+    "ToolError",
+    "ToolNotFoundError",
+    "WorkflowError",
+    "WorkflowNotFoundError",
+    "__version__",
+]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # RedisStorage imports redis-py, which is an optional extra and slow to import.
+    if name == "RedisStorage":
+        from py_code_mode.storage.redis import RedisStorage
+
+        return RedisStorage
+    raise AttributeError(f"module 'py_code_mode' has no attribute {name!r}")

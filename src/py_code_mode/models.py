@@ -28,6 +28,7 @@ class WorkflowParameter:
     )
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form."""
         return asdict(self)
 
 
@@ -56,6 +57,7 @@ class WorkflowRecord:
     updated_at: float = 0.0
 
     def to_dict(self, *, include_source: bool = True) -> dict[str, Any]:
+        """Plain JSON-able form; listings leave the source out."""
         data: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
@@ -71,6 +73,7 @@ class WorkflowRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorkflowRecord:
+        """Inverse of :meth:`to_dict` (with source)."""
         return cls(
             name=data["name"],
             source=data["source"],
@@ -106,10 +109,12 @@ class ArtifactInfo:
     updated_at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ArtifactInfo:
+        """Inverse of :meth:`to_dict`."""
         return cls(
             name=data["name"],
             kind=data["kind"],

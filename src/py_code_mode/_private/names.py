@@ -19,6 +19,10 @@ __all__ = [
 RESERVED_WORKFLOW_NAMES = frozenset({"list", "search", "get", "create", "delete", "invoke"})
 """Methods of the ``workflows`` namespace; a workflow of that name would be unreachable."""
 
+_SOFT_KEYWORDS = frozenset({"_", "case", "match", "type"})
+"""Fixed rather than ``keyword.softkwlist``, which grows between Python versions: a name
+accepted on one interpreter must not become invalid on another that shares the library."""
+
 _ARTIFACT_MAX_LEN = 255
 _ARTIFACT_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]*$")
 
@@ -37,7 +41,7 @@ def validate_workflow_name(name: object) -> str:
             f"workflow name {name!r} must be an ASCII Python identifier "
             "(letters, digits, underscores; not starting with a digit), e.g. 'fetch_json'"
         )
-    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+    if keyword.iskeyword(name) or name in _SOFT_KEYWORDS:
         raise InvalidNameError(f"workflow name {name!r} is a Python keyword; pick another name")
     if name.startswith("_"):
         raise InvalidNameError(f"workflow name {name!r} must not start with an underscore")

@@ -6,11 +6,17 @@ are accepted: no options (``--index-url``), no URLs or paths, no shell syntax.
 
 from __future__ import annotations
 
+import os
 import re
 
 from py_code_mode.errors import DependencyError
 
-__all__ = ["canonical_name", "dependency_name", "validate_requirement"]
+__all__ = [
+    "canonical_name",
+    "dependency_name",
+    "read_requirements_file",
+    "validate_requirement",
+]
 
 _MAX_SPEC_LEN = 200
 _FORBIDDEN = re.compile(r"[;&|`$<>(){}\\\n\r\t'\"]|://| @ |^@|@ ")
@@ -63,3 +69,26 @@ def dependency_name(spec: str) -> str:
         return canonical_name(Requirement(spec).name)
     except InvalidRequirement as exc:
         raise DependencyError(f"{spec!r} is not a valid package name or requirement") from exc
+
+
+def read_requirements_file(path: str | os.PathLike[str]) -> list[str]:
+    """Validated specs of a requirements file (comments and blank lines skipped).
+
+    Raises:
+        DependencyError: The file cannot be read or holds an unacceptable line.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError as exc:
+        raise DependencyError(f"cannot read requirements file {os.fspath(path)!r}: {exc}") from exc
+    specs = []
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            specs.append(validate_requirement(line))
+        except DependencyError as exc:
+            raise DependencyError(f"{os.fspath(path)}, line {number}: {exc}") from None
+    return specs

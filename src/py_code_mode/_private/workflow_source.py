@@ -6,6 +6,7 @@ Runs on the host, so it only parses (``ast``) and never executes the source.
 from __future__ import annotations
 
 import ast
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -14,7 +15,7 @@ from py_code_mode._private.names import validate_workflow_name
 from py_code_mode.errors import WorkflowError
 from py_code_mode.models import WorkflowParameter, WorkflowRecord
 
-__all__ = ["analyze_workflow", "MAX_WORKFLOW_SOURCE"]
+__all__ = ["MAX_WORKFLOW_SOURCE", "analyze_workflow"]
 
 MAX_WORKFLOW_SOURCE = 256 * 1024
 """Largest accepted workflow source, in characters."""
@@ -57,9 +58,14 @@ def analyze_workflow(
     try:
         tree = ast.parse(source, filename=f"<workflow {name}>")
     except SyntaxError as exc:
-        where = f"line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
+        where = f" at line {exc.lineno}" if exc.lineno else ""
+        where += f", column {exc.offset}" if exc.lineno and exc.offset else ""
+        raise WorkflowError(f"workflow {name!r} has a syntax error{where}: {exc.msg}") from None
+    except ValueError as exc:  # NUL bytes on Python 3.11 (3.12+ raises SyntaxError)
+        raise WorkflowError(f"workflow {name!r} cannot be parsed: {exc}") from None
+    except (RecursionError, MemoryError):
         raise WorkflowError(
-            f"workflow {name!r} has a syntax error at {where}: {exc.msg}"
+            f"workflow {name!r} is too deeply nested for the Python parser; simplify the code"
         ) from None
     run = _find_run(tree)
     if run is None:
@@ -68,12 +74,20 @@ def analyze_workflow(
             "(sync or async), e.g.\n\ndef run(url: str) -> dict:\n    ..."
         )
     doc = ast.get_docstring(run) or ast.get_docstring(tree) or ""
+    try:
+        parameters = _parameters(run)
+    except RecursionError:
+        # ast.unparse recurses per node: a parseable but absurdly deep default or
+        # annotation (a.b.c... many times) would otherwise escape as RecursionError.
+        raise WorkflowError(
+            f"workflow {name!r}: the signature of run() is too deeply nested to describe"
+        ) from None
     now = time.time()
     return WorkflowRecord(
         name=name,
         source=source,
         description=description.strip() or _first_paragraph(doc),
-        parameters=_parameters(run),
+        parameters=parameters,
         is_async=isinstance(run, ast.AsyncFunctionDef),
         metadata=dict(metadata or {}),
         created_at=created_at if created_at is not None else now,
@@ -131,8 +145,23 @@ def _literal(node: ast.expr) -> Any:
         value = ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return ast.unparse(node)
-    if isinstance(value, str | int | float | bool | type(None)):
-        return value
-    if isinstance(value, list | dict):
+    if _is_json(value):
         return value
     return ast.unparse(node)
+
+
+def _is_json(value: Any) -> bool:
+    """True when ``value`` survives JSON unchanged (defaults travel as JSON to clients).
+
+    ``literal_eval`` also yields bytes, tuples, sets, complex numbers, non-str dict keys
+    and infinities, which JSON either rejects or silently changes.
+    """
+    if value is None or isinstance(value, str | bool | int):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_is_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    return False

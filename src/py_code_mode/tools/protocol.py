@@ -39,12 +39,12 @@ class CallableSpec:
     input_schema: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form."""
         return {
             "name": self.name,
             "description": self.description,
             "parameters": {
-                p.name: {k: v for k, v in asdict(p).items() if k != "name"}
-                for p in self.parameters
+                p.name: {k: v for k, v in asdict(p).items() if k != "name"} for p in self.parameters
             },
             **({"input_schema": self.input_schema} if self.input_schema is not None else {}),
         }
@@ -86,5 +86,3 @@ class ToolAdapter(Protocol):
     async def aclose(self) -> None:
         """Release connections or processes. Idempotent."""
         ...
-
-

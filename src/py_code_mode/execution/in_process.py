@@ -1,0 +1,325 @@
+"""In-process executor: agent code runs in a thread of the host process.
+
+For trusted code and maximum speed. Code runs on a dedicated thread so the event
+loop stays free to serve the namespace calls it makes; a timeout raises an
+asynchronous exception in that thread, which stops pure-Python code but not code
+blocked in native calls (reported as such).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from py_code_mode._private.config import check_path, check_positive, collect_deps
+from py_code_mode._private.services import error_payload
+from py_code_mode._private.uv import run_uv, unsatisfied
+from py_code_mode.errors import ConfigError, ExecutorError, SessionClosedError
+from py_code_mode.result import ExecutionResult
+from py_code_mode.worker.errors import RunInterrupted, error_from_payload
+from py_code_mode.worker.runtime import RunOutcome, WorkerRuntime
+
+if TYPE_CHECKING:
+    from py_code_mode._private.services import HostServices
+
+__all__ = ["InProcessConfig", "InProcessExecutor"]
+
+logger = logging.getLogger(__name__)
+
+_LIBRARY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_HOST_WAIT_SLICE = 0.1
+
+
+@dataclass(frozen=True)
+class InProcessConfig:
+    """Settings of the in-process executor.
+
+    Attributes:
+        tools_path: Directory of tool YAML files.
+        deps: Requirement specs to make sure are installed at start.
+        deps_file: A requirements file read at start (ignored when absent).
+        allow_runtime_deps: Let agent code add and remove packages.
+        default_timeout: Seconds a run may take when ``run`` gets no timeout; None
+            for no limit.
+        interrupt_grace: Seconds to wait for an interrupted run to stop.
+        output_limit: Characters of output kept per run.
+    """
+
+    tools_path: Path | None = None
+    deps: tuple[str, ...] = ()
+    deps_file: Path | None = None
+    allow_runtime_deps: bool = True
+    default_timeout: float | None = None
+    interrupt_grace: float = 1.0
+    output_limit: int = 1_000_000
+    _validated_deps: list[str] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        object.__setattr__(self, "tools_path", check_path(owner, "tools_path", self.tools_path))
+        object.__setattr__(self, "deps_file", check_path(owner, "deps_file", self.deps_file))
+        check_positive(owner, "default_timeout", self.default_timeout, allow_none=True)
+        check_positive(owner, "interrupt_grace", self.interrupt_grace)
+        check_positive(owner, "output_limit", self.output_limit)
+        if not isinstance(self.allow_runtime_deps, bool):
+            raise ConfigError(f"{owner}.allow_runtime_deps must be True or False")
+        object.__setattr__(self, "_validated_deps", collect_deps(owner, self.deps, self.deps_file))
+
+
+class _LoopChannel:
+    """Host channel for a worker thread: schedules host calls on the session's loop."""
+
+    def __init__(self, host: HostServices, loop: asyncio.AbstractEventLoop) -> None:
+        self._host = host
+        self._loop = loop
+
+    def call(self, method: str, params: dict[str, Any]) -> Any:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            raise ExecutorError("host calls must not be made from the session's event loop")
+        future = asyncio.run_coroutine_threadsafe(self._host.dispatch(method, params), self._loop)
+        try:
+            while True:
+                try:
+                    return future.result(_HOST_WAIT_SLICE)
+                except concurrent.futures.TimeoutError:
+                    continue  # wait in slices so a timeout interrupt can land
+        except BaseException as exc:
+            if not future.done():
+                future.cancel()
+                raise
+            if isinstance(exc, Exception) and future.exception() is exc:
+                raise error_from_payload(error_payload(exc)) from None
+            raise
+
+
+@dataclass(slots=True)
+class _Job:
+    code: str
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[RunOutcome]
+    delivered: bool = False
+
+    def deliver(self, outcome: RunOutcome) -> None:
+        if self.delivered:
+            return
+        self.delivered = True
+        self.loop.call_soon_threadsafe(_set_result, self.future, outcome)
+
+
+def _set_result(future: asyncio.Future[RunOutcome], outcome: RunOutcome) -> None:
+    if not future.done():
+        future.set_result(outcome)
+
+
+class _Runner:
+    """A long-lived thread that runs jobs one at a time."""
+
+    def __init__(self, runtime: WorkerRuntime) -> None:
+        self._runtime = runtime
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.current: _Job | None = None
+        self._thread = threading.Thread(target=self._serve, name="py-code-mode-run", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: _Job) -> None:
+        self._queue.put(job)
+
+    def interrupt(self) -> None:
+        ident = self._thread.ident
+        if ident is None or self.current is None:
+            return
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(ident), ctypes.py_object(RunInterrupted)
+        )
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def _serve(self) -> None:
+        job: _Job | None = None
+        while True:
+            try:
+                job = self._queue.get()
+                if job is None:
+                    return
+                self.current = job
+                outcome = self._runtime.run(job.code)
+                self.current = None
+                job.deliver(outcome)
+            except RunInterrupted:
+                # The interrupt landed outside agent code (between jobs or while delivering).
+                self.current = None
+                if job is not None:
+                    job.deliver(RunOutcome(error="run interrupted", error_type="RunInterrupted"))
+
+
+class InProcessExecutor:
+    """Runs agent code in the host process, on a dedicated thread.
+
+    Args:
+        config: Settings; defaults when omitted.
+    """
+
+    def __init__(self, config: InProcessConfig | None = None) -> None:
+        if config is not None and not isinstance(config, InProcessConfig):
+            raise ConfigError(
+                f"InProcessExecutor expects an InProcessConfig, got {type(config).__name__}"
+            )
+        self.config = config or InProcessConfig()
+        self._host: HostServices | None = None
+        self._runtime: WorkerRuntime | None = None
+        self._runner: _Runner | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    # -- Executor protocol -----------------------------------------------------------
+    @property
+    def tools_path(self) -> Path | None:
+        """Directory of tool YAML files."""
+        return self.config.tools_path
+
+    @property
+    def allow_runtime_deps(self) -> bool:
+        """Whether agent code may add and remove packages."""
+        return self.config.allow_runtime_deps
+
+    @property
+    def configured_deps(self) -> list[str]:
+        """Specs from ``deps`` and ``deps_file``."""
+        return list(self.config._validated_deps)
+
+    async def start(self, host: HostServices) -> None:
+        """Create the runtime and make sure configured and stored deps are installed."""
+        if self._closed:
+            raise SessionClosedError("this executor was closed; create a new one")
+        if self._runtime is not None:
+            return
+        self._host = host
+        channel = _LoopChannel(host, asyncio.get_running_loop())
+        self._runtime = WorkerRuntime(
+            channel,
+            output_limit=self.config.output_limit,
+            extra_internal_dirs=(_LIBRARY_DIR,),
+        )
+        wanted = list(dict.fromkeys([*self.configured_deps, *await host.storage.list_deps()]))
+        missing = await asyncio.to_thread(unsatisfied, wanted) if wanted else []
+        if missing:
+            logger.info("installing %d missing package(s): %s", len(missing), ", ".join(missing))
+            await self.install(missing)
+
+    async def run(self, code: str, *, timeout: float | None = None) -> ExecutionResult:
+        """Run code on the runner thread, interrupting it past ``timeout`` seconds."""
+        if self._runtime is None:
+            raise SessionClosedError("executor is not started")
+        if timeout is None:
+            timeout = self.config.default_timeout
+        async with self._lock:
+            return await self._run_locked(code, timeout)
+
+    async def reset(self) -> None:
+        """Forget the agent's variables."""
+        if self._runtime is not None:
+            async with self._lock:
+                self._runtime.reset()
+
+    async def close(self) -> None:
+        """Stop the runner thread. Idempotent."""
+        self._closed = True
+        if self._runner is not None:
+            self._runner.stop()
+            self._runner = None
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+
+    # -- PackageEnvironment ----------------------------------------------------------
+    async def install(self, specs: Sequence[str]) -> str:
+        """Install into the running interpreter's environment with ``uv pip``."""
+        output = await run_uv(
+            ["pip", "install", "--python", sys.executable, *specs], what="uv pip install"
+        )
+        import importlib
+
+        importlib.invalidate_caches()
+        return output
+
+    async def uninstall(self, names: Sequence[str]) -> str:
+        """Uninstall from the running interpreter's environment with ``uv pip``."""
+        return await run_uv(
+            ["pip", "uninstall", "--python", sys.executable, *names], what="uv pip uninstall"
+        )
+
+    # -- internals -------------------------------------------------------------------
+    async def _run_locked(self, code: str, timeout: float | None) -> ExecutionResult:
+        assert self._runtime is not None
+        if self._runner is None:
+            self._runner = _Runner(self._runtime)
+        runner = self._runner
+        loop = asyncio.get_running_loop()
+        job = _Job(code, loop, loop.create_future())
+        started = time.perf_counter()
+        runner.submit(job)
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(job.future), timeout)
+        except TimeoutError:
+            return await self._interrupt(runner, job, timeout or 0.0, started)
+        return _result(outcome, started)
+
+    async def _interrupt(
+        self, runner: _Runner, job: _Job, timeout: float, started: float
+    ) -> ExecutionResult:
+        runner.interrupt()
+        try:
+            outcome = await asyncio.wait_for(
+                asyncio.shield(job.future), self.config.interrupt_grace
+            )
+        except TimeoutError:
+            # Blocked in native code: abandon the thread; the next run gets a new one.
+            runner.stop()
+            self._runner = None
+            assert self._runtime is not None
+            self._runtime.detach_loop()
+            return ExecutionResult.failure(
+                f"TimeoutError: the run exceeded its {timeout:g} s timeout and could not be "
+                "interrupted (it is blocked in native code such as time.sleep or I/O). It keeps "
+                "running in a background thread of the host process; variables are kept but "
+                "that code may still change them.",
+                "TimeoutError",
+                execution_time_ms=_elapsed_ms(started),
+            )
+        return ExecutionResult.failure(
+            f"TimeoutError: the run exceeded its {timeout:g} s timeout and was interrupted; "
+            "variables are kept.",
+            "TimeoutError",
+            stdout=outcome.stdout,
+            execution_time_ms=_elapsed_ms(started),
+        )
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+def _result(outcome: RunOutcome, started: float) -> ExecutionResult:
+    return ExecutionResult(
+        value=outcome.value,
+        stdout=outcome.stdout,
+        error=outcome.error,
+        error_type=outcome.error_type,
+        execution_time_ms=_elapsed_ms(started),
+    )

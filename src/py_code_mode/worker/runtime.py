@@ -1,0 +1,293 @@
+"""Executes agent code with REPL semantics against the four namespaces."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import builtins
+import contextvars
+import inspect
+import linecache
+import math
+import os
+import threading
+import traceback
+from collections import OrderedDict
+from collections.abc import Coroutine
+from dataclasses import asdict, dataclass
+from types import CodeType
+from typing import Any
+
+from .capture import OutputBuffer, active_buffer, install_routers
+from .channel import HostChannel
+from .errors import RunInterrupted
+from .namespaces import build_namespaces
+
+__all__ = ["DEFAULT_OUTPUT_LIMIT", "RunOutcome", "WorkerRuntime", "to_result_value"]
+
+DEFAULT_OUTPUT_LIMIT = 1_000_000
+"""Characters of output kept per run before truncation."""
+
+_MAX_REPR = 100_000
+_MAX_JSON_DEPTH = 64
+_CODE_CACHE_SIZE = 256
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_CELL_PREFIX = "<cell-"
+_WORKFLOW_PREFIX = "<workflow "
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    """What one run produced, before the executor adds timing and fault handling."""
+
+    value: Any = None
+    stdout: str = ""
+    error: str | None = None
+    error_type: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for the wire."""
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class _Compiled:
+    filename: str
+    body: CodeType | None
+    expr: CodeType | None
+
+
+class WorkerRuntime:
+    """A persistent Python namespace that runs agent code.
+
+    ``run`` blocks the calling thread; executors decide which thread that is and how
+    to interrupt it (an async exception in-process, ``SIGINT`` in a child process).
+    Variables, imports, functions and classes persist between runs until ``reset``.
+
+    Args:
+        host: Channel to the host's capabilities.
+        output_limit: Characters of output kept per run.
+        extra_internal_dirs: Directories whose frames are hidden from tracebacks shown
+            to the agent (the host library when running in-process).
+    """
+
+    def __init__(
+        self,
+        host: HostChannel,
+        *,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        extra_internal_dirs: tuple[str, ...] = (),
+    ) -> None:
+        self._host = host
+        self.output_limit = output_limit
+        self._internal_dirs = (_PACKAGE_DIR, *extra_internal_dirs)
+        self._code_cache: OrderedDict[str, _Compiled] = OrderedDict()
+        self._cell_counter = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.namespaces = build_namespaces(host, self)
+        self.globals: dict[str, Any] = self._fresh_globals()
+
+    # -- public API ------------------------------------------------------------------
+    def run(self, code: str) -> RunOutcome:
+        """Run ``code`` in the persistent namespace; never raises for agent errors."""
+        install_routers()
+        buffer = OutputBuffer(self.output_limit)
+        token = active_buffer.set(buffer)
+        outcome = RunOutcome()
+        try:
+            try:
+                compiled = self._compile(code)
+            except SyntaxError as exc:
+                outcome.error = "".join(traceback.format_exception_only(type(exc), exc))
+                outcome.error_type = type(exc).__name__
+            else:
+                outcome.value = to_result_value(self._execute(compiled))
+        except (RunInterrupted, KeyboardInterrupt) as exc:
+            self._discard_loop()
+            outcome.error = self.format_exception(exc)
+            outcome.error_type = type(exc).__name__
+        except BaseException as exc:  # noqa: BLE001 - agent errors are data, SystemExit too
+            outcome.error = self.format_exception(exc)
+            outcome.error_type = type(exc).__name__
+        finally:
+            active_buffer.reset(token)
+        outcome.stdout = buffer.getvalue()
+        return outcome
+
+    def reset(self) -> None:
+        """Forget every name defined by agent code; keep the namespaces."""
+        self._discard_loop()
+        self.namespaces = build_namespaces(self._host, self)
+        self.globals = self._fresh_globals()
+
+    def close(self) -> None:
+        """Release the event loop used for top-level ``await``."""
+        self._discard_loop()
+
+    def detach_loop(self) -> None:
+        """Forget the event loop without closing it: a stuck run may still be using it."""
+        self._loop = None
+
+    def run_coroutine(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run a coroutine to completion from synchronous code and return its result.
+
+        Used for top-level ``await`` and ``async def run`` workflows. Inside an event
+        loop already running in this thread (a workflow invoked from async agent
+        code) it runs on a helper thread with its own loop, so the sync call never
+        deadlocks.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._ensure_loop().run_until_complete(coro)
+        return _run_in_thread(coro)
+
+    def compile_workflow(self, name: str, source: str) -> dict[str, Any]:
+        """Execute workflow source into a fresh module namespace and return it."""
+        filename = f"{_WORKFLOW_PREFIX}{name}>"
+        _register_source(filename, source)
+        code = compile(source, filename, "exec", dont_inherit=True)
+        module_globals = self._fresh_globals(module_name=f"workflow_{name}")
+        exec(code, module_globals)  # noqa: S102 - workflow code runs inside the sandboxed worker
+        return module_globals
+
+    def format_exception(self, exc: BaseException) -> str:
+        """Traceback text limited to the agent's own frames (and libraries it called)."""
+        te = traceback.TracebackException.from_exception(exc, capture_locals=False)
+        self._trim(te, seen=set())
+        return "".join(te.format())
+
+    # -- internals ---------------------------------------------------------------------
+    def _fresh_globals(self, module_name: str = "__main__") -> dict[str, Any]:
+        return {"__name__": module_name, "__builtins__": builtins, **self.namespaces}
+
+    def _compile(self, code: str) -> _Compiled:
+        cached = self._code_cache.get(code)
+        if cached is not None:
+            self._code_cache.move_to_end(code)
+            return cached
+        self._cell_counter += 1
+        filename = f"{_CELL_PREFIX}{self._cell_counter}>"
+        _register_source(filename, code)
+        tree = ast.parse(code, filename=filename, mode="exec")
+        flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        expr: CodeType | None = None
+        last = tree.body[-1] if tree.body else None
+        if isinstance(last, ast.Expr):
+            tree.body.pop()
+            expr_tree = ast.Expression(body=last.value)
+            expr = compile(expr_tree, filename, "eval", flags=flags, dont_inherit=True)
+        body = (
+            compile(tree, filename, "exec", flags=flags, dont_inherit=True) if tree.body else None
+        )
+        compiled = _Compiled(filename, body, expr)
+        self._code_cache[code] = compiled
+        if len(self._code_cache) > _CODE_CACHE_SIZE:
+            self._code_cache.popitem(last=False)
+        return compiled
+
+    def _execute(self, compiled: _Compiled) -> Any:
+        if compiled.body is not None:
+            self._eval(compiled.body)
+        if compiled.expr is not None:
+            return self._eval(compiled.expr)
+        return None
+
+    def _eval(self, code: CodeType) -> Any:
+        result = eval(code, self.globals)  # noqa: S307 - agent code runs in the worker by design
+        if code.co_flags & inspect.CO_COROUTINE:
+            return self.run_coroutine(result)
+        return result
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop
+
+    def _discard_loop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None or loop.is_running():
+            return
+        try:
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.close()
+        except Exception:  # noqa: BLE001, S110 - best effort on an interrupted loop
+            pass
+
+    def _is_internal(self, filename: str) -> bool:
+        return filename.startswith(self._internal_dirs)
+
+    def _trim(self, te: traceback.TracebackException, seen: set[int]) -> None:
+        if id(te) in seen:
+            return
+        seen.add(id(te))
+        frames = list(te.stack)
+        first_agent = next(
+            (
+                i
+                for i, f in enumerate(frames)
+                if f.filename.startswith((_CELL_PREFIX, _WORKFLOW_PREFIX))
+            ),
+            None,
+        )
+        if first_agent is not None:
+            frames = frames[first_agent:]
+        frames = [f for f in frames if not self._is_internal(f.filename)]
+        te.stack = traceback.StackSummary.from_list(frames)
+        for chained in (te.__cause__, te.__context__):
+            if chained is not None:
+                self._trim(chained, seen)
+        for group_member in getattr(te, "exceptions", None) or ():
+            self._trim(group_member, seen)
+
+
+def _register_source(filename: str, source: str) -> None:
+    """Make ``source`` visible to ``traceback`` and ``inspect`` under ``filename``."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+
+
+def _run_in_thread(coro: Coroutine[Any, Any, Any]) -> Any:
+    ctx = contextvars.copy_context()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = ctx.run(asyncio.run, coro)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="py-code-mode-nested-loop", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.05)  # short joins keep the caller interruptible
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def to_result_value(value: Any) -> Any:
+    """JSON data as-is; anything else as its (bounded) ``repr``."""
+    if _is_json(value, 0):
+        return value
+    try:
+        text = repr(value)
+    except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not fail the run
+        text = f"<unrepresentable {type(value).__name__}: {exc!r}>"
+    if len(text) > _MAX_REPR:
+        text = text[:_MAX_REPR] + f"... [repr truncated, {len(text)} characters]"
+    return text
+
+
+def _is_json(value: Any, depth: int) -> bool:
+    if depth > _MAX_JSON_DEPTH:
+        return False
+    if value is None or isinstance(value, bool | int | str):
+        return type(value) in (type(None), bool, int, str)
+    if type(value) is float:
+        return math.isfinite(value)
+    if type(value) is list:
+        return all(_is_json(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _is_json(v, depth + 1) for k, v in value.items())
+    return False
