@@ -28,10 +28,7 @@ from py_code_mode.errors import (
 from py_code_mode.result import ExecutionResult
 from py_code_mode.session import Session
 
-try:
-    from py_code_mode.storage.file import FileStorage
-except ImportError:
-    pass
+from py_code_mode.storage.file import FileStorage
 
 if TYPE_CHECKING:
     from py_code_mode.storage.redis import RedisStorage

@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 _MAX_SPEC_LEN = 200
-_FORBIDDEN = re.compile(r"[;&|`$<>(){}\\\n\r\t'\"]|://| @ |^@|@ ")
+_FORBIDDEN = re.compile(r"[;&|`$(){}\\\n\r\t'\"]|://| @ |^@|@ ")
 _CANONICAL = re.compile(r"[-_.]+")
 
 

@@ -21,6 +21,7 @@ MAX_WORKFLOW_SOURCE = 256 * 1024
 """Largest accepted workflow source, in characters."""
 
 _NO_DEFAULT = object()
+_MAX_INT_BITS = 4096  # ~1,233 decimal digits, well under int-to-str limit of 4,300
 
 
 def analyze_workflow(
@@ -132,7 +133,7 @@ def _param(
     has_default = default is not _NO_DEFAULT
     return WorkflowParameter(
         name=arg.arg,
-        type=ast.unparse(arg.annotation) if arg.annotation is not None else "Any",
+        type=_text(arg.annotation) if arg.annotation is not None else "Any",
         required=(not has_default) if required is None else required,
         default=default if has_default else None,
         kind=kind,
@@ -144,20 +145,31 @@ def _literal(node: ast.expr) -> Any:
     try:
         value = ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return ast.unparse(node)
+        return _text(node)
     if _is_json(value):
         return value
-    return ast.unparse(node)
+    return _text(node)
+
+
+def _text(node: ast.expr) -> str:
+    """Source text of an expression, for display only."""
+    try:
+        return ast.unparse(node)
+    except ValueError:  # an int literal beyond the int-to-str digit limit
+        return "..."
 
 
 def _is_json(value: Any) -> bool:
     """True when ``value`` survives JSON unchanged (defaults travel as JSON to clients).
 
     ``literal_eval`` also yields bytes, tuples, sets, complex numbers, non-str dict keys
-    and infinities, which JSON either rejects or silently changes.
+    and infinities, which JSON either rejects or silently changes, and ints too long
+    for ``json.dumps`` (Python's int-to-str digit limit, reachable with hex literals).
     """
-    if value is None or isinstance(value, str | bool | int):
+    if value is None or isinstance(value, str | bool):
         return True
+    if isinstance(value, int):
+        return value.bit_length() <= _MAX_INT_BITS
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, list):

@@ -1,0 +1,1078 @@
+"""FileStorage: the library of workflows, artifacts, deps and caches as plain files.
+
+Layout under ``base_path`` (every part is created on demand)::
+
+    workflows/<name>.py              workflow source, byte for byte
+    workflows/.meta/<name>.json      sidecar: explicit description, metadata, timestamps
+    artifacts/<name>                 artifact payloads (names may contain '/')
+    artifacts/.index.json            kind, description, metadata, size, timestamps
+    requirements.txt                 the deps list, one spec a line
+    .cache/embeddings/<model>/vectors.bin   embedding cache (stdlib ``array``, no pickle)
+    .lock                            fcntl.flock lock file for read-modify-write
+
+The files are meant to be read and edited by people too: a ``.py`` file dropped
+into ``workflows/`` is a workflow, ``requirements.txt`` keeps hand-written comments.
+
+Why it is built the way it is:
+
+* Every write goes to a temp file in the same directory, is fsynced and then
+  ``os.replace``-d over the target, so readers never see half a file and a failed
+  write leaves the previous content intact.
+* Read-modify-write sequences (the artifact index, ``requirements.txt``, the
+  vector cache, a workflow and its sidecar) run under an exclusive ``flock`` on one
+  lock file, so several processes can share a base path without losing updates.
+  Loading an artifact takes the lock shared, so the index entry and the payload it
+  reads belong to the same save.
+* Parsing 1,000 workflow files on every ``list`` would be slow, so analysed records
+  are cached per file, keyed by inode, size, mtime and ctime. Like git's "racy
+  clean" rule, a file modified within the last two seconds is never served from the
+  cache: coarse file-system timestamps could otherwise hide a same-size rewrite.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import secrets
+import stat
+import struct
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeVar, cast
+
+from py_code_mode._private.names import validate_artifact_name, validate_workflow_name
+from py_code_mode._private.requirements import dependency_name
+from py_code_mode._private.workflow_source import analyze_workflow
+from py_code_mode.errors import (
+    ArtifactError,
+    ArtifactNotFoundError,
+    ConfigError,
+    DependencyError,
+    InvalidNameError,
+    StorageError,
+    WorkflowError,
+)
+from py_code_mode.models import ArtifactInfo, ArtifactKind, WorkflowRecord
+from py_code_mode.storage.protocol import ArtifactValue
+
+__all__ = ["DEFAULT_MAX_ARTIFACT_BYTES", "FileStorage"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_ARTIFACT_BYTES: Final = 100 * 1024 * 1024
+"""Largest artifact payload accepted by default (100 MiB)."""
+
+_LOCK_TIMEOUT: Final = 30.0
+_RACY_NS: Final = 2_000_000_000
+_INDEX_VERSION: Final = 1
+_VECTOR_MAGIC: Final = b"PCMVEC1\n"
+_ACCEPTED_TYPES: Final = (
+    "str, bytes, or a JSON value (dict with str keys, list, int, float, bool, None)"
+)
+_INLINE_COMMENT = re.compile(r"\s+#.*$")
+_UNSAFE_DIR_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+_T = TypeVar("_T")
+_StatKey = tuple[int, int, int, int]
+
+
+class _InvalidWorkflowFileError(StorageError):
+    """A file in ``workflows/`` that cannot be served as a workflow."""
+
+
+class FileStorage:
+    """A :class:`~py_code_mode.storage.protocol.StorageBackend` on a local directory.
+
+    Invalid hand-written workflow files (syntax error, no ``run``, not UTF-8, a
+    symlink leading outside ``workflows/``) are skipped by :meth:`list_workflows`
+    with one logged warning per version of the file; :meth:`get_workflow` raises
+    :class:`~py_code_mode.errors.StorageError` naming the file and the problem,
+    because answering ``None`` would hide a file the user can see. Saving or deleting
+    the workflow repairs it.
+
+    The artifact index is authoritative: files placed in ``artifacts/`` by hand are
+    not artifacts until saved through the API.
+
+    The backend needs no connection, so every method also works before :meth:`open`
+    and after :meth:`close`; :meth:`open` just creates the directories up front.
+
+    Args:
+        base_path: Directory holding the library; created when missing.
+        max_artifact_bytes: Largest payload :meth:`save_artifact` accepts.
+
+    Raises:
+        ConfigError: ``max_artifact_bytes`` is not a positive integer.
+    """
+
+    def __init__(
+        self,
+        base_path: Path | str,
+        *,
+        max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES,
+    ) -> None:
+        if (
+            isinstance(max_artifact_bytes, bool)
+            or not isinstance(max_artifact_bytes, int)
+            or max_artifact_bytes <= 0
+        ):
+            raise ConfigError(
+                f"max_artifact_bytes must be a positive integer, got {max_artifact_bytes!r}"
+            )
+        self._base = Path(os.path.abspath(os.path.expanduser(os.fspath(base_path))))
+        self._max_artifact_bytes = max_artifact_bytes
+        self._workflows = self._base / "workflows"
+        self._meta = self._workflows / ".meta"
+        self._artifacts = self._base / "artifacts"
+        self._index = self._artifacts / ".index.json"
+        self._requirements = self._base / "requirements.txt"
+        self._embeddings = self._base / ".cache" / "embeddings"
+        self._lock_path = self._base / ".lock"
+        # name -> (py key, sidecar key, record or the reason the file is invalid)
+        self._wf_cache: dict[str, tuple[_StatKey, _StatKey | None, WorkflowRecord | str]] = {}
+        self._index_cache: tuple[_StatKey, dict[str, ArtifactInfo]] | None = None
+        self._vector_cache: dict[Path, tuple[_StatKey, dict[str, array.array[float]]]] = {}
+        self._warned: set[tuple[str, _StatKey]] = set()
+
+    @property
+    def base_path(self) -> Path:
+        """Absolute directory that holds the library."""
+        return self._base
+
+    @property
+    def max_artifact_bytes(self) -> int:
+        """Largest artifact payload accepted, in bytes."""
+        return self._max_artifact_bytes
+
+    def __repr__(self) -> str:
+        return f"FileStorage(base_path={str(self._base)!r})"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the directory layout. Idempotent."""
+        await self._run(self._open_sync, "create the storage directories", self._base)
+
+    async def close(self) -> None:
+        """Drop in-memory caches. Idempotent; there is nothing else to release."""
+        self._wf_cache.clear()
+        self._index_cache = None
+        self._vector_cache.clear()
+
+    def _open_sync(self) -> None:
+        if self._base.exists() and not self._base.is_dir():
+            raise StorageError(f"FileStorage base path {self._base} exists and is not a directory")
+        for folder in (self._meta, self._artifacts, self._embeddings):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    # -- workflows -------------------------------------------------------------------
+
+    async def list_workflows(self) -> list[WorkflowRecord]:
+        """All valid workflows, sorted by name; invalid files are skipped and logged."""
+        return await self._run(self._list_workflows_sync, "list workflows", self._workflows)
+
+    async def get_workflow(self, name: str) -> WorkflowRecord | None:
+        """One workflow, or ``None`` when no file exists for it.
+
+        Raises:
+            InvalidNameError: ``name`` cannot name a workflow.
+            StorageError: The file exists but is not a valid workflow.
+        """
+        validate_workflow_name(name)
+        path = self._workflow_path(name)
+        return await self._run(self._get_workflow_sync, f"read workflow {name!r}", path, name)
+
+    async def save_workflow(self, record: WorkflowRecord) -> None:
+        """Write the source and its sidecar; an existing workflow keeps its ``created_at``.
+
+        The description goes to the sidecar only when it differs from what the
+        docstring gives, so a docstring edited by hand later still shows.
+
+        Raises:
+            InvalidNameError: The record's name is unusable.
+            WorkflowError: The source is invalid or the metadata is not JSON data.
+        """
+        validate_workflow_name(record.name)
+        path = self._workflow_path(record.name)
+        await self._run(self._save_workflow_sync, f"save workflow {record.name!r}", path, record)
+
+    async def delete_workflow(self, name: str) -> bool:
+        """Remove the source and sidecar; ``False`` when no source file existed."""
+        validate_workflow_name(name)
+        path = self._workflow_path(name)
+        return await self._run(self._delete_workflow_sync, f"delete workflow {name!r}", path, name)
+
+    def _workflow_path(self, name: str) -> Path:
+        return self._workflows / f"{name}.py"
+
+    def _sidecar_path(self, name: str) -> Path:
+        return self._meta / f"{name}.json"
+
+    def _list_workflows_sync(self) -> list[WorkflowRecord]:
+        try:
+            entries = list(os.scandir(self._workflows))
+        except FileNotFoundError:
+            return []
+        sidecars: dict[str, os.stat_result] = {}
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            for meta in os.scandir(self._meta):
+                if meta.name.endswith(".json") and meta.is_file():
+                    sidecars[meta.name[:-5]] = meta.stat()
+        records: list[WorkflowRecord] = []
+        for entry in entries:
+            if not entry.name.endswith(".py") or entry.name.startswith("."):
+                continue
+            name = entry.name[:-3]
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue  # deleted while listing, or a dangling symlink
+            except OSError as exc:
+                logger.warning("skipping workflow file %s: %s", entry.path, exc)
+                continue
+            if not _is_regular(st):
+                continue
+            try:
+                validate_workflow_name(name)
+            except InvalidNameError as exc:
+                # Helper modules (_util.py, __init__.py) are expected; others are mistakes.
+                if not name.startswith("_"):
+                    self._warn_once(name, st, f"ignoring {entry.path}: {exc}")
+                continue
+            try:
+                record = self._workflow_from_file(
+                    name, Path(entry.path), st, sidecars.get(name), entry.is_symlink()
+                )
+            except _InvalidWorkflowFileError as exc:
+                self._warn_once(name, st, f"skipping workflow file: {exc}")
+                continue
+            records.append(record)
+        records.sort(key=lambda r: r.name)
+        return records
+
+    def _warn_once(self, name: str, st: os.stat_result, message: str) -> None:
+        """Log a problem with a file once per version of it, not on every list."""
+        key = (name, _stat_key(st))
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.warning("%s", message)
+
+    def _get_workflow_sync(self, name: str) -> WorkflowRecord | None:
+        path = self._workflow_path(name)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not _is_regular(st):
+            return None
+        try:
+            meta_st: os.stat_result | None = self._sidecar_path(name).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            meta_st = None
+        return self._workflow_from_file(name, path, st, meta_st, path.is_symlink())
+
+    def _workflow_from_file(
+        self,
+        name: str,
+        path: Path,
+        st: os.stat_result,
+        meta_st: os.stat_result | None,
+        is_symlink: bool,
+    ) -> WorkflowRecord:
+        if is_symlink and not _inside(path, self._workflows):
+            raise _InvalidWorkflowFileError(
+                f"workflow file {path} is a symlink to {os.path.realpath(path)}, outside "
+                f"{self._workflows}; copy the file into the folder instead"
+            )
+        key = _stat_key(st)
+        meta_key = _stat_key(meta_st) if meta_st is not None else None
+        cached = self._wf_cache.get(name)
+        if cached is not None and cached[0] == key and cached[1] == meta_key:
+            if isinstance(cached[2], str):
+                raise _InvalidWorkflowFileError(cached[2])
+            return cached[2]
+        cacheable = _settled(st) and (meta_st is None or _settled(meta_st))
+        try:
+            result: WorkflowRecord | str = self._analyze_file(name, path, st, meta_st)
+        except _InvalidWorkflowFileError as exc:
+            result = str(exc)
+        if cacheable:
+            self._wf_cache[name] = (key, meta_key, result)
+        else:
+            self._wf_cache.pop(name, None)
+        if isinstance(result, str):
+            raise _InvalidWorkflowFileError(result)
+        return result
+
+    def _analyze_file(
+        self, name: str, path: Path, st: os.stat_result, meta_st: os.stat_result | None
+    ) -> WorkflowRecord:
+        raw = path.read_bytes()
+        try:
+            source = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise _InvalidWorkflowFileError(
+                f"workflow file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
+        sidecar = self._read_sidecar(name) if meta_st is not None else None
+        if sidecar is None:
+            created = updated = st.st_mtime
+            description = ""
+            metadata: dict[str, Any] = {}
+        else:
+            created = sidecar["created_at"]
+            updated = sidecar["updated_at"]
+            if sidecar["sha256"] != hashlib.sha256(raw).hexdigest():
+                updated = max(updated, st.st_mtime)  # edited by hand since the last save
+            description = sidecar["description"]
+            metadata = sidecar["metadata"]
+        try:
+            return analyze_workflow(
+                name,
+                source,
+                description,
+                metadata=metadata,
+                created_at=created,
+                updated_at=updated,
+            )
+        except WorkflowError as exc:
+            raise _InvalidWorkflowFileError(f"workflow file {path} is invalid: {exc}") from None
+
+    def _read_sidecar(self, name: str) -> dict[str, Any] | None:
+        path = self._sidecar_path(name)
+        try:
+            data = json.loads(path.read_bytes())
+            if not isinstance(data, dict):
+                raise TypeError("not a JSON object")  # noqa: TRY301
+            metadata = data.get("metadata") or {}
+            if not isinstance(metadata, dict):
+                raise TypeError("metadata is not an object")  # noqa: TRY301
+            return {
+                "description": str(data.get("description") or ""),
+                "metadata": metadata,
+                "created_at": float(data["created_at"]),
+                "updated_at": float(data["updated_at"]),
+                "sha256": str(data.get("sha256") or ""),
+            }
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError, KeyError) as exc:
+            logger.warning("ignoring unreadable workflow sidecar %s: %s", path, exc)
+            return None
+
+    def _save_workflow_sync(self, record: WorkflowRecord) -> None:
+        name = record.name
+        derived = analyze_workflow(name, record.source)
+        description = record.description.strip()
+        explicit = description if description != derived.description else ""
+        metadata = dict(record.metadata or {})
+        _json_bytes(metadata, f"metadata of workflow {name!r}", WorkflowError)
+        try:
+            payload = record.source.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise WorkflowError(
+                f"workflow {name!r}: source is not encodable as UTF-8: {exc}"
+            ) from None
+        path = self._workflow_path(name)
+        with self._locked(exclusive=True):
+            self._meta.mkdir(parents=True, exist_ok=True)
+            previous = self._read_sidecar(name)
+            now = time.time()
+            if previous is not None and path.exists():
+                created = previous["created_at"]
+            elif path.exists():
+                created = path.stat().st_mtime
+            else:
+                created = record.created_at or now
+            sidecar = {
+                "name": name,
+                "description": explicit,
+                "metadata": metadata,
+                "created_at": created,
+                "updated_at": record.updated_at or now,
+                "sha256": hashlib.sha256(payload).hexdigest(),
+            }
+            # Source first into a temp file, then the sidecar, then the rename: a
+            # failure at any step leaves the previous pair (source, sidecar) in place.
+            tmp = _write_temp(path, payload)
+            sidecar_path = self._sidecar_path(name)
+            try:
+                old_sidecar = _read_or_none(sidecar_path)
+                _atomic_write(sidecar_path, _dump_json(sidecar))
+            except BaseException:
+                _discard(tmp)
+                raise
+            try:
+                _commit(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    if old_sidecar is None:
+                        sidecar_path.unlink()
+                    else:
+                        _atomic_write(sidecar_path, old_sidecar)
+                raise
+        self._wf_cache.pop(name, None)
+
+    def _delete_workflow_sync(self, name: str) -> bool:
+        path = self._workflow_path(name)
+        with self._locked(exclusive=True):
+            try:
+                path.unlink()
+                existed = True
+            except (FileNotFoundError, NotADirectoryError):
+                existed = False
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                self._sidecar_path(name).unlink()
+        self._wf_cache.pop(name, None)
+        return existed
+
+    # -- artifacts -------------------------------------------------------------------
+
+    async def list_artifacts(self) -> list[ArtifactInfo]:
+        """Index entries of all artifacts, sorted by name."""
+        index = await self._run(self._read_index, "read the artifact index", self._index)
+        return [index[name] for name in sorted(index)]
+
+    async def save_artifact(
+        self,
+        name: str,
+        data: ArtifactValue,
+        *,
+        description: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ArtifactInfo:
+        """Store ``data`` under ``name``, keeping ``created_at`` of a previous value.
+
+        Raises:
+            InvalidNameError: ``name`` is not a safe relative artifact name.
+            ArtifactError: ``data`` is of an unsupported type, larger than
+                ``max_artifact_bytes``, or ``name`` clashes with a folder of artifacts
+                or resolves outside ``artifacts/`` through a symlink.
+        """
+        validate_artifact_name(name)
+        if not isinstance(description, str):
+            raise ArtifactError(f"artifact {name!r}: description must be a string")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise ArtifactError(
+                f"artifact {name!r}: metadata must be a mapping, got {type(metadata).__name__}"
+            )
+        meta = dict(metadata or {})
+        return await self._run(
+            self._save_artifact_sync,
+            f"save artifact {name!r}",
+            self._artifacts,
+            name,
+            data,
+            description,
+            meta,
+        )
+
+    async def load_artifact(self, name: str) -> ArtifactValue:
+        """The stored value, of the type it was saved with.
+
+        Raises:
+            InvalidNameError: ``name`` is not a safe relative artifact name.
+            ArtifactNotFoundError: No artifact has this name.
+            ArtifactError: The payload was changed by hand and no longer decodes,
+                or it resolves outside ``artifacts/`` through a symlink.
+        """
+        validate_artifact_name(name)
+        return await self._run(
+            self._load_artifact_sync, f"load artifact {name!r}", self._artifacts, name
+        )
+
+    async def get_artifact_info(self, name: str) -> ArtifactInfo | None:
+        """Index entry of one artifact, or ``None`` when absent."""
+        validate_artifact_name(name)
+        index = await self._run(self._read_index, "read the artifact index", self._index)
+        return index.get(name)
+
+    async def delete_artifact(self, name: str) -> bool:
+        """Remove an artifact and its index entry; ``False`` when neither existed."""
+        validate_artifact_name(name)
+        return await self._run(
+            self._delete_artifact_sync, f"delete artifact {name!r}", self._artifacts, name
+        )
+
+    def _artifact_path(self, name: str) -> Path:
+        path = self._artifacts.joinpath(*name.split("/"))
+        if not _inside(path, self._artifacts):
+            raise ArtifactError(
+                f"artifact {name!r} resolves to {os.path.realpath(path)}, outside the "
+                f"artifact store {os.path.realpath(self._artifacts)}: a symlink under "
+                f"{self._artifacts} points elsewhere; remove it or pick another name"
+            )
+        return path
+
+    def _read_index(self) -> dict[str, ArtifactInfo]:
+        try:
+            st = self._index.stat()
+        except FileNotFoundError:
+            return {}
+        key = _stat_key(st)
+        if self._index_cache is not None and self._index_cache[0] == key:
+            return dict(self._index_cache[1])
+        raw = self._index.read_bytes()
+        try:
+            doc = json.loads(raw)
+            entries = doc["artifacts"]
+            if not isinstance(entries, dict):
+                raise TypeError("'artifacts' is not an object")  # noqa: TRY301
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StorageError(
+                f"artifact index {self._index} is corrupt ({exc}); restore it from a "
+                "backup or delete it (the artifact files stay, but lose their index entries)"
+            ) from exc
+        index: dict[str, ArtifactInfo] = {}
+        for name, entry in entries.items():
+            try:
+                validate_artifact_name(name)  # InvalidNameError is a ValueError
+                if entry.get("kind") not in ("str", "bytes", "json"):
+                    raise ValueError(f"unknown kind {entry.get('kind')!r}")  # noqa: TRY301
+                index[name] = ArtifactInfo.from_dict({**entry, "name": name})
+            except (AttributeError, ValueError, TypeError, KeyError) as exc:
+                logger.warning("ignoring bad entry %r in %s: %s", name, self._index, exc)
+        if _settled(st):
+            self._index_cache = (key, index)
+        return dict(index)
+
+    def _write_index(self, index: Mapping[str, ArtifactInfo]) -> None:
+        entries = {}
+        for name in sorted(index):
+            entry = index[name].to_dict()
+            del entry["name"]
+            entries[name] = entry
+        _atomic_write(self._index, _dump_json({"version": _INDEX_VERSION, "artifacts": entries}))
+        self._index_cache = None
+
+    def _save_artifact_sync(
+        self, name: str, data: object, description: str, metadata: dict[str, Any]
+    ) -> ArtifactInfo:
+        kind, payload = _encode_artifact(name, data, self._max_artifact_bytes)
+        _json_bytes(metadata, f"metadata of artifact {name!r}", ArtifactError)
+        path = self._artifact_path(name)
+        with self._locked(exclusive=True):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise ArtifactError(
+                    f"artifact {name!r} cannot be saved: a part of its path is already an "
+                    "artifact, and one name cannot be both an artifact and a folder"
+                ) from None
+            path = self._artifact_path(name)  # again: the folders exist now
+            if path.is_dir():
+                raise ArtifactError(
+                    f"artifact {name!r} cannot be saved: it is a folder holding other "
+                    f"artifacts (e.g. '{name}/...'); pick another name"
+                )
+            index = self._read_index()
+            now = time.time()
+            previous = index.get(name)
+            info = ArtifactInfo(
+                name=name,
+                kind=kind,
+                description=description,
+                metadata=metadata,
+                size=len(payload),
+                created_at=previous.created_at if previous else now,
+                updated_at=now,
+            )
+            # Payload into a temp file, then the index, then the rename: a failure at
+            # any step leaves the previous (index entry, payload) pair in place.
+            tmp = _write_temp(path, payload)
+            old_index = dict(index)
+            index[name] = info
+            try:
+                self._write_index(index)
+            except BaseException:
+                _discard(tmp)
+                raise
+            try:
+                _commit(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    self._write_index(old_index)
+                raise
+        return info
+
+    def _load_artifact_sync(self, name: str) -> ArtifactValue:
+        if not self._index.exists():
+            raise _not_found(name)
+        with self._locked(exclusive=False):
+            info = self._read_index().get(name)
+            if info is None:
+                raise _not_found(name)
+            path = self._artifact_path(name)
+            try:
+                payload = path.read_bytes()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                raise ArtifactNotFoundError(
+                    f"artifact {name!r} is in the index but its file {path} is gone "
+                    "(removed by hand?); delete it or save it again"
+                ) from None
+        return _decode_artifact(name, info.kind, payload, path)
+
+    def _delete_artifact_sync(self, name: str) -> bool:
+        path = self._artifact_path(name)
+        with self._locked(exclusive=True):
+            index = self._read_index()
+            in_index = index.pop(name, None) is not None
+            had_file = path.is_file() or path.is_symlink()
+            if had_file:
+                path.unlink()
+            if in_index:
+                self._write_index(index)
+            self._prune_empty_folders(path.parent)
+        return in_index or had_file
+
+    def _prune_empty_folders(self, folder: Path) -> None:
+        while folder != self._artifacts and self._artifacts in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
+    # -- deps ------------------------------------------------------------------------
+
+    async def list_deps(self) -> list[str]:
+        """Specs in ``requirements.txt`` in file order, without comments or blank lines."""
+        lines = await self._run(self._read_requirements, "read the deps list", self._requirements)
+        return [spec for spec in map(_spec_of_line, lines) if spec]
+
+    async def add_dep(self, spec: str) -> None:
+        """Add ``spec``, replacing (in place) any entry for the same distribution.
+
+        Policy (no URLs, no installer options) is the caller's check, as the Protocol
+        says; here ``spec`` only has to be one requirement on one line so that the
+        file stays a valid requirements file. It is stored as given, stripped.
+        Comments, blank lines and lines that are not plain requirements are kept.
+
+        Raises:
+            DependencyError: ``spec`` is not a single-line requirement.
+        """
+        if not isinstance(spec, str) or not spec.strip() or any(c in spec for c in "\r\n\0"):
+            raise DependencyError(f"package spec must be a one-line requirement, got {spec!r}")
+        text = spec.strip()
+        target = dependency_name(text)
+        await self._run(
+            self._add_dep_sync, "update the deps list", self._requirements, text, target
+        )
+
+    async def remove_dep(self, name: str) -> bool:
+        """Remove every entry for distribution ``name`` (a name or a spec).
+
+        Raises:
+            DependencyError: ``name`` is neither a package name nor a requirement.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise DependencyError(f"package name must be a non-empty string, got {name!r}")
+        target = dependency_name(name.strip())
+        return await self._run(
+            self._remove_dep_sync, "update the deps list", self._requirements, target
+        )
+
+    def _read_requirements(self) -> list[str]:
+        try:
+            raw = self._requirements.read_bytes()
+        except FileNotFoundError:
+            return []
+        try:
+            return raw.decode("utf-8-sig").splitlines()
+        except UnicodeDecodeError as exc:
+            raise StorageError(
+                f"{self._requirements} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from exc
+
+    def _write_requirements(self, lines: Sequence[str]) -> None:
+        text = "".join(f"{line}\n" for line in lines)
+        _atomic_write(self._requirements, text.encode("utf-8"))
+
+    def _add_dep_sync(self, spec: str, target: str) -> None:
+        with self._locked(exclusive=True):
+            lines: list[str] = []
+            replaced = False
+            for line in self._read_requirements():
+                if _line_dependency(line) == target:
+                    if not replaced:
+                        lines.append(spec)
+                        replaced = True
+                    continue
+                lines.append(line)
+            if not replaced:
+                lines.append(spec)
+            self._write_requirements(lines)
+
+    def _remove_dep_sync(self, target: str) -> bool:
+        with self._locked(exclusive=True):
+            lines = self._read_requirements()
+            kept = [line for line in lines if _line_dependency(line) != target]
+            if len(kept) == len(lines):
+                return False
+            self._write_requirements(kept)
+            return True
+
+    # -- embedding cache -------------------------------------------------------------
+
+    async def get_vectors(self, model_id: str, keys: Sequence[str]) -> dict[str, list[float]]:
+        """Cached vectors of ``model_id`` for ``keys``; missing keys are left out."""
+        path = self._vector_path(model_id)
+        if isinstance(keys, str):
+            raise StorageError("keys must be a sequence of strings, not a single string")
+        wanted = list(keys)
+        return await self._run(
+            self._get_vectors_sync, "read the embedding cache", path, path, wanted
+        )
+
+    async def put_vectors(self, model_id: str, vectors: Mapping[str, Sequence[float]]) -> None:
+        """Add or replace cached vectors of ``model_id``.
+
+        Raises:
+            StorageError: A key is not a string or a vector holds non-numbers.
+        """
+        path = self._vector_path(model_id)
+        clean: dict[str, array.array[float]] = {}
+        for key, vector in vectors.items():
+            if not isinstance(key, str):
+                raise StorageError(f"embedding cache keys must be strings, got {key!r}")
+            try:
+                clean[key] = array.array("d", vector)  # refuses str items, unlike float()
+            except (TypeError, ValueError) as exc:
+                raise StorageError(
+                    f"embedding for key {key!r} must be a sequence of numbers: {exc}"
+                ) from exc
+        if clean:
+            await self._run(self._put_vectors_sync, "write the embedding cache", path, path, clean)
+
+    def _vector_path(self, model_id: str) -> Path:
+        if not isinstance(model_id, str) or not model_id:
+            raise StorageError(f"model id must be a non-empty string, got {model_id!r}")
+        slug = _UNSAFE_DIR_CHARS.sub("_", model_id).strip("._")[:80] or "model"
+        digest = hashlib.sha256(model_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        return self._embeddings / f"{slug}-{digest}" / "vectors.bin"
+
+    def _read_vectors(self, path: Path) -> dict[str, array.array[float]]:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return {}
+        key = _stat_key(st)
+        cached = self._vector_cache.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            vectors = _unpack_vectors(path.read_bytes())
+        except (ValueError, TypeError, KeyError, struct.error) as exc:
+            logger.warning(
+                "ignoring corrupt embedding cache %s (%s); it will be rebuilt", path, exc
+            )
+            return {}
+        if _settled(st):
+            self._vector_cache[path] = (key, vectors)
+        return vectors
+
+    def _get_vectors_sync(self, path: Path, keys: list[str]) -> dict[str, list[float]]:
+        stored = self._read_vectors(path)
+        return {key: stored[key].tolist() for key in keys if key in stored}
+
+    def _put_vectors_sync(self, path: Path, vectors: dict[str, array.array[float]]) -> None:
+        with self._locked(exclusive=True):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            merged = dict(self._read_vectors(path))
+            merged.update(vectors)
+            _atomic_write(path, _pack_vectors(merged))
+        self._vector_cache.pop(path, None)
+
+    # -- plumbing --------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., _T], what: str, path: Path | str, *args: Any) -> _T:
+        """Run ``fn`` in a worker thread, translating OS errors into StorageError."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except OSError as exc:
+            where = exc.filename if exc.filename is not None else path
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise StorageError(f"FileStorage could not {what}: {where}: {reason}") from exc
+
+    @contextlib.contextmanager
+    def _locked(self, *, exclusive: bool) -> Iterator[None]:
+        """Hold ``flock`` on the lock file; bounded wait so a stuck peer is reported.
+
+        A shared (reading) lock is skipped when the lock file cannot be created, so
+        a library on read-only media can still be read.
+        """
+        fd: int | None = None
+        try:
+            if exclusive:
+                self._base.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError:
+            if exclusive:
+                raise
+            logger.debug("reading %s without a lock: lock file unavailable", self._base)
+        if fd is None:
+            yield
+            return
+        try:
+            operation = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            deadline = time.monotonic() + _LOCK_TIMEOUT
+            pause = 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, operation | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StorageError(
+                            f"timed out after {_LOCK_TIMEOUT:.0f}s waiting for the lock "
+                            f"{self._lock_path}; another process holds it"
+                        ) from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.05)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def _stat_key(st: os.stat_result) -> _StatKey:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _settled(st: os.stat_result) -> bool:
+    """True when the file was last modified long enough ago to trust a stat-keyed cache."""
+    return st.st_mtime_ns < time.time_ns() - _RACY_NS
+
+
+def _is_regular(st: os.stat_result) -> bool:
+    return stat.S_ISREG(st.st_mode)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """True when ``path``, with every symlink resolved, lies within ``root`` (resolved)."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root + os.sep)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, whole."""
+    _commit(_write_temp(path, data), path)
+
+
+def _write_temp(path: Path, data: bytes) -> Path:
+    """Write ``data`` durably to a new temp file next to ``path``; :func:`_commit` it."""
+    tmp = path.parent / f".tmp-{secrets.token_hex(8)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException as exc:
+        _discard(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = os.fspath(path)  # write/fsync errors carry no path
+        raise
+    return tmp
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    """Rename a temp file from :func:`_write_temp` over ``path``."""
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _discard(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _discard(tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable; some file systems cannot fsync a directory."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _dump_json(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, indent=1, allow_nan=False).encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+def _not_found(name: str) -> ArtifactNotFoundError:
+    return ArtifactNotFoundError(f"no artifact named {name!r}; artifacts.list() shows what exists")
+
+
+def _json_bytes(value: object, what: str, error: type[Exception]) -> bytes:
+    """Compact UTF-8 JSON of ``value``; raise ``error`` unless it loads back unchanged.
+
+    ``json.dumps`` alone is too lenient: it turns tuples into lists and int keys
+    into strings, so the loaded value would differ from the saved one.
+    """
+    stack: list[tuple[object, str]] = [(value, "")]
+    seen: set[int] = set()
+    while stack:
+        item, where = stack.pop()
+        if item is None or isinstance(item, str | bool | int):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise error(f"{what}: {item!r} at {where or 'top level'} is not allowed in JSON")
+            continue
+        if isinstance(item, list | dict):
+            if id(item) in seen:
+                continue  # shared or circular; json.dumps reports cycles
+            seen.add(id(item))
+            if isinstance(item, list):
+                stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
+                continue
+            for k, v in item.items():
+                if not isinstance(k, str):
+                    raise error(
+                        f"{what}: dict key {k!r} at {where or 'top level'} is a "
+                        f"{type(k).__name__}; JSON object keys must be strings"
+                    )
+                stack.append((v, f"{where}[{k!r}]"))
+            continue
+        hint = " (convert it to a list)" if isinstance(item, tuple | set | frozenset) else ""
+        place = f"the value at {where}" if where else "the value"
+        raise error(
+            f"{what}: {place} is a {type(item).__name__}{hint}; accepted: {_ACCEPTED_TYPES}"
+        )
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError) as exc:
+        reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise error(f"{what} cannot be stored as JSON: {reason}") from None
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _encode_artifact(name: str, data: object, limit: int) -> tuple[ArtifactKind, bytes]:
+    """Serialize ``data``; the kind tells :func:`_decode_artifact` how to give it back."""
+    kind: ArtifactKind
+    if isinstance(data, bytes):
+        kind, payload = "bytes", data if type(data) is bytes else bytes(data)
+    elif isinstance(data, str):
+        if len(data) > limit:  # at least one byte per character: too big before encoding
+            _too_big(name, len(data), limit, approx=True)
+        kind, payload = "str", data.encode("utf-8", "surrogatepass")
+    else:
+        if isinstance(data, bytearray | memoryview):
+            raise ArtifactError(
+                f"artifact {name!r}: cannot save a {type(data).__name__}; pass bytes(data)"
+            )
+        kind, payload = "json", _json_bytes(data, f"artifact {name!r}", ArtifactError)
+    if len(payload) > limit:
+        _too_big(name, len(payload), limit)
+    return kind, payload
+
+
+def _too_big(name: str, size: int, limit: int, *, approx: bool = False) -> None:
+    at_least = "at least " if approx else ""
+    raise ArtifactError(
+        f"artifact {name!r} is {at_least}{size:,} bytes, over the limit of {limit:,} bytes "
+        "(max_artifact_bytes); split it into several artifacts"
+    )
+
+
+def _decode_artifact(name: str, kind: ArtifactKind, payload: bytes, path: Path) -> ArtifactValue:
+    if kind == "bytes":
+        return payload
+    try:
+        text = payload.decode("utf-8", "surrogatepass")
+        if kind == "str":
+            return text
+        return cast(ArtifactValue, json.loads(text))
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
+        raise ArtifactError(
+            f"artifact {name!r}: file {path} no longer holds valid {kind} data ({exc}); "
+            "it was probably edited by hand. Save the artifact again"
+        ) from None
+
+
+def _spec_of_line(line: str) -> str:
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return ""
+    return _INLINE_COMMENT.sub("", text).strip()
+
+
+def _line_dependency(line: str) -> str | None:
+    """Canonical name a requirements line is about; ``None`` for comments and options."""
+    spec = _spec_of_line(line)
+    if not spec:
+        return None
+    try:
+        return dependency_name(spec)
+    except DependencyError:
+        return None
+
+
+def _pack_vectors(vectors: Mapping[str, array.array[float]]) -> bytes:
+    """Header (JSON: keys and lengths) then all values as little-endian doubles."""
+    keys = sorted(vectors)
+    header = json.dumps({"entries": [[k, len(vectors[k])] for k in keys]}).encode()
+    values = array.array("d")
+    for k in keys:
+        values.extend(vectors[k])
+    if sys.byteorder != "little":
+        values.byteswap()
+    return b"".join((_VECTOR_MAGIC, struct.pack("<I", len(header)), header, values.tobytes()))
+
+
+def _unpack_vectors(raw: bytes) -> dict[str, array.array[float]]:
+    """Inverse of :func:`_pack_vectors`; ``ValueError`` for anything malformed."""
+    if not raw.startswith(_VECTOR_MAGIC) or len(raw) < len(_VECTOR_MAGIC) + 4:
+        raise ValueError("not a vector cache file")
+    start = len(_VECTOR_MAGIC) + 4
+    (header_len,) = struct.unpack("<I", raw[len(_VECTOR_MAGIC) : start])
+    try:
+        entries = json.loads(raw[start : start + header_len])["entries"]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"bad header: {exc}") from None
+    body = raw[start + header_len :]
+    if len(body) % 8:
+        raise ValueError("truncated values")
+    values = array.array("d")
+    values.frombytes(body)
+    if sys.byteorder != "little":
+        values.byteswap()
+    if sum(int(n) for _, n in entries) != len(values):
+        raise ValueError("header does not match the stored values")
+    out: dict[str, array.array[float]] = {}
+    offset = 0
+    for key, length in entries:
+        out[str(key)] = values[offset : offset + int(length)]
+        offset += int(length)
+    return out

@@ -1,0 +1,119 @@
+"""In-process specifics: output routing, native-code timeouts, config validation."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from py_code_mode import ConfigError, FileStorage, Session
+from py_code_mode.execution import InProcessConfig, InProcessExecutor
+
+
+@pytest.fixture
+async def session(tmp_path: Path, tools_dir: Path):
+    executor = InProcessExecutor(InProcessConfig(tools_path=tools_dir))
+    async with Session(storage=FileStorage(tmp_path), executor=executor) as started:
+        yield started
+
+
+async def test_host_output_is_not_captured_while_agent_code_runs(
+    session: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agent = asyncio.create_task(
+        session.run("import time\nfor i in range(5):\n    print('agent', i)\n    time.sleep(0.02)")
+    )
+    for _ in range(5):
+        print("host line")
+        await asyncio.sleep(0.02)
+    result = await agent
+    captured = capsys.readouterr().out
+    assert "host line" in captured
+    assert "agent" not in captured
+    assert "host line" not in result.stdout
+    assert result.stdout.count("agent") == 5
+
+
+async def test_a_run_blocked_in_native_code_is_reported_as_not_interruptible(
+    session: Session,
+) -> None:
+    await session.run("kept = 1")
+    result = await session.run("import time\ntime.sleep(3)", timeout=0.3)
+    assert result.error_type == "TimeoutError"
+    assert result.error is not None
+    assert "could not be interrupted" in result.error
+    after = await session.run("kept + 1")
+    assert after.value == 2
+
+
+async def test_an_interrupted_run_cannot_swallow_the_interrupt_with_except_exception(
+    session: Session,
+) -> None:
+    code = "while True:\n    try:\n        sum(range(1000))\n    except Exception:\n        pass"
+    result = await session.run(code, timeout=0.5)
+    assert result.error_type == "TimeoutError"
+    assert "was interrupted" in (result.error or "")
+
+
+async def test_errors_in_tracebacks_never_show_library_frames(session: Session) -> None:
+    result = await session.run("tools.fail()")
+    assert result.error_type == "ToolError"
+    assert "py_code_mode" not in (result.error or "")
+    assert "site-packages/asyncio" not in (result.error or "")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"default_timeout": -1}, "default_timeout"),
+        ({"interrupt_grace": 0}, "interrupt_grace"),
+        ({"deps": ["--index-url=http://x"]}, "installer option"),
+        ({"deps": "requests"}, "list of requirement strings"),
+        ({"tools_path": 3}, "tools_path"),
+        ({"allow_runtime_deps": "yes"}, "allow_runtime_deps"),
+    ],
+)
+def test_invalid_config_values_are_refused_with_the_field_named(
+    kwargs: dict[str, object], fragment: str
+) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        InProcessConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_deps_file_is_read_and_validated(tmp_path: Path) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text("# comment\nsix>=1.10\n\nattrs\n")
+    config = InProcessConfig(deps=("six",), deps_file=req)
+    assert InProcessExecutor(config).configured_deps == ["six", "six>=1.10", "attrs"]
+    req.write_text("six\n--extra-index-url http://evil\n")
+    with pytest.raises(ConfigError, match="line 2"):
+        InProcessConfig(deps_file=req)
+
+
+@pytest.mark.slow
+async def test_deps_add_installs_a_real_package_importable_in_the_same_session(
+    session: Session,
+) -> None:
+    package = "six"
+    try:
+        result = await session.run(f"deps.add({package!r})")
+        assert result.is_ok, result.error
+        imported = await session.run("import six\nsix.__name__")
+        assert imported.value == "six"
+        assert await session.list_deps() == ["six"]
+        removed = await session.run(f"deps.remove({package!r})")
+        assert removed.value is True
+        assert await session.list_deps() == []
+    finally:
+        import subprocess
+
+        from py_code_mode._private.uv import uv_binary
+
+        subprocess.run(
+            [uv_binary(), "pip", "uninstall", "--python", sys.executable, package],
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
