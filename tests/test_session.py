@@ -87,7 +87,9 @@ async def test_from_base_creates_a_missing_directory(tmp_path: Path) -> None:
 
 async def test_facade_workflow_methods_validate_and_return_plain_data(tmp_path: Path) -> None:
     async with Session.inprocess(tmp_path) as session:
-        created = await session.add_workflow("add", "def run(a: int, b: int = 2):\n    return a + b\n", "Add two numbers")
+        created = await session.add_workflow(
+            "add", "def run(a: int, b: int = 2):\n    return a + b\n", "Add two numbers"
+        )
         assert created["description"] == "Add two numbers"
         assert [p["name"] for p in created["parameters"]] == ["a", "b"]
         fetched = await session.get_workflow("add")
@@ -106,7 +108,9 @@ async def test_facade_workflow_methods_validate_and_return_plain_data(tmp_path: 
 
 async def test_a_workflow_description_survives_a_new_session(tmp_path: Path) -> None:
     async with Session.inprocess(tmp_path) as session:
-        await session.add_workflow("noop", "def run():\n    return None\n", "Does nothing", {"team": "a"})
+        await session.add_workflow(
+            "noop", "def run():\n    return None\n", "Does nothing", {"team": "a"}
+        )
     async with Session.inprocess(tmp_path) as session:
         listed = await session.list_workflows()
         assert listed[0]["description"] == "Does nothing"

@@ -128,9 +128,10 @@ class Session:
         if self._state == "started":
             return
         async with self._start_lock:
-            if self._state == "closed":
+            state: str = self._state  # another task may have started or closed it meanwhile
+            if state == "closed":
                 raise SessionClosedError("this session is closed; create a new Session")
-            if self._state == "started":
+            if state == "started":
                 return
             from py_code_mode._private.services import HostServices
             from py_code_mode.tools.registry import ToolRegistry

@@ -31,9 +31,7 @@ def executor_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_session(
-    executor_kind: str, tmp_path: Path, tools_dir: Path
-) -> Callable[..., Session]:
+def make_session(executor_kind: str, tmp_path: Path, tools_dir: Path) -> Callable[..., Session]:
     """Build (not start) a session of the current executor kind on a temp FileStorage."""
 
     def make(**config: Any) -> Session:

@@ -166,7 +166,7 @@ async def test_a_failing_tool_raises_a_tool_error_carrying_stderr(session: Sessi
         try:
             tools.fail()
         except Exception as exc:
-            caught = (type(exc).__name__, str(exc), exc.stderr)
+            caught = [type(exc).__name__, str(exc), exc.stderr]
         caught
         """,
     )
@@ -235,7 +235,10 @@ async def test_an_async_workflow_can_call_tools_and_other_workflows_synchronousl
     await run_ok(session, f"workflows.create('double', {DOUBLE!r})")
     await run_ok(session, f"workflows.create('shout', {source!r})")
     assert await run_ok(session, "workflows.shout(name='bob')") == "bob!!"
-    assert await run_ok(session, "import asyncio\nawait asyncio.sleep(0)\nworkflows.shout(name='al')") == "al!!"
+    assert (
+        await run_ok(session, "import asyncio\nawait asyncio.sleep(0)\nworkflows.shout(name='al')")
+        == "al!!"
+    )
 
 
 async def test_an_invalid_workflow_is_refused_and_nothing_is_stored(session: Session) -> None:
@@ -291,7 +294,15 @@ async def test_workflow_search_finds_by_description(session: Session) -> None:
 # -- artifacts -------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "literal",
-    ["'text'", "b'\\x00\\xffbinary'", "{'a': [1, 2, {'b': None}]}", "[1, 'two', 3.5]", "7", "None", "True"],
+    [
+        "'text'",
+        "b'\\x00\\xffbinary'",
+        "{'a': [1, 2, {'b': None}]}",
+        "[1, 'two', 3.5]",
+        "7",
+        "None",
+        "True",
+    ],
 )
 async def test_artifacts_keep_their_type_across_a_round_trip(
     session: Session, literal: str
@@ -309,7 +320,9 @@ async def test_artifacts_keep_their_type_across_a_round_trip(
 
 
 async def test_artifacts_can_be_listed_checked_and_deleted(session: Session) -> None:
-    await run_ok(session, "artifacts.save('report.json', {'ok': 1}, description='daily', metadata={'v': 2})")
+    await run_ok(
+        session, "artifacts.save('report.json', {'ok': 1}, description='daily', metadata={'v': 2})"
+    )
     listed = await run_ok(session, "artifacts.list()")
     assert isinstance(listed, list)
     assert listed[0]["name"] == "report.json"

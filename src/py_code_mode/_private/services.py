@@ -138,9 +138,11 @@ class HostServices:
 
     async def tools_search(self, query: str, limit: int = 10) -> list[dict[str, Any]]:
         """Tools ranked for ``query``, each with ``score`` and ``why``."""
+        from py_code_mode.tools.registry import tool_search_document
+
         query = _require_str(query, "query")
         entries = {entry["name"]: entry for entry in await self.tools.list()}
-        docs = [_tool_document(entry) for entry in entries.values()]
+        docs = [tool_search_document(entry) for entry in entries.values()]
         hits = await self.ranker.rank(query, docs, limit=_limit(limit, 10))
         return [{**entries[h.id], "score": round(h.score, 4), "why": h.why} for h in hits]
 
@@ -316,22 +318,5 @@ def _workflow_document(record: WorkflowRecord) -> SearchDocument:
             "description": record.description,
             "parameters": params,
             "source": record.source[:_SOURCE_CHARS_FOR_SEARCH],
-        },
-    )
-
-
-def _tool_document(entry: Mapping[str, Any]) -> SearchDocument:
-    from py_code_mode.search.lexical import SearchDocument
-
-    callables = entry.get("callables") or []
-    names = " ".join(str(c.get("name", "")) for c in callables)
-    descriptions = " ".join(str(c.get("description", "")) for c in callables)
-    params = " ".join(" ".join(c.get("parameters") or {}) for c in callables)
-    return SearchDocument(
-        id=str(entry["name"]),
-        fields={
-            "name": f"{entry['name']} {names}",
-            "description": f"{entry.get('description', '')} {descriptions}",
-            "parameters": params,
         },
     )

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["CallableSpec", "ParameterSpec", "ToolAdapter", "ToolLoadProblem"]
+__all__ = ["CallableSpec", "DirectlyCallable", "ParameterSpec", "ToolAdapter", "ToolLoadProblem"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,4 +85,17 @@ class ToolAdapter(Protocol):
 
     async def aclose(self) -> None:
         """Release connections or processes. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class DirectlyCallable(Protocol):
+    """A tool that is callable itself (``tools.curl(url=...)``), besides its callables.
+
+    ``ToolAdapter.call(None, args)`` takes these parameters. The registry shows
+    them as the tool-level ``parameters`` of ``tools.list()``.
+    """
+
+    def direct_parameters(self) -> tuple[ParameterSpec, ...]:
+        """Parameters of the tool's own call."""
         ...

@@ -1,0 +1,542 @@
+"""CLI tools: a command line program declared in YAML, called like a Python function.
+
+``tools.curl(url=..., silent=True)`` and ``tools.curl.get(url=...)`` both end up
+here. Keyword arguments are checked against the declared schema, turned into an
+argv list and run with :func:`asyncio.create_subprocess_exec` - never through a
+shell, so no argument can inject commands.
+
+How arguments become argv (``command``, then the fixed ``args``, then options in
+declared order, then positionals in declared order):
+
+* ``boolean`` option: ``True`` gives the flag alone; ``False``/``None`` omit it.
+* ``string``/``integer``/``number`` option: the flag, then the value.
+* ``array`` option: the flag repeated before each item.
+* positionals: their values (an ``array`` positional gives one argv item per
+  element). When a value of a regular positional starts with ``-``, a ``--``
+  goes before the first regular positional so the program cannot read it as an
+  option. ``passthrough`` positionals (a subcommand's own flags, say) are
+  exempt: they are meant to be read as options.
+
+Each run gets closed stdin, its own process group (killed as a whole on timeout,
+so grandchildren die too; processes left in the group after the command exits
+are killed as well), and capped stdout/stderr buffers that keep draining the
+pipes past the cap so a chatty program never blocks or exhausts memory.
+
+This module imports only the standard library: the pydantic YAML models live in
+:mod:`py_code_mode.tools.models` and are imported when a YAML file is loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
+from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
+
+__all__ = [
+    "ARG_TYPES",
+    "DEFAULT_OUTPUT_LIMIT",
+    "ArgType",
+    "CliArgument",
+    "CliRecipe",
+    "CliTool",
+    "CliToolSpec",
+    "describe_type_error",
+    "load_cli_tool",
+]
+
+logger = logging.getLogger(__name__)
+
+ArgType = Literal["boolean", "string", "integer", "number", "array"]
+ARG_TYPES: Final[tuple[ArgType, ...]] = ("boolean", "string", "integer", "number", "array")
+
+DEFAULT_OUTPUT_LIMIT: Final = 10 * 1024 * 1024
+"""Bytes kept of each of stdout and stderr; the rest is drained and dropped."""
+
+_EXCERPT_CHARS: Final = 2000
+_STRAGGLER_GRACE: Final = 0.5
+"""Seconds a background child may keep the pipes open after the command exited."""
+_REAP_TIMEOUT: Final = 5.0
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _is_array_item(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return not (isinstance(value, str) and "\x00" in value)
+
+
+def describe_type_error(arg_type: ArgType, value: Any) -> str | None:
+    """Say why ``value`` does not fit an argument of ``arg_type``; None when it does.
+
+    ``None`` always fits (it means "not given"). ``bool`` is not accepted as an
+    integer or number: ``True`` for ``max_time`` is almost certainly a mistake.
+    """
+    if value is None:
+        return None
+    expected: str | None = None
+    if arg_type == "boolean":
+        if not isinstance(value, bool):
+            expected = "a boolean (True or False)"
+    elif arg_type == "string":
+        if not isinstance(value, str):
+            expected = "a string"
+        elif "\x00" in value:
+            expected = "a string without NUL characters"
+    elif arg_type == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            expected = "an integer"
+    elif arg_type == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            expected = "a number"
+        elif not math.isfinite(value):
+            expected = "a finite number"
+    elif not isinstance(value, list | tuple):
+        expected = "a list of strings or numbers"
+    else:
+        for index, item in enumerate(value):
+            if not _is_array_item(item):
+                return f"must be a list of strings or numbers; item {index} is {_show(item)}"
+    if expected is None:
+        return None
+    return f"must be {expected}, got {_show(value)}"
+
+
+def _render_scalar(value: str | int | float) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+@dataclass(frozen=True, slots=True)
+class CliArgument:
+    """One option or positional of a CLI tool's schema, resolved from the YAML.
+
+    Attributes:
+        name: The Python keyword callers use (``max_time`` for the YAML key ``max-time``).
+        type: One of :data:`ARG_TYPES`.
+        kind: ``"option"`` or ``"positional"``.
+        flag: For options, the flag written to argv (``-s``, ``--max-time``).
+        required: Positionals only: a call without it is refused.
+        passthrough: Positionals only: values may be options for the program
+            and never trigger the ``--`` separator.
+        description: Shown to agents in ``tools.list()``.
+    """
+
+    name: str
+    type: ArgType
+    kind: Literal["option", "positional"]
+    flag: str = ""
+    required: bool = False
+    passthrough: bool = False
+    description: str = ""
+
+    def to_parameter(self) -> ParameterSpec:
+        """Describe the argument for agents, with the flag it maps to."""
+        description = self.description
+        if self.kind == "option":
+            description = f"{description} ({self.flag})" if description else self.flag
+        return ParameterSpec(
+            name=self.name, type=self.type, description=description, required=self.required
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CliRecipe:
+    """A named, preset way of calling a CLI tool: ``tools.curl.get(url=...)``.
+
+    Attributes:
+        name: The attribute agents call.
+        description: What the recipe does.
+        preset: Argument values fixed by the recipe (by argument name).
+        parameters: What the caller may pass; ``default`` is used when the
+            caller does not, and overrides ``preset`` for that argument.
+    """
+
+    name: str
+    description: str = ""
+    preset: Mapping[str, Any] = field(default_factory=dict)
+    parameters: tuple[ParameterSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CliToolSpec:
+    """Everything a :class:`CliTool` needs, as plain data (validated beforehand).
+
+    Attributes:
+        name: Tool identifier (``tools.<name>``).
+        command: Executable name looked up on PATH, or a path.
+        description: What the tool is for.
+        args: Fixed argv items placed right after the command.
+        timeout: Seconds a call may take before its process group is killed.
+        arguments: Options and positionals of the schema, options first.
+        recipes: Named presets.
+        success_exit_codes: Exit codes that mean success (``grep`` uses 1 for
+            "no match", which is not an error).
+        source: The YAML file the tool came from, for messages.
+    """
+
+    name: str
+    command: str
+    description: str = ""
+    args: tuple[str, ...] = ()
+    timeout: float = 60.0
+    arguments: tuple[CliArgument, ...] = ()
+    recipes: tuple[CliRecipe, ...] = ()
+    success_exit_codes: frozenset[int] = frozenset({0})
+    source: str | None = None
+
+
+class _CappedBuffer:
+    """Collects up to ``limit`` bytes and counts what it had to drop."""
+
+    def __init__(self, limit: int) -> None:
+        self._data = bytearray()
+        self._limit = limit
+        self.dropped = 0
+
+    def feed(self, chunk: bytes) -> None:
+        room = self._limit - len(self._data)
+        if room > 0:
+            self._data += chunk[:room]
+        self.dropped += max(0, len(chunk) - max(room, 0))
+
+    def text(self) -> str:
+        text = self._data.decode("utf-8", errors="replace")
+        if self.dropped:
+            text += (
+                f"\n[output truncated: kept the first {self._limit} bytes, "
+                f"dropped {self.dropped} more]"
+            )
+        return text
+
+
+class _CaptureProtocol(asyncio.SubprocessProtocol):
+    """Collects output as it arrives and reports exit and pipe closing separately.
+
+    ``asyncio.subprocess.Process.wait()`` only returns once the pipes are closed too,
+    which a background grandchild can postpone forever; here the exit is seen as soon
+    as it happens. Data is consumed as it arrives, so the child never blocks on a
+    full pipe, whatever the cap.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        self.stdout = _CappedBuffer(limit)
+        self.stderr = _CappedBuffer(limit)
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.pipes_closed: asyncio.Future[None] = loop.create_future()
+        self._open_pipes = {1, 2}
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        chunk = data.encode() if isinstance(data, str) else data
+        (self.stdout if fd == 1 else self.stderr).feed(chunk)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self._open_pipes.discard(fd)
+        if not self._open_pipes and not self.pipes_closed.done():
+            self.pipes_closed.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _excerpt(text: str) -> str:
+    text = text.strip()
+    if len(text) > _EXCERPT_CHARS:
+        text = "..." + text[-_EXCERPT_CHARS:]
+    return text
+
+
+class CliTool:
+    """A command line program exposed as a tool (implements ``ToolAdapter``).
+
+    Build one from a YAML mapping with :meth:`from_mapping` (or
+    :func:`load_cli_tool`), or from an already validated :class:`CliToolSpec`.
+    """
+
+    def __init__(self, spec: CliToolSpec, *, output_limit: int = DEFAULT_OUTPUT_LIMIT) -> None:
+        if output_limit < 1:
+            raise ConfigError(f"output_limit must be a positive byte count, got {output_limit}")
+        self.name = spec.name
+        self.description = spec.description
+        self.kind = "cli"
+        self.spec = spec
+        self._output_limit = output_limit
+        self._arguments = {arg.name: arg for arg in spec.arguments}
+        self._recipes = {recipe.name: recipe for recipe in spec.recipes}
+        self._running: set[int] = set()
+
+    @classmethod
+    def from_mapping(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        source: Path | str | None = None,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+    ) -> CliTool:
+        """Validate a parsed YAML mapping and build the tool.
+
+        Args:
+            data: The YAML document (``name``, ``command``, ``schema``, ...).
+            source: The file it came from: named in messages, and the base for
+                a relative ``command`` path such as ``./bin/tool``.
+            output_limit: Bytes kept of each of stdout and stderr.
+
+        Raises:
+            pydantic.ValidationError: The mapping does not describe a valid CLI tool.
+        """
+        from py_code_mode.tools.models import CliToolConfig  # pydantic is slow to import
+
+        config = CliToolConfig.model_validate(data)
+        path = Path(source) if source is not None else None
+        return cls(config.to_spec(source=path), output_limit=output_limit)
+
+    def __repr__(self) -> str:
+        return f"CliTool(name={self.name!r}, command={self.spec.command!r})"
+
+    # -- description -------------------------------------------------------------
+
+    def direct_parameters(self) -> tuple[ParameterSpec, ...]:
+        """Parameters of the tool called itself: ``tools.<name>(**kwargs)``."""
+        return tuple(arg.to_parameter() for arg in self.spec.arguments)
+
+    async def callables(self) -> list[CallableSpec]:
+        """The recipes, in declared order."""
+        return [
+            CallableSpec(name=r.name, description=r.description, parameters=r.parameters)
+            for r in self.spec.recipes
+        ]
+
+    # -- calling -----------------------------------------------------------------
+
+    def build_argv(self, callable_name: str | None, args: Mapping[str, Any]) -> list[str]:
+        """Check ``args`` and turn them into the argv a call would run.
+
+        Args:
+            callable_name: A recipe name, or None for the tool itself.
+            args: Keyword arguments of the call.
+
+        Raises:
+            ToolNotFoundError: No recipe of that name.
+            ToolError: Unknown, missing or mistyped arguments.
+        """
+        where, values = self._bind(callable_name, args)
+        return [self.spec.command, *self.spec.args, *self._render(where, values)]
+
+    async def call(self, callable_name: str | None, args: Mapping[str, Any]) -> str:
+        """Run the program and return its stdout as text.
+
+        Raises:
+            ToolNotFoundError: No recipe of that name.
+            ToolError: Bad arguments, command not found, timeout, or an exit code
+                not in ``success_exit_codes`` (``stderr`` attribute set).
+        """
+        argv = self.build_argv(callable_name, args)
+        return await self._run(callable_name, argv)
+
+    async def aclose(self) -> None:
+        """Kill the process groups of calls still running. Idempotent."""
+        for pgid in list(self._running):
+            _kill_group(pgid)
+
+    # -- internals ---------------------------------------------------------------
+
+    def _where(self, callable_name: str | None) -> str:
+        if callable_name is None:
+            return f"tool '{self.name}'"
+        return f"tool '{self.name}' recipe '{callable_name}'"
+
+    def _bind(
+        self, callable_name: str | None, args: Mapping[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        where = self._where(callable_name)
+        if not isinstance(args, Mapping):
+            raise ToolError(
+                f"{where}: arguments must be a mapping of names to values, got {_show(args)}",
+                tool=self.name,
+            )
+        for key in args:
+            if not isinstance(key, str):
+                raise ToolError(
+                    f"{where}: argument names must be strings, got {_show(key)}", tool=self.name
+                )
+        if callable_name is None:
+            self._reject_unknown(where, args, list(self._arguments))
+            return where, dict(args)
+
+        recipe = self._recipes.get(callable_name)
+        if recipe is None:
+            recipes = ", ".join(self._recipes) or "none"
+            raise ToolNotFoundError(
+                f"tool '{self.name}' has no recipe '{callable_name}'; recipes: {recipes}. "
+                f"The tool itself is called as tools.{self.name}(...)",
+                tool=self.name,
+            )
+        self._reject_unknown(where, args, [p.name for p in recipe.parameters])
+        values = dict(recipe.preset)
+        missing: list[str] = []
+        for param in recipe.parameters:
+            if param.name in args:
+                values[param.name] = args[param.name]
+            elif param.default is not None:
+                values[param.name] = param.default
+            if param.required and values.get(param.name) is None:
+                missing.append(param.name)
+        if missing:
+            raise ToolError(
+                f"{where}: missing required argument(s) {', '.join(map(repr, missing))}",
+                tool=self.name,
+            )
+        return where, values
+
+    def _reject_unknown(self, where: str, args: Mapping[str, Any], accepted: list[str]) -> None:
+        unknown = [key for key in args if key not in accepted]
+        if unknown:
+            raise ToolError(
+                f"{where}: unknown argument(s) {', '.join(map(repr, unknown))}; "
+                f"accepted: {', '.join(accepted) or 'none'}",
+                tool=self.name,
+            )
+
+    def _render(self, where: str, values: Mapping[str, Any]) -> list[str]:
+        options: list[str] = []
+        positionals: list[str] = []
+        missing: list[str] = []
+        first_regular: int | None = None
+        needs_separator = False
+        for arg in self.spec.arguments:
+            value = values.get(arg.name)
+            problem = describe_type_error(arg.type, value)
+            if problem is not None:
+                raise ToolError(f"{where}: argument '{arg.name}' {problem}", tool=self.name)
+            if value is None or value is False or (arg.type == "array" and not value):
+                if arg.required:
+                    missing.append(arg.name)
+                continue
+            if arg.kind == "option":
+                if value is True:
+                    options.append(arg.flag)
+                elif arg.type == "array":
+                    for item in value:
+                        options.extend((arg.flag, _render_scalar(item)))
+                else:
+                    options.extend((arg.flag, _render_scalar(value)))
+                continue
+            items = [_render_scalar(v) for v in (value if arg.type == "array" else [value])]
+            if not arg.passthrough:
+                if first_regular is None:
+                    first_regular = len(positionals)
+                needs_separator = needs_separator or any(i.startswith("-") for i in items)
+            positionals.extend(items)
+        if missing:
+            raise ToolError(
+                f"{where}: missing required argument(s) {', '.join(map(repr, missing))}",
+                tool=self.name,
+            )
+        if needs_separator and first_regular is not None:
+            positionals.insert(first_regular, "--")
+        return options + positionals
+
+    async def _run(self, callable_name: str | None, argv: Sequence[str]) -> str:
+        where = self._where(callable_name)
+        loop = asyncio.get_running_loop()
+        try:
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _CaptureProtocol(loop, self._output_limit),
+                *argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            command = self.spec.command
+            if os.sep in command:
+                detail = f"command '{command}' does not exist"
+            else:
+                detail = f"command '{command}' not found on PATH; install it"
+            raise ToolError(f"{where}: {detail}", tool=self.name) from exc
+        except PermissionError as exc:
+            raise ToolError(
+                f"{where}: command '{self.spec.command}' is not executable", tool=self.name
+            ) from exc
+        except OSError as exc:
+            raise ToolError(
+                f"{where}: could not start command '{self.spec.command}': {exc}", tool=self.name
+            ) from exc
+
+        pgid = transport.get_pid()  # start_new_session: the child leads a new process group
+        self._running.add(pgid)
+        timed_out = False
+        try:
+            try:
+                async with asyncio.timeout(self.spec.timeout):
+                    await asyncio.shield(protocol.exited)
+            except TimeoutError:
+                timed_out = True
+            else:
+                # Background children may hold the pipes open after the command exited;
+                # give them a moment, then they are killed with the group below.
+                await asyncio.wait([protocol.pipes_closed], timeout=_STRAGGLER_GRACE)
+        finally:
+            _kill_group(pgid)
+            self._running.discard(pgid)
+            await asyncio.wait([protocol.exited], timeout=_REAP_TIMEOUT)
+            await asyncio.wait([protocol.pipes_closed], timeout=_STRAGGLER_GRACE)
+            transport.close()
+
+        err_text = protocol.stderr.text()
+        if timed_out:
+            raise ToolError(
+                f"tool '{self.name}' timed out after {self.spec.timeout:g} s"
+                + ("" if callable_name is None else f" (recipe '{callable_name}')"),
+                tool=self.name,
+                stderr=err_text,
+            )
+        code = transport.get_returncode()
+        logger.debug("%s exited with code %s", where, code)
+        if code in self.spec.success_exit_codes:
+            return protocol.stdout.text()
+        if code is not None and code < 0:
+            try:
+                status = f"was killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                status = f"was killed by signal {-code}"
+        else:
+            status = f"failed with exit code {code}"
+        detail = _excerpt(err_text)
+        if not detail and (out_excerpt := _excerpt(protocol.stdout.text())):
+            detail = f"(no stderr; stdout:) {out_excerpt}"
+        message = f"{where} {status}" + (f": {detail}" if detail else " (no output)")
+        raise ToolError(message, tool=self.name, stderr=err_text)
+
+
+def load_cli_tool(data: Mapping[str, Any], source: Path) -> CliTool:
+    """Loader registered for ``type: cli`` in the tool registry.
+
+    Raises:
+        pydantic.ValidationError: The mapping does not describe a valid CLI tool.
+    """
+    return CliTool.from_mapping(data, source=source)

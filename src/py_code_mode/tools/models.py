@@ -1,0 +1,432 @@
+"""Pydantic models of the tool YAML files, and the rules that tie their parts together.
+
+Imported only when tool files are loaded: pydantic takes a while to import and
+``import py_code_mode`` must stay fast. Models forbid unknown keys so that a typo
+(``descripton:``) is reported instead of silently ignored, and are strict (a
+quoted ``"60"`` is not a number, ``1`` is not ``true``).
+
+A CLI tool file::
+
+    name: curl
+    description: Transfer data from or to URLs
+    command: curl            # executable on PATH, or a path (relative: to this file)
+    args: []                 # fixed argv items after the command
+    timeout: 60              # seconds
+    success_exit_codes: [0]  # e.g. [0, 1] for grep, where 1 means "no match"
+    schema:
+      options:
+        max-time: {type: number, description: ...}  # called as max_time, flag --max-time
+        silent: {type: boolean, short: s}           # flag -s
+        request: {type: string, flag: -X}           # explicit flag wins over short
+      positional:
+        - {name: url, type: string, required: true}
+        - {name: args, type: array, passthrough: true}  # may hold options for the program
+    recipes:
+      get:
+        description: ...
+        preset: {silent: true}
+        params:
+          url: {}                    # no default and not preset: required
+          max_time: {default: 30}    # type and description come from the schema
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from py_code_mode.tools.cli import (
+    ArgType,
+    CliArgument,
+    CliRecipe,
+    CliToolSpec,
+    describe_type_error,
+)
+from py_code_mode.tools.protocol import ParameterSpec
+
+__all__ = [
+    "RESERVED_TOOL_NAMES",
+    "CliOptionConfig",
+    "CliPositionalConfig",
+    "CliRecipeConfig",
+    "CliRecipeParamConfig",
+    "CliSchemaConfig",
+    "CliToolConfig",
+    "describe_validation_error",
+    "validate_tool_name",
+]
+
+RESERVED_TOOL_NAMES = frozenset({"list", "search", "names"})
+"""Methods of the ``tools`` namespace; a tool of that name would be unreachable."""
+
+_TOOL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_OPTION_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_SHORT = re.compile(r"^[A-Za-z0-9]$")
+_FLAG = re.compile(r"^--?[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_VALUE_ERROR_PREFIX = "Value error, "
+
+
+def validate_tool_name(name: str) -> str:
+    """Return ``name`` if agents can reach it as ``tools.<name>``, else raise ValueError."""
+    if not _TOOL_NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a valid tool name: use letters, digits and underscores, "
+            "starting with a letter (e.g. 'curl', 'my_api')"
+        )
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        raise ValueError(f"{name!r} is a Python keyword, so tools.{name} would not parse")
+    if name in RESERVED_TOOL_NAMES:
+        raise ValueError(
+            f"{name!r} clashes with the method tools.{name}(); "
+            f"reserved: {', '.join(sorted(RESERVED_TOOL_NAMES))}"
+        )
+    return name
+
+
+def _python_name_problem(name: str) -> str | None:
+    if not name.isidentifier() or not name.isascii():
+        return "is not a Python identifier"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "is a Python keyword"
+    if name.startswith("_"):
+        return "starts with an underscore"
+    return None
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class CliOptionConfig(_Model):
+    """``schema.options.<key>``: a flag of the program."""
+
+    type: ArgType = "string"
+    short: str | None = None
+    flag: str | None = None
+    description: str = ""
+
+    @field_validator("short")
+    @classmethod
+    def _check_short(cls, value: str | None) -> str | None:
+        if value is not None and not _SHORT.match(value):
+            raise ValueError(
+                f"short must be a single letter or digit without the dash (e.g. 's' for -s), "
+                f"got {value!r}; use `flag` for anything else"
+            )
+        return value
+
+    @field_validator("flag")
+    @classmethod
+    def _check_flag(cls, value: str | None) -> str | None:
+        if value is not None and not _FLAG.match(value):
+            raise ValueError(
+                f"flag must be written as on the command line, e.g. '-X' or '--max-time', "
+                f"got {value!r}"
+            )
+        return value
+
+
+class CliPositionalConfig(_Model):
+    """An item of ``schema.positional``: an argument after the options."""
+
+    name: str
+    type: Literal["string", "integer", "number", "array"] = "string"
+    required: bool = False
+    passthrough: bool = False
+    description: str = ""
+
+
+class CliSchemaConfig(_Model):
+    """``schema``: what the tool accepts when called directly."""
+
+    options: dict[str, CliOptionConfig] = Field(default_factory=dict)
+    positional: list[CliPositionalConfig] = Field(default_factory=list)
+
+
+class CliRecipeParamConfig(_Model):
+    """``recipes.<recipe>.params.<name>``: an argument the recipe's caller may pass.
+
+    ``type`` and ``description`` default to the schema's. A param is required
+    unless it has a ``default``, the recipe presets it, or ``required: false``.
+    """
+
+    type: ArgType | None = None
+    description: str | None = None
+    default: Any = None
+    required: bool | None = None
+
+
+class CliRecipeConfig(_Model):
+    """``recipes.<name>``: a preset way to call the tool."""
+
+    description: str = ""
+    preset: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, CliRecipeParamConfig] = Field(default_factory=dict)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _empty_params(cls, value: Any) -> Any:
+        # `url:` with nothing after it parses as None; it means "no settings".
+        if isinstance(value, dict):
+            return {k: ({} if v is None else v) for k, v in value.items()}
+        return value
+
+
+class CliToolConfig(_Model):
+    """A ``type: cli`` tool file."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    name: str
+    description: str = ""
+    type: Literal["cli"] = "cli"
+    command: str = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+    timeout: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    success_exit_codes: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    schema_: CliSchemaConfig = Field(default_factory=CliSchemaConfig, alias="schema")
+    recipes: dict[str, CliRecipeConfig] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return validate_tool_name(value)
+
+    @field_validator("command")
+    @classmethod
+    def _check_command(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("command contains a NUL character")
+        if value != value.strip():
+            raise ValueError(f"command {value!r} has leading or trailing whitespace")
+        if any(c.isspace() for c in value) and "/" not in value:
+            raise ValueError(
+                f"command {value!r} contains spaces: give only the executable here and put "
+                "fixed arguments in `args`, e.g. command: git, args: [--no-pager]"
+            )
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _check_args(cls, value: list[str]) -> list[str]:
+        for index, item in enumerate(value):
+            if "\x00" in item:
+                raise ValueError(f"item {index} contains a NUL character")
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Self:
+        self._resolve()
+        return self
+
+    def to_spec(self, *, source: Path | None = None) -> CliToolSpec:
+        """Resolve names, flags and recipe parameters into a :class:`CliToolSpec`.
+
+        Args:
+            source: The YAML file; a relative ``command`` path (one with a ``/``)
+                is taken relative to its folder, so tools can ship scripts.
+        """
+        arguments, recipes = self._resolve()
+        command = self.command
+        if source is not None and "/" in command and not Path(command).is_absolute():
+            command = str(source.parent / command)
+        return CliToolSpec(
+            name=self.name,
+            command=command,
+            description=self.description.strip(),
+            args=tuple(self.args),
+            timeout=self.timeout,
+            arguments=arguments,
+            recipes=recipes,
+            success_exit_codes=frozenset(self.success_exit_codes),
+            source=str(source) if source is not None else None,
+        )
+
+    def _resolve(self) -> tuple[tuple[CliArgument, ...], tuple[CliRecipe, ...]]:
+        """Cross-check the schema and recipes; raise ValueError listing every problem."""
+        problems: list[str] = []
+        arguments: dict[str, CliArgument] = {}
+        aliases: dict[str, str] = {}  # YAML key or Python name -> Python name
+
+        for key, option in self.schema_.options.items():
+            where = f"schema.options.{key}"
+            if not _OPTION_KEY.match(key):
+                problems.append(
+                    f"{where}: option keys use letters, digits, '-' and '_', starting with a "
+                    "letter (spell unusual flags with `flag:`)"
+                )
+                continue
+            py_name = key.replace("-", "_")
+            if (why := _python_name_problem(py_name)) is not None:
+                problems.append(
+                    f"{where}: callers would pass it as {py_name!r}, which {why}; "
+                    f"rename the key and keep the flag with `flag: --{key}`"
+                )
+                continue
+            if py_name in arguments:
+                problems.append(f"{where}: clashes with another option called {py_name!r}")
+                continue
+            flag = option.flag or (f"-{option.short}" if option.short else f"--{key}")
+            arguments[py_name] = CliArgument(
+                name=py_name,
+                type=option.type,
+                kind="option",
+                flag=flag,
+                description=option.description.strip(),
+            )
+            aliases[key] = aliases[py_name] = py_name
+
+        for index, positional in enumerate(self.schema_.positional):
+            where = f"schema.positional[{index}].name"
+            if (why := _python_name_problem(positional.name)) is not None:
+                problems.append(f"{where}: {positional.name!r} {why}")
+                continue
+            if positional.name in arguments:
+                problems.append(
+                    f"{where}: {positional.name!r} is already the name of an option or positional"
+                )
+                continue
+            arguments[positional.name] = CliArgument(
+                name=positional.name,
+                type=positional.type,
+                kind="positional",
+                required=positional.required,
+                passthrough=positional.passthrough,
+                description=positional.description.strip(),
+            )
+            aliases[positional.name] = positional.name
+
+        recipes = [
+            recipe
+            for name, config in self.recipes.items()
+            if (recipe := self._resolve_recipe(name, config, arguments, aliases, problems))
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        ordered = sorted(arguments.values(), key=lambda a: a.kind != "option")
+        return tuple(ordered), tuple(recipes)
+
+    @staticmethod
+    def _resolve_recipe(
+        name: str,
+        config: CliRecipeConfig,
+        arguments: dict[str, CliArgument],
+        aliases: dict[str, str],
+        problems: list[str],
+    ) -> CliRecipe | None:
+        where = f"recipes.{name}"
+        count = len(problems)
+        if (why := _python_name_problem(name)) is not None:
+            problems.append(f"{where}: recipe name {name!r} {why}")
+        known = ", ".join(arguments) or "none (the schema declares no arguments)"
+
+        preset: dict[str, Any] = {}
+        for key, value in config.preset.items():
+            target = aliases.get(key)
+            if target is None:
+                problems.append(
+                    f"{where}.preset.{key}: not an option or positional; known: {known}"
+                )
+            elif target in preset:
+                problems.append(f"{where}.preset.{key}: {target!r} is preset twice")
+            elif (why := describe_type_error(arguments[target].type, value)) is not None:
+                problems.append(f"{where}.preset.{key}: {why}")
+            else:
+                preset[target] = value
+
+        parameters: list[ParameterSpec] = []
+        seen: set[str] = set()
+        for key, param in config.params.items():
+            at = f"{where}.params.{key}"
+            target = aliases.get(key)
+            if target is None:
+                problems.append(f"{at}: not an option or positional; known: {known}")
+                continue
+            if target in seen:
+                problems.append(f"{at}: {target!r} is a param twice")
+                continue
+            seen.add(target)
+            argument = arguments[target]
+            if param.type is not None and param.type != argument.type:
+                problems.append(
+                    f"{at}.type: the schema declares {target!r} as {argument.type}, "
+                    f"not {param.type}"
+                )
+                continue
+            has_default = "default" in param.model_fields_set and param.default is not None
+            if has_default and (why := describe_type_error(argument.type, param.default)):
+                problems.append(f"{at}.default: {why}")
+                continue
+            if param.required and has_default:
+                problems.append(f"{at}: `required: true` contradicts the default")
+                continue
+            default = param.default if has_default else preset.get(target)
+            required = param.required if param.required is not None else default is None
+            parameters.append(
+                ParameterSpec(
+                    name=target,
+                    type=argument.type,
+                    description=(
+                        param.description.strip()
+                        if param.description is not None
+                        else argument.description
+                    ),
+                    required=required,
+                    default=default,
+                )
+            )
+
+        by_name = {p.name: p for p in parameters}
+        for argument in arguments.values():
+            if not argument.required or preset.get(argument.name) is not None:
+                continue
+            param_spec = by_name.get(argument.name)
+            if param_spec is None or not (param_spec.required or param_spec.default is not None):
+                problems.append(
+                    f"{where}: required positional {argument.name!r} must be preset or be a "
+                    "required param (or have a default)"
+                )
+        if len(problems) > count:
+            return None
+        return CliRecipe(
+            name=name,
+            description=config.description.strip(),
+            preset=preset,
+            parameters=tuple(parameters),
+        )
+
+
+def _format_location(location: Sequence[int | str]) -> str:
+    text = ""
+    for part in location:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part == "[key]":
+            text += " (key)"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def describe_validation_error(exc: ValidationError, *, limit: int = 10) -> str:
+    """Render a pydantic error as ``field.path: message`` items joined by ``; ``.
+
+    Loader validators raise ``ValueError`` whose text already starts with the
+    field path of a nested item; pydantic's ``Value error, `` prefix is dropped.
+    """
+    parts: list[str] = []
+    errors = exc.errors(include_url=False)
+    for error in errors[:limit]:
+        message = str(error["msg"]).removeprefix(_VALUE_ERROR_PREFIX)
+        if error["type"] == "model_type":  # don't name our classes: "... or instance of X"
+            message = "Input should be a mapping of fields"
+        location = _format_location(error["loc"])
+        parts.append(f"{location}: {message}" if location else message)
+    if len(errors) > limit:
+        parts.append(f"... and {len(errors) - limit} more problem(s)")
+    return "; ".join(parts)

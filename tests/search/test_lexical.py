@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import pytest
+
+from py_code_mode.errors import ConfigError
+from py_code_mode.search.lexical import SearchDocument, lexical_rank, stem, tokenize
+
+
+def doc(id_: str, **fields: str) -> SearchDocument:
+    return SearchDocument(id=id_, fields=fields)
+
+
+DOCS = [
+    doc("fetch_json", name="fetch_json", description="Fetch a URL and parse the JSON body"),
+    doc("curl", name="curl", description="Transfer data from or to URLs"),
+    doc("jq", name="jq", description="Filter JSON documents"),
+    doc("word_count", name="word_count", description="Count words in a text file"),
+]
+
+
+def test_tokenize_splits_snake_case_camel_case_and_acronyms() -> None:
+    assert tokenize("fetch_json") == ["fetch", "json"]
+    assert tokenize("fetchJson") == ["fetch", "json"]
+    assert tokenize("FetchJSON") == ["fetch", "json"]
+    assert tokenize("HTTPServer") == ["http", "server"]
+    assert tokenize("list the URLs, now!") == ["list", "url", "now"]
+
+
+def test_tokenize_drops_stop_words_and_keeps_digits() -> None:
+    assert tokenize("the size of a utf8 file") == ["size", "utf", "8", "file"]
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("files", "file"),
+        ("queries", "query"),
+        ("status", "status"),
+        ("class", "class"),
+        ("processes", "process"),
+        ("fetching", "fetch"),
+        ("fetched", "fetch"),
+        ("running", "run"),
+        ("string", "string"),
+        ("parse", "pars"),
+        ("parsing", "pars"),
+        ("parsed", "pars"),
+    ],
+)
+def test_stem_merges_common_word_forms(word: str, expected: str) -> None:
+    assert stem(word) == expected
+
+
+def test_word_forms_match_each_other() -> None:
+    hits = lexical_rank("parsing urls", DOCS)
+    assert hits[0].id == "fetch_json"
+
+
+def test_exact_name_match_ranks_first_ignoring_case_and_separators() -> None:
+    docs = [
+        doc("word_count", name="word_count", description="count"),
+        doc("counter", name="counter", description="word count word count word count"),
+    ]
+    for query in ("word_count", "Word Count", "word-count", "WORD_COUNT"):
+        hits = lexical_rank(query, docs)
+        assert hits[0].id == "word_count"
+        assert hits[0].score == 1.0
+        assert hits[0].why.startswith("exact name match")
+
+
+def test_name_matches_outweigh_description_matches() -> None:
+    docs = [
+        doc("a", name="convert", description="change units"),
+        doc("b", name="units", description="convert things"),
+    ]
+    hits = lexical_rank("convert", docs)
+    assert [h.id for h in hits] == ["a", "b"]
+
+
+def test_only_matching_documents_are_returned() -> None:
+    hits = lexical_rank("json", DOCS)
+    assert {h.id for h in hits} == {"fetch_json", "jq"}
+    assert lexical_rank("zebra", DOCS) == []
+    assert lexical_rank("", DOCS) == []
+    assert lexical_rank("  --- ", DOCS) == []
+
+
+def test_scores_are_normalised_so_the_best_hit_is_one() -> None:
+    hits = lexical_rank("json url", DOCS)
+    assert hits[0].score == 1.0
+    assert all(0 < h.score <= 1.0 for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_why_names_the_matched_terms_and_fields() -> None:
+    hits = lexical_rank("fetch json", DOCS)
+    top = hits[0]
+    assert top.id == "fetch_json"
+    assert "fetch (name, description)" in top.why
+    assert "json (name, description)" in top.why
+    assert hits[1].why == "json (description)"
+
+
+def test_ties_are_ordered_by_id() -> None:
+    docs = [doc(i, description="same words") for i in ("c", "a", "b")]
+    hits = lexical_rank("words", docs)
+    assert [h.id for h in hits] == ["a", "b", "c"]
+    assert len({h.score for h in hits}) == 1
+
+
+def test_ranking_is_deterministic() -> None:
+    first = lexical_rank("count json text", DOCS)
+    assert all(lexical_rank("count json text", list(DOCS)) == first for _ in range(5))
+
+
+def test_rare_terms_count_more_than_common_ones() -> None:
+    docs = [
+        doc("a", description="data tool export"),
+        doc("b", description="data tool"),
+        doc("c", description="data tool"),
+        doc("d", description="data parquet"),
+    ]
+    hits = lexical_rank("data parquet", docs)
+    assert hits[0].id == "d"
+
+
+def test_limit_caps_the_number_of_hits() -> None:
+    docs = [doc(f"d{i}", description="match") for i in range(20)]
+    assert len(lexical_rank("match", docs, limit=3)) == 3
+    assert len(lexical_rank("match", docs)) == 10
+
+
+@pytest.mark.parametrize("limit", [0, -1, True])
+def test_a_limit_below_one_is_refused(limit: int) -> None:
+    with pytest.raises(ConfigError, match="limit"):
+        lexical_rank("json", DOCS, limit=limit)
+
+
+def test_field_weights_merge_over_defaults_and_zero_ignores_a_field() -> None:
+    docs = [doc("a", source="def parse(): pass"), doc("b", description="parse")]
+    assert [h.id for h in lexical_rank("parse", docs)] == ["b", "a"]
+    assert [h.id for h in lexical_rank("parse", docs, field_weights={"source": 10})] == ["a", "b"]
+    assert [h.id for h in lexical_rank("parse", docs, field_weights={"source": 0})] == ["b"]
+
+
+def test_fields_without_a_weight_count_with_weight_one() -> None:
+    hits = lexical_rank("deploy", [doc("a", tags="deploy release")])
+    assert [h.id for h in hits] == ["a"]
+    assert hits[0].why == "deploy (tags)"
+
+
+def test_negative_field_weight_is_refused() -> None:
+    with pytest.raises(ConfigError, match="name"):
+        lexical_rank("x", DOCS, field_weights={"name": -1})
+
+
+def test_no_documents_gives_no_hits() -> None:
+    assert lexical_rank("anything", []) == []
