@@ -224,15 +224,21 @@ async def test_a_key_of_the_wrong_type_is_a_storage_error(
 
 
 async def test_foreign_or_corrupt_entries_are_skipped_in_lists_and_reported_on_get(
-    redis_storage: RedisStorage, redis_url: str
+    redis_storage: RedisStorage, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     await redis_storage.save_workflow(analyze_workflow("good", FLOW))
     await redis_storage.save_artifact("fine", "ok")
     async with aioredis.Redis.from_url(redis_url) as admin:
-        await admin.hset(f"{redis_storage.prefix}:workflows", "broken", b"{not json")
-        await admin.hset(f"{redis_storage.prefix}:artifacts", "odd", b'{"kind": "pickle"}')
+        await admin.hset(f"{redis_storage.prefix}:workflows", "broken", b"1.5\n{not json")
+        await admin.hset(f"{redis_storage.prefix}:workflows", "plain", b"no created line")
+        await admin.hset(
+            f"{redis_storage.prefix}:artifacts", "odd", b'1.5\n{"name": "odd", "kind": "pickle"}'
+        )
         await admin.hset(f"{redis_storage.prefix}:vectors:m", "bad", b"\x00\x01\x02")
-    assert [w.name for w in await redis_storage.list_workflows()] == ["good"]
+    with caplog.at_level("WARNING", logger="py_code_mode.storage.redis"):
+        assert [w.name for w in await redis_storage.list_workflows()] == ["good"]
+        assert [w.name for w in await redis_storage.list_workflows()] == ["good"]
+    assert len(caplog.records) == 2  # once per bad entry, not once per listing
     assert [a.name for a in await redis_storage.list_artifacts()] == ["fine"]
     with pytest.raises(StorageError, match="broken"):
         await redis_storage.get_workflow("broken")
@@ -342,6 +348,13 @@ async def test_the_backend_works_before_open_and_after_close(redis_url: str) -> 
     await backend.close()
 
 
+def test_one_backend_can_serve_several_event_loops_one_after_another(redis_url: str) -> None:
+    backend = RedisStorage(redis_url, prefix=f"loops-{uuid.uuid4().hex[:8]}")
+    asyncio.run(backend.save_artifact("a", "first loop"))
+    assert asyncio.run(backend.load_artifact("a")) == "first loop"
+    asyncio.run(backend.close())
+
+
 async def test_ping_reports_reachability(redis_url: str) -> None:
     await ping(redis_url)
     port = free_port()
@@ -415,25 +428,25 @@ AGENT = textwrap.dedent(
 
     async def main(url, prefix):
         storage = RedisStorage(url, prefix=prefix)
-        await redis_storage.open()
+        await storage.open()
         print(json.dumps("ready"), flush=True)
         for line in sys.stdin:
             cmd = json.loads(line)
             op = cmd.pop("op")
             if op == "save_workflow":
-                await redis_storage.save_workflow(analyze_workflow(cmd["name"], cmd["source"]))
+                await storage.save_workflow(analyze_workflow(cmd["name"], cmd["source"]))
                 out = True
             elif op == "get_workflow":
-                record = await redis_storage.get_workflow(cmd["name"])
+                record = await storage.get_workflow(cmd["name"])
                 out = None if record is None else record.to_dict()
             elif op == "delete_workflow":
-                out = await redis_storage.delete_workflow(cmd["name"])
+                out = await storage.delete_workflow(cmd["name"])
             elif op == "list_workflows":
-                out = [r.name for r in await redis_storage.list_workflows()]
+                out = [r.name for r in await storage.list_workflows()]
             else:
                 out = {"unknown": op}
             print(json.dumps(out), flush=True)
-        await redis_storage.close()
+        await storage.close()
 
     asyncio.run(main(sys.argv[1], sys.argv[2]))
     """
@@ -447,18 +460,18 @@ WRITER = textwrap.dedent(
 
     async def main(url, prefix, worker, count):
         storage = RedisStorage(url, prefix=prefix)
-        await redis_storage.open()
+        await storage.open()
         print("ready", flush=True)
         sys.stdin.readline()  # start together
         for i in range(count):
-            await redis_storage.save_artifact(f"w{worker}/item{i}", {"worker": worker, "i": i})
-            await redis_storage.save_artifact("shared", f"{worker}-{i}")
-            await redis_storage.add_dep(f"pkg-w{worker}-{i}")
-            await redis_storage.add_dep(f"common=={worker}.{i}")
-            await redis_storage.put_vectors("m", {f"w{worker}-{i}": [worker, i]})
+            await storage.save_artifact(f"w{worker}/item{i}", {"worker": worker, "i": i})
+            await storage.save_artifact("shared", f"{worker}-{i}")
+            await storage.add_dep(f"pkg-w{worker}-{i}")
+            await storage.add_dep(f"common=={worker}.{i}")
+            await storage.put_vectors("m", {f"w{worker}-{i}": [worker, i]})
             source = f"def run():\\n    return {worker * 1000 + i}\\n"
-            await redis_storage.save_workflow(analyze_workflow(f"flow_w{worker}_{i}", source))
-        await redis_storage.close()
+            await storage.save_workflow(analyze_workflow(f"flow_w{worker}_{i}", source))
+        await storage.close()
         print("done", flush=True)
 
     asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
@@ -640,9 +653,10 @@ async def test_the_worker_environment_never_holds_the_redis_url(
             await session.save_artifact("proof", "reachable through the namespace")
             result = await session.run(
                 "import os\n"
-                "env = dict(os.environ)\n"
-                "[sorted(k for k, v in env.items() if 'redis' in (k + v).lower() "
-                "or 'worker-must-not-see' in v), artifacts.load('proof')]",
+                f"secrets = ({server.url!r}, 'worker-must-not-see', 'redis://')\n"
+                "leaks = sorted(k for k, v in os.environ.items()\n"
+                "               if k == 'REDIS_URL' or any(s in v for s in secrets))\n"
+                "[leaks, artifacts.load('proof')]",
                 timeout=60,
             )
         assert result.error is None, result.error
