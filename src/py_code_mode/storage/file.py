@@ -38,7 +38,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import secrets
@@ -48,8 +47,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
+from py_code_mode._private.artifact_codec import (
+    decode_artifact,
+    encode_artifact,
+    json_bytes,
+    not_found,
+)
 from py_code_mode._private.names import validate_artifact_name, validate_workflow_name
 from py_code_mode._private.requirements import dependency_name
 from py_code_mode._private.workflow_source import analyze_workflow
@@ -62,7 +67,7 @@ from py_code_mode.errors import (
     StorageError,
     WorkflowError,
 )
-from py_code_mode.models import ArtifactInfo, ArtifactKind, WorkflowRecord
+from py_code_mode.models import ArtifactInfo, WorkflowRecord
 from py_code_mode.storage.protocol import ArtifactValue
 
 __all__ = ["DEFAULT_MAX_ARTIFACT_BYTES", "FileStorage"]
@@ -76,9 +81,6 @@ _LOCK_TIMEOUT: Final = 30.0
 _RACY_NS: Final = 2_000_000_000
 _INDEX_VERSION: Final = 1
 _VECTOR_MAGIC: Final = b"PCMVEC1\n"
-_ACCEPTED_TYPES: Final = (
-    "str, bytes, or a JSON value (dict with str keys, list, int, float, bool, None)"
-)
 _INLINE_COMMENT = re.compile(r"\s+#.*$")
 _UNSAFE_DIR_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -375,7 +377,7 @@ class FileStorage:
         description = record.description.strip()
         explicit = description if description != derived.description else ""
         metadata = dict(record.metadata or {})
-        _json_bytes(metadata, f"metadata of workflow {name!r}", WorkflowError)
+        json_bytes(metadata, f"metadata of workflow {name!r}", WorkflowError)
         try:
             payload = record.source.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -557,8 +559,10 @@ class FileStorage:
     def _save_artifact_sync(
         self, name: str, data: object, description: str, metadata: dict[str, Any]
     ) -> ArtifactInfo:
-        kind, payload = _encode_artifact(name, data, self._max_artifact_bytes)
-        _json_bytes(metadata, f"metadata of artifact {name!r}", ArtifactError)
+        kind, payload = encode_artifact(
+            name, data, self._max_artifact_bytes, limit_name="max_artifact_bytes"
+        )
+        json_bytes(metadata, f"metadata of artifact {name!r}", ArtifactError)
         path = self._artifact_path(name)
         with self._locked(exclusive=True):
             try:
@@ -606,11 +610,11 @@ class FileStorage:
 
     def _load_artifact_sync(self, name: str) -> ArtifactValue:
         if not self._index.exists():
-            raise _not_found(name)
+            raise not_found(name)
         with self._locked(exclusive=False):
             info = self._read_index().get(name)
             if info is None:
-                raise _not_found(name)
+                raise not_found(name)
             path = self._artifact_path(name)
             try:
                 payload = path.read_bytes()
@@ -619,7 +623,7 @@ class FileStorage:
                     f"artifact {name!r} is in the index but its file {path} is gone "
                     "(removed by hand?); delete it or save it again"
                 ) from None
-        return _decode_artifact(name, info.kind, payload, path)
+        return decode_artifact(name, info.kind, payload, where=f"file {path}")
 
     def _delete_artifact_sync(self, name: str) -> bool:
         path = self._artifact_path(name)
@@ -928,97 +932,6 @@ def _dump_json(value: object) -> bytes:
     return json.dumps(value, ensure_ascii=False, indent=1, allow_nan=False).encode(
         "utf-8", "surrogatepass"
     )
-
-
-def _not_found(name: str) -> ArtifactNotFoundError:
-    return ArtifactNotFoundError(f"no artifact named {name!r}; artifacts.list() shows what exists")
-
-
-def _json_bytes(value: object, what: str, error: type[Exception]) -> bytes:
-    """Compact UTF-8 JSON of ``value``; raise ``error`` unless it loads back unchanged.
-
-    ``json.dumps`` alone is too lenient: it turns tuples into lists and int keys
-    into strings, so the loaded value would differ from the saved one.
-    """
-    stack: list[tuple[object, str]] = [(value, "")]
-    seen: set[int] = set()
-    while stack:
-        item, where = stack.pop()
-        if item is None or isinstance(item, str | bool | int):
-            continue
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                raise error(f"{what}: {item!r} at {where or 'top level'} is not allowed in JSON")
-            continue
-        if isinstance(item, list | dict):
-            if id(item) in seen:
-                continue  # shared or circular; json.dumps reports cycles
-            seen.add(id(item))
-            if isinstance(item, list):
-                stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
-                continue
-            for k, v in item.items():
-                if not isinstance(k, str):
-                    raise error(
-                        f"{what}: dict key {k!r} at {where or 'top level'} is a "
-                        f"{type(k).__name__}; JSON object keys must be strings"
-                    )
-                stack.append((v, f"{where}[{k!r}]"))
-            continue
-        hint = " (convert it to a list)" if isinstance(item, tuple | set | frozenset) else ""
-        place = f"the value at {where}" if where else "the value"
-        raise error(
-            f"{what}: {place} is a {type(item).__name__}{hint}; accepted: {_ACCEPTED_TYPES}"
-        )
-    try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (ValueError, TypeError, RecursionError) as exc:
-        reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise error(f"{what} cannot be stored as JSON: {reason}") from None
-    return text.encode("utf-8", "surrogatepass")
-
-
-def _encode_artifact(name: str, data: object, limit: int) -> tuple[ArtifactKind, bytes]:
-    """Serialize ``data``; the kind tells :func:`_decode_artifact` how to give it back."""
-    kind: ArtifactKind
-    if isinstance(data, bytes):
-        kind, payload = "bytes", data if type(data) is bytes else bytes(data)
-    elif isinstance(data, str):
-        if len(data) > limit:  # at least one byte per character: too big before encoding
-            _too_big(name, len(data), limit, approx=True)
-        kind, payload = "str", data.encode("utf-8", "surrogatepass")
-    else:
-        if isinstance(data, bytearray | memoryview):
-            raise ArtifactError(
-                f"artifact {name!r}: cannot save a {type(data).__name__}; pass bytes(data)"
-            )
-        kind, payload = "json", _json_bytes(data, f"artifact {name!r}", ArtifactError)
-    if len(payload) > limit:
-        _too_big(name, len(payload), limit)
-    return kind, payload
-
-
-def _too_big(name: str, size: int, limit: int, *, approx: bool = False) -> None:
-    at_least = "at least " if approx else ""
-    raise ArtifactError(
-        f"artifact {name!r} is {at_least}{size:,} bytes, over the limit of {limit:,} bytes "
-        "(max_artifact_bytes); split it into several artifacts"
-    )
-
-
-def _decode_artifact(name: str, kind: ArtifactKind, payload: bytes, path: Path) -> ArtifactValue:
-    if kind == "bytes":
-        return payload
-    try:
-        text = payload.decode("utf-8", "surrogatepass")
-        if kind == "str":
-            return text
-        return cast(ArtifactValue, json.loads(text))
-    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
-        raise ArtifactError(
-            f"artifact {name!r}: file {path} no longer holds valid {kind} data ({exc}); "
-            "it was probably edited by hand. Save the artifact again"
-        ) from None
 
 
 def _spec_of_line(line: str) -> str:

@@ -59,6 +59,12 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
+from py_code_mode._private.artifact_codec import (
+    decode_artifact,
+    encode_artifact,
+    json_bytes,
+    not_found,
+)
 from py_code_mode._private.names import validate_artifact_name, validate_workflow_name
 from py_code_mode._private.requirements import dependency_name
 from py_code_mode._private.workflow_source import analyze_workflow
@@ -70,8 +76,7 @@ from py_code_mode.errors import (
     StorageError,
     WorkflowError,
 )
-from py_code_mode.models import ArtifactInfo, ArtifactKind, WorkflowRecord
-from py_code_mode.storage.file import _json_bytes
+from py_code_mode.models import ArtifactInfo, WorkflowRecord
 from py_code_mode.storage.protocol import ArtifactValue
 
 __all__ = ["DEFAULT_MAX_VALUE_BYTES", "DEFAULT_PREFIX", "RedisStorage", "mask_url", "ping"]
@@ -386,7 +391,7 @@ class RedisStorage:
         """
         name = validate_workflow_name(record.name)
         metadata = dict(record.metadata or {})
-        _json_bytes(metadata, f"metadata of workflow {name!r}", WorkflowError)
+        json_bytes(metadata, f"metadata of workflow {name!r}", WorkflowError)
         if isinstance(record.source, str):
             try:
                 record.source.encode("utf-8")
@@ -461,8 +466,10 @@ class RedisStorage:
                 f"artifact {name!r}: metadata must be a mapping, got {type(metadata).__name__}"
             )
         meta = dict(metadata or {})
-        kind, payload = _encode_artifact(name, data, self._max_value_bytes)
-        meta_size = len(_json_bytes(meta, f"metadata of artifact {name!r}", ArtifactError))
+        kind, payload = encode_artifact(
+            name, data, self._max_value_bytes, limit_name="RedisStorage max_value_bytes"
+        )
+        meta_size = len(json_bytes(meta, f"metadata of artifact {name!r}", ArtifactError))
         if meta_size > self._max_value_bytes:
             raise ArtifactError(
                 f"metadata of artifact {name!r} is {meta_size:,} bytes, over the limit of "
@@ -514,7 +521,7 @@ class RedisStorage:
 
         raw, payload = await self._run(read, f"load artifact {name!r}")
         if raw is None:
-            raise _not_found(name)
+            raise not_found(name)
         if payload is None:
             raise ArtifactNotFoundError(
                 f"artifact {name!r} is in the index but its payload key "
@@ -522,7 +529,7 @@ class RedisStorage:
                 "Redis maxmemory policy); delete it or save it again"
             )
         info = _info_from_entry(name, raw)
-        return _decode_artifact(name, info.kind, payload)
+        return decode_artifact(name, info.kind, payload, where="the stored payload")
 
     async def get_artifact_info(self, name: str) -> ArtifactInfo | None:
         """Index entry of one artifact, or ``None`` when absent."""
@@ -825,53 +832,6 @@ def _info_from_entry(name: str | None, raw: bytes) -> ArtifactInfo:
     except (KeyError, TypeError, ValueError) as exc:
         raise StorageError(f"{what} is malformed ({exc!r})") from None
     return info
-
-
-def _not_found(name: str) -> ArtifactNotFoundError:
-    return ArtifactNotFoundError(f"no artifact named {name!r}; artifacts.list() shows what exists")
-
-
-def _encode_artifact(name: str, data: object, limit: int) -> tuple[ArtifactKind, bytes]:
-    """Serialize ``data`` exactly as FileStorage does; the kind says how to load it."""
-    kind: ArtifactKind
-    if isinstance(data, bytes):
-        kind, payload = "bytes", data if type(data) is bytes else bytes(data)
-    elif isinstance(data, str):
-        if len(data) > limit:  # at least one byte per character: too big before encoding
-            _too_big(name, len(data), limit, approx=True)
-        kind, payload = "str", data.encode("utf-8", "surrogatepass")
-    else:
-        if isinstance(data, bytearray | memoryview):
-            raise ArtifactError(
-                f"artifact {name!r}: cannot save a {type(data).__name__}; pass bytes(data)"
-            )
-        kind, payload = "json", _json_bytes(data, f"artifact {name!r}", ArtifactError)
-    if len(payload) > limit:
-        _too_big(name, len(payload), limit)
-    return kind, payload
-
-
-def _too_big(name: str, size: int, limit: int, *, approx: bool = False) -> None:
-    at_least = "at least " if approx else ""
-    raise ArtifactError(
-        f"artifact {name!r} is {at_least}{size:,} bytes, over the limit of {limit:,} bytes "
-        "(RedisStorage max_value_bytes); split it into several artifacts"
-    )
-
-
-def _decode_artifact(name: str, kind: ArtifactKind, payload: bytes) -> ArtifactValue:
-    if kind == "bytes":
-        return payload
-    try:
-        text = payload.decode("utf-8", "surrogatepass")
-        if kind == "str":
-            return text
-        return cast(ArtifactValue, json.loads(text))
-    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
-        raise ArtifactError(
-            f"artifact {name!r}: the stored payload is not valid {kind} data ({exc}); "
-            "it was probably overwritten outside py-code-mode. Save the artifact again"
-        ) from None
 
 
 def _pack_vector(vector: Sequence[float]) -> bytes:
