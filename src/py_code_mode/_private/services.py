@@ -77,7 +77,9 @@ class HostServices:
         tools: Loaded tool registry.
         environment: Where ``deps`` installs packages (the executor).
         allow_runtime_deps: Whether ``deps.add``/``remove`` may change the environment.
-        ranker: Ranks search results; lexical when omitted.
+        ranker: Ranks search results; when omitted, by meaning and words
+            (:func:`~py_code_mode.search.semantic.default_ranker`, embeddings cached
+            in ``storage``), lexically until or unless a model loads.
     """
 
     def __init__(
@@ -90,9 +92,9 @@ class HostServices:
         ranker: Ranker | None = None,
     ) -> None:
         if ranker is None:
-            from py_code_mode.search.ranker import LexicalRanker
+            from py_code_mode.search.semantic import default_ranker
 
-            ranker = LexicalRanker()
+            ranker = default_ranker(storage)
         self.storage = storage
         self.tools = tools
         self.environment = environment
