@@ -1,0 +1,550 @@
+"""The ``py-code-mode`` command: run code, manage the library, serve MCP, diagnose."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from py_code_mode.cli.library import library_session, run_with_progress, using_session
+from py_code_mode.errors import PyCodeModeError
+from py_code_mode.mcp_server.options import (
+    DEFAULT_PREFIX,
+    DEFAULT_TIMEOUT,
+    ServerOptions,
+    default_base,
+)
+
+__all__ = ["app"]
+
+logger = logging.getLogger("py_code_mode.cli")
+
+app = typer.Typer(
+    name="py-code-mode",
+    help="A persistent Python environment for AI agents: run code with the tools, "
+    "workflows, artifacts and deps namespaces, manage the shared library, or serve it "
+    "over MCP.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+tools_app = typer.Typer(help="Tools declared in the tools directory.", no_args_is_help=True)
+workflows_app = typer.Typer(help="The workflow library.", no_args_is_help=True)
+artifacts_app = typer.Typer(help="Stored artifacts.", no_args_is_help=True)
+deps_app = typer.Typer(help="Packages of the execution environment.", no_args_is_help=True)
+app.add_typer(tools_app, name="tools")
+app.add_typer(workflows_app, name="workflows")
+app.add_typer(artifacts_app, name="artifacts")
+app.add_typer(deps_app, name="deps")
+
+Base = Annotated[
+    Path | None,
+    typer.Option(
+        "--base",
+        help="Library directory (default: $PY_CODE_MODE_BASE or ~/.code-mode).",
+        show_default=False,
+    ),
+]
+StorageDir = Annotated[
+    Path | None, typer.Option("--storage", help="Store workflows and artifacts here instead.")
+]
+ToolsDir = Annotated[
+    Path | None, typer.Option("--tools", help="Tool YAML directory (default: BASE/tools).")
+]
+RedisUrl = Annotated[
+    str | None,
+    typer.Option("--redis", metavar="URL", help="Keep the library in Redis at this URL."),
+]
+Prefix = Annotated[str, typer.Option("--prefix", help="Redis key prefix.")]
+Executor = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="subprocess, in-process or container (default: subprocess when installed).",
+        show_default=False,
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _options(
+    *,
+    base: Path | None,
+    storage: Path | None = None,
+    tools: Path | None = None,
+    redis: str | None = None,
+    prefix: str = DEFAULT_PREFIX,
+    executor: str | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+) -> ServerOptions:
+    options = ServerOptions(
+        base=(base or default_base()).expanduser(),
+        storage=storage,
+        tools=tools,
+        redis=redis,
+        prefix=prefix,
+        executor=executor,  # type: ignore[arg-type]  # validated by check()
+        timeout=timeout,
+    )
+    try:
+        options.check()
+    except PyCodeModeError as exc:
+        _fail(str(exc), code=2)
+    return options
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"py-code-mode: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=repr))
+
+
+def _library(options: ServerOptions, action: Any) -> Any:
+    try:
+        return using_session(library_session(options), action, starting="opening the library")
+    except PyCodeModeError as exc:
+        _fail(str(exc))
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only errors.")] = False,
+) -> None:
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    # Progress messages of long steps (environment creation, installs) are INFO.
+    logging.getLogger("py_code_mode").setLevel(level)
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def mcp(ctx: typer.Context) -> None:
+    """Serve over MCP (stdio or HTTP); the same flags as py-code-mode-mcp (see --help)."""
+    from py_code_mode.mcp_server import configure_logging, parse_args, run
+
+    options = parse_args(ctx.args, prog="py-code-mode mcp")
+    # Same log output as py-code-mode-mcp: drop the CLI's progress level.
+    logging.getLogger("py_code_mode").setLevel(logging.NOTSET)
+    configure_logging(options.log_level)
+    raise typer.Exit(run(options))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from py_code_mode import __version__
+
+    typer.echo(__version__)
+
+
+@app.command("run")
+def run_code(  # noqa: PLR0917 - typer maps parameters to options
+    file: Annotated[
+        str | None,
+        typer.Argument(help="Python file to run, or - for stdin.", show_default=False),
+    ] = None,
+    code: Annotated[
+        str | None, typer.Option("--code", "-c", help="Code to run.", show_default=False)
+    ] = None,
+    base: Base = None,
+    storage: StorageDir = None,
+    tools: ToolsDir = None,
+    redis: RedisUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+    executor: Executor = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds before the run is interrupted.")
+    ] = DEFAULT_TIMEOUT,
+    as_json: AsJson = False,
+) -> None:
+    """Run Python code in a session on the library; exit 1 if it raises.
+
+    The value of the last expression is printed after the code's own output; the
+    traceback of an error goes to stderr.
+    """
+    if code is not None and file is not None:
+        _fail("give code with -c or a file, not both", code=2)
+    if code is None:
+        if file is None and sys.stdin.isatty():
+            _fail("give code with -c CODE, a file, or pipe it on stdin", code=2)
+        if file is None or file == "-":
+            code = sys.stdin.read()
+        else:
+            try:
+                code = Path(file).read_text(encoding="utf-8")
+            except OSError as exc:
+                _fail(f"cannot read {file}: {exc.strerror or exc}", code=2)
+    options = _options(
+        base=base,
+        storage=storage,
+        tools=tools,
+        redis=redis,
+        prefix=prefix,
+        executor=executor,
+        timeout=timeout,
+    )
+    from py_code_mode.mcp_server.formatting import render_value
+
+    source = code
+
+    async def action(session: Any) -> Any:
+        return await session.run(source, timeout=timeout)
+
+    try:
+        result = using_session(
+            options.make_session(),
+            action,
+            starting=f"starting the {options.executor_kind} executor",
+        )
+    except PyCodeModeError as exc:
+        _fail(str(exc))
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        if result.stdout:
+            typer.echo(result.stdout, nl=not result.stdout.endswith("\n"))
+        if result.value is not None:
+            typer.echo(render_value(result.value))
+        if result.error is not None:
+            typer.echo(result.error.rstrip("\n"), err=True)
+    if not result.is_ok:
+        raise typer.Exit(1)
+
+
+# -- tools ---------------------------------------------------------------------------
+@tools_app.command("list")
+def tools_list(
+    base: Base = None,
+    tools: ToolsDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """List tools and their callables."""
+    from py_code_mode.mcp_server.formatting import format_tools
+
+    options = _options(base=base, tools=tools)
+    found = _library(options, lambda s: s.list_tools())
+    _print_json(found) if as_json else typer.echo(format_tools(found))
+
+
+# -- workflows -----------------------------------------------------------------------
+@workflows_app.command("list")
+def workflows_list(
+    base: Base = None,
+    storage: StorageDir = None,
+    redis: RedisUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+    as_json: AsJson = False,
+) -> None:
+    """List workflows with their parameters."""
+    from py_code_mode.mcp_server.formatting import format_workflows
+
+    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
+    found = _library(options, lambda s: s.list_workflows())
+    _print_json(found) if as_json else typer.echo(format_workflows(found))
+
+
+@workflows_app.command("search")
+def workflows_search(
+    query: Annotated[str, typer.Argument(help="What the workflow should do.")],
+    *,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100)] = 5,
+    base: Base = None,
+    storage: StorageDir = None,
+    redis: RedisUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+    as_json: AsJson = False,
+) -> None:
+    """Find workflows for a task, best match first."""
+    from py_code_mode.mcp_server.formatting import format_workflows
+
+    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
+    found = _library(options, lambda s: s.search_workflows(query, limit))
+    _print_json(found) if as_json else typer.echo(format_workflows(found, query=query))
+
+
+@workflows_app.command("show")
+def workflows_show(
+    name: Annotated[str, typer.Argument(help="Workflow name.")],
+    *,
+    base: Base = None,
+    storage: StorageDir = None,
+    redis: RedisUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+    as_json: AsJson = False,
+) -> None:
+    """Show a workflow with its source."""
+    from py_code_mode.mcp_server.formatting import format_workflow
+
+    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
+    record = _library(options, lambda s: s.get_workflow(name))
+    if record is None:
+        _fail(f"no workflow named {name!r}; `py-code-mode workflows list` shows what exists")
+    _print_json(record) if as_json else typer.echo(format_workflow(record, limit=10**9))
+
+
+@workflows_app.command("add")
+def workflows_add(  # noqa: PLR0917 - typer maps parameters to options
+    name: Annotated[str, typer.Argument(help="Workflow name (a Python identifier).")],
+    file: Annotated[
+        str, typer.Argument(help="Python file defining run(...), or - for stdin.")
+    ] = "-",
+    description: Annotated[
+        str, typer.Option("--description", "-d", help="What it does (default: docstring).")
+    ] = "",
+    base: Base = None,
+    storage: StorageDir = None,
+    redis: RedisUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """Add or replace a workflow from a Python file."""
+    from py_code_mode.mcp_server.formatting import workflow_line
+
+    source = _read_input(file)
+    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
+    record = _library(options, lambda s: s.add_workflow(name, source, description))
+    typer.echo(f"saved workflow {workflow_line(record)}")
+
+
+@workflows_app.command("rm")
+def workflows_rm(
+    name: Annotated[str, typer.Argument(help="Workflow name.")],
+    base: Base = None,
+    storage: StorageDir = None,
+    redis: RedisUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """Delete a workflow."""
+    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
+    if not _library(options, lambda s: s.remove_workflow(name)):
+        _fail(f"no workflow named {name!r}")
+    typer.echo(f"deleted workflow {name}")
+
+
+# -- artifacts -----------------------------------------------------------------------
+@artifacts_app.command("list")
+def artifacts_list(
+    base: Base = None,
+    storage: StorageDir = None,
+    redis: RedisUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+    as_json: AsJson = False,
+) -> None:
+    """List artifacts."""
+    from py_code_mode.mcp_server.formatting import format_artifacts
+
+    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
+    found = _library(options, lambda s: s.list_artifacts())
+    _print_json(found) if as_json else typer.echo(format_artifacts(found))
+
+
+@artifacts_app.command("get")
+def artifacts_get(
+    name: Annotated[str, typer.Argument(help="Artifact name.")],
+    *,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the data to this file.")
+    ] = None,
+    base: Base = None,
+    storage: StorageDir = None,
+    redis: RedisUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """Print an artifact (or write it to a file): text as-is, JSON as JSON, bytes raw."""
+    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
+    data = _library(options, lambda s: s.load_artifact(name))
+    if isinstance(data, bytes):
+        payload = data
+    elif isinstance(data, str):
+        payload = data.encode("utf-8")
+    else:
+        payload = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    if output is not None:
+        try:
+            output.write_bytes(payload)
+        except OSError as exc:
+            _fail(f"cannot write {output}: {exc.strerror or exc}")
+        return
+    sys.stdout.flush()
+    sys.stdout.buffer.write(payload)
+    sys.stdout.buffer.flush()
+
+
+@artifacts_app.command("put")
+def artifacts_put(  # noqa: PLR0917 - typer maps parameters to options
+    name: Annotated[str, typer.Argument(help="Artifact name.")],
+    file: Annotated[str, typer.Argument(help="File to store, or - for stdin.")] = "-",
+    description: Annotated[str, typer.Option("--description", "-d")] = "",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Parse the input as JSON and store the data.")
+    ] = False,
+    binary: Annotated[bool, typer.Option("--binary", help="Store the input as bytes.")] = False,
+    base: Base = None,
+    storage: StorageDir = None,
+    redis: RedisUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """Store a file (or stdin) as an artifact: text by default."""
+    if as_json and binary:
+        _fail("--json and --binary exclude each other", code=2)
+    raw = _read_bytes(file)
+    data: Any
+    if binary:
+        data = raw
+    else:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            _fail("the input is not UTF-8 text; pass --binary to store bytes", code=2)
+        if as_json:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                _fail(f"the input is not valid JSON: {exc}", code=2)
+        else:
+            data = text
+    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
+    info = _library(options, lambda s: s.save_artifact(name, data, description))
+    typer.echo(f"saved artifact {info['name']} ({info['kind']}, {info['size']} bytes)")
+
+
+@artifacts_app.command("rm")
+def artifacts_rm(
+    name: Annotated[str, typer.Argument(help="Artifact name.")],
+    base: Base = None,
+    storage: StorageDir = None,
+    redis: RedisUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """Delete an artifact."""
+    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
+    if not _library(options, lambda s: s.delete_artifact(name)):
+        _fail(f"no artifact named {name!r}")
+    typer.echo(f"deleted artifact {name}")
+
+
+# -- deps ----------------------------------------------------------------------------
+@deps_app.command("list")
+def deps_list(
+    base: Base = None,
+    storage: StorageDir = None,
+    redis: RedisUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """List the persisted package specs."""
+    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
+    for spec in _library(options, lambda s: s.list_deps()):
+        typer.echo(spec)
+
+
+def _deps_change(options: ServerOptions, what: str, action: Any) -> Any:
+    async def go(session: Any) -> Any:
+        return await run_with_progress(what, action(session))
+
+    try:
+        return using_session(
+            options.make_session(),
+            go,
+            starting=f"starting the {options.executor_kind} executor's environment",
+        )
+    except PyCodeModeError as exc:
+        _fail(str(exc))
+
+
+@deps_app.command("add")
+def deps_add(
+    spec: Annotated[str, typer.Argument(help="Requirement, e.g. 'pandas>=2'.")],
+    *,
+    base: Base = None,
+    storage: StorageDir = None,
+    redis: RedisUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+    executor: Executor = None,
+) -> None:
+    """Install a package into the execution environment and list it."""
+    options = _options(base=base, storage=storage, redis=redis, prefix=prefix, executor=executor)
+    outcome = _deps_change(options, f"installing {spec}", lambda s: s.add_dep(spec))
+    typer.echo(f"added {outcome.get('spec', spec)}")
+
+
+@deps_app.command("rm")
+def deps_rm(
+    spec: Annotated[str, typer.Argument(help="Package name.")],
+    *,
+    base: Base = None,
+    storage: StorageDir = None,
+    redis: RedisUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+    executor: Executor = None,
+) -> None:
+    """Uninstall a package and drop it from the list."""
+    options = _options(base=base, storage=storage, redis=redis, prefix=prefix, executor=executor)
+    if not _deps_change(options, f"removing {spec}", lambda s: s.remove_dep(spec)):
+        _fail(f"{spec!r} is not in the deps list")
+    typer.echo(f"removed {spec}")
+
+
+@deps_app.command("sync")
+def deps_sync(
+    base: Base = None,
+    storage: StorageDir = None,
+    redis: RedisUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+    executor: Executor = None,
+) -> None:
+    """Install every listed package into the execution environment."""
+    options = _options(base=base, storage=storage, redis=redis, prefix=prefix, executor=executor)
+    outcome = _deps_change(options, "installing the listed packages", lambda s: s.sync_deps())
+    installed = outcome.get("installed") or []
+    typer.echo(f"synced {len(installed)} package(s)")
+
+
+# -- doctor --------------------------------------------------------------------------
+@app.command()
+def doctor(
+    base: Base = None,
+    redis: RedisUrl = None,
+) -> None:
+    """Check uv, Python, Docker, Redis and the embedding model; say how to fix problems.
+
+    Exits 1 when a required part fails; optional parts (Docker, embeddings) only warn.
+    """
+    from py_code_mode.cli.doctor import run_checks
+
+    marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+    checks = run_checks((base or default_base()).expanduser(), redis)
+    for check in checks:
+        typer.echo(f"[{marks[check.status]}] {check.name}: {check.detail}")
+        if check.fix and check.status != "ok":
+            typer.echo(f"       fix: {check.fix}")
+        elif check.fix:
+            typer.echo(f"       note: {check.fix}")
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)
+
+
+def _read_bytes(file: str) -> bytes:
+    if file == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(file).read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror or exc}", code=2)
+
+
+def _read_input(file: str) -> str:
+    try:
+        return _read_bytes(file).decode("utf-8")
+    except UnicodeDecodeError:
+        _fail(f"{file} is not UTF-8 text", code=2)

@@ -1,0 +1,305 @@
+"""Command-line options of the MCP server and how they become a :class:`Session`.
+
+The flags are parsed with :mod:`argparse` rather than typer so that
+``py-code-mode-mcp`` starts without importing a CLI framework; ``py-code-mode mcp``
+forwards its arguments here, so both entry points share one definition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from py_code_mode.errors import ConfigError
+
+if TYPE_CHECKING:
+    from py_code_mode.execution.protocol import Executor
+    from py_code_mode.session import ExecutorKind, Session
+    from py_code_mode.storage.protocol import StorageBackend
+
+__all__ = [
+    "DEFAULT_PORT",
+    "DEFAULT_PREFIX",
+    "DEFAULT_TIMEOUT",
+    "EXECUTOR_KINDS",
+    "LogLevel",
+    "ServerOptions",
+    "build_parser",
+    "default_base",
+    "default_executor",
+    "parse_args",
+]
+
+DEFAULT_PORT = 8765
+DEFAULT_PREFIX = "py-code-mode"
+DEFAULT_TIMEOUT = 60.0
+EXECUTOR_KINDS: tuple[ExecutorKind, ...] = ("subprocess", "in-process", "container")
+BASE_ENV = "PY_CODE_MODE_BASE"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+_EXECUTOR_CLASSES: dict[str, tuple[str, str]] = {
+    "in-process": ("InProcessExecutor", "InProcessConfig"),
+    "subprocess": ("SubprocessExecutor", "SubprocessConfig"),
+    "container": ("ContainerExecutor", "ContainerConfig"),
+}
+_EXECUTOR_MODULES = {
+    "in-process": "py_code_mode.execution.in_process",
+    "subprocess": "py_code_mode.execution.subprocess",
+    "container": "py_code_mode.execution.container",
+}
+
+
+def default_base() -> Path:
+    """``$PY_CODE_MODE_BASE`` when set, else ``~/.code-mode``."""
+    return Path(os.environ.get(BASE_ENV) or "~/.code-mode").expanduser()
+
+
+def executor_available(kind: str) -> bool:
+    """Whether the module of an executor kind is part of this installation."""
+    module = _EXECUTOR_MODULES.get(kind)
+    return module is not None and importlib.util.find_spec(module) is not None
+
+
+def default_executor() -> ExecutorKind:
+    """``"subprocess"`` (process isolation) when it is installed, else ``"in-process"``.
+
+    The subprocess executor is the product default; an installation without it
+    falls back to running code in the server process, which the server logs.
+    """
+    return "subprocess" if executor_available("subprocess") else "in-process"
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Everything needed to build sessions and serve them.
+
+    Attributes:
+        base: Directory holding the library (storage, ``tools/``, ``requirements.txt``).
+        storage: FileStorage directory when it differs from ``base``.
+        tools: Tool YAML directory when it differs from ``base/tools``.
+        redis: Redis URL; when given, workflows, artifacts and deps live in Redis.
+        prefix: Key prefix in Redis.
+        executor: Where code runs; ``None`` for :func:`default_executor`.
+        timeout: Default seconds per ``run_code`` call; ``None`` for no limit.
+        allow_runtime_deps: Whether agents may install and remove packages.
+        transport: ``"stdio"`` or ``"http"`` (streamable HTTP).
+        host: Interface for HTTP.
+        port: Port for HTTP.
+        log_level: Level of the server's stderr log.
+    """
+
+    base: Path
+    storage: Path | None = None
+    tools: Path | None = None
+    redis: str | None = None
+    prefix: str = DEFAULT_PREFIX
+    executor: ExecutorKind | None = None
+    timeout: float | None = DEFAULT_TIMEOUT
+    allow_runtime_deps: bool = True
+    transport: Literal["stdio", "http"] = "stdio"
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    log_level: LogLevel = "WARNING"
+
+    @property
+    def executor_kind(self) -> ExecutorKind:
+        """The executor that will be used."""
+        return self.executor or default_executor()
+
+    @property
+    def storage_path(self) -> Path:
+        """Directory of the FileStorage (ignored with Redis)."""
+        return (self.storage or self.base).expanduser()
+
+    @property
+    def tools_path(self) -> Path | None:
+        """The tools directory, or ``None`` when there is none to load."""
+        if self.tools is not None:
+            return self.tools.expanduser()
+        default = self.base.expanduser() / "tools"
+        return default if default.is_dir() else None
+
+    def check(self) -> None:
+        """Validate what can be checked without starting anything; create the base dir.
+
+        Raises:
+            ConfigError: A value is unusable; the message names the flag.
+        """
+        kind = self.executor_kind
+        if kind not in EXECUTOR_KINDS:
+            raise ConfigError(
+                f"--executor {kind!r} is unknown; choose one of {', '.join(EXECUTOR_KINDS)}"
+            )
+        if not executor_available(kind):
+            raise ConfigError(
+                f"--executor {kind} is not available in this installation "
+                f"({_EXECUTOR_MODULES[kind]} is missing); use --executor in-process"
+            )
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ConfigError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"--port must be between 1 and 65535, got {self.port}")
+        if self.tools is not None and not self.tools.expanduser().is_dir():
+            raise ConfigError(f"--tools {self.tools}: no such directory")
+        for flag, path in (("--base", self.base), ("--storage", self.storage)):
+            if path is None:
+                continue
+            try:
+                path.expanduser().mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"{flag} {path}: cannot create the directory: {exc}") from exc
+        if self.redis is not None:
+            if not self.redis.startswith(("redis://", "rediss://", "unix://")):
+                raise ConfigError(
+                    f"--redis must be a URL such as redis://localhost:6379/0, got {self.redis!r}"
+                )
+            # Builds nothing that connects; it fails fast on a missing extra or bad prefix.
+            self.make_storage()
+
+    def make_storage(self) -> StorageBackend:
+        """A new storage backend instance (each session owns and closes its own).
+
+        Raises:
+            ConfigError: Redis was asked for but RedisStorage cannot be loaded.
+        """
+        if self.redis is None:
+            from py_code_mode.storage.file import FileStorage
+
+            return FileStorage(self.storage_path)
+        try:
+            from py_code_mode import RedisStorage
+        except ImportError as exc:
+            raise ConfigError(
+                "--redis needs RedisStorage, which cannot be loaded in this installation "
+                f"({exc}); install the extra with: pip install 'py-code-mode[redis]'"
+            ) from exc
+        storage: StorageBackend = RedisStorage(url=self.redis, prefix=self.prefix)
+        return storage
+
+    def make_executor(self) -> Executor:
+        """A new executor of the configured kind (one per session).
+
+        Raises:
+            ConfigError: The executor or its config rejected the settings.
+        """
+        from py_code_mode import execution
+
+        kind = self.executor_kind
+        executor_name, config_name = _EXECUTOR_CLASSES[kind]
+        try:
+            config_cls = getattr(execution, config_name)
+            executor_cls = getattr(execution, executor_name)
+        except ImportError as exc:
+            raise ConfigError(f"the {kind} executor cannot be loaded: {exc}") from exc
+        settings: dict[str, Any] = {
+            "tools_path": self.tools_path,
+            "allow_runtime_deps": self.allow_runtime_deps,
+        }
+        try:
+            config = config_cls(**settings)
+        except TypeError as exc:
+            raise ConfigError(f"{config_name}: {exc}") from exc
+        return cast("Executor", executor_cls(config))
+
+    def make_session(self) -> Session:
+        """A new, not yet started session on the shared storage location."""
+        from py_code_mode.session import Session
+
+        return Session(storage=self.make_storage(), executor=self.make_executor())
+
+
+def build_parser(prog: str = "py-code-mode-mcp") -> argparse.ArgumentParser:
+    """The argument parser shared by ``py-code-mode-mcp`` and ``py-code-mode mcp``."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Serve a persistent Python environment to MCP clients. Agent code runs with "
+            "four namespaces (tools, workflows, artifacts, deps); the library of workflows, "
+            "artifacts and deps lives in --base (or Redis) and is shared by all clients."
+        ),
+        epilog=(
+            "Example: claude mcp add py-code-mode -- uvx --from py-code-mode "
+            "py-code-mode-mcp --base ~/.code-mode"
+        ),
+    )
+    where = parser.add_argument_group("library")
+    where.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help=f"directory of the library: storage, tools/ and requirements.txt; created when "
+        f"missing (default: ${BASE_ENV} or ~/.code-mode)",
+    )
+    where.add_argument(
+        "--storage", type=Path, default=None, help="store workflows and artifacts here instead"
+    )
+    where.add_argument(
+        "--tools", type=Path, default=None, help="tool YAML directory (default: BASE/tools)"
+    )
+    where.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="keep workflows, artifacts and deps in Redis, e.g. redis://localhost:6379/0",
+    )
+    where.add_argument(
+        "--prefix", default=DEFAULT_PREFIX, help=f"Redis key prefix (default: {DEFAULT_PREFIX})"
+    )
+    run = parser.add_argument_group("execution")
+    run.add_argument(
+        "--executor",
+        choices=EXECUTOR_KINDS,
+        default=None,
+        help="where code runs (default: subprocess when installed, else in-process)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"default seconds per run_code call, 0 for no limit (default: {DEFAULT_TIMEOUT:g})",
+    )
+    run.add_argument(
+        "--no-runtime-deps",
+        action="store_true",
+        help="do not let agents install or remove packages (hides add_dep and remove_dep)",
+    )
+    serve = parser.add_argument_group("transport")
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP interface (default: 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default: {DEFAULT_PORT})"
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        type=str.upper,
+        default="WARNING",
+        help="stderr log level (default: WARNING)",
+    )
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None, prog: str = "py-code-mode-mcp") -> ServerOptions:
+    """Parse server flags; exits with a usage message on bad syntax (argparse)."""
+    ns = build_parser(prog).parse_args(argv)
+    return ServerOptions(
+        base=(ns.base or default_base()).expanduser(),
+        storage=ns.storage,
+        tools=ns.tools,
+        redis=ns.redis,
+        prefix=ns.prefix,
+        executor=ns.executor,
+        timeout=None if ns.timeout == 0 else ns.timeout,
+        allow_runtime_deps=not ns.no_runtime_deps,
+        transport=ns.transport,
+        host=ns.host,
+        port=ns.port,
+        log_level=cast("LogLevel", ns.log_level),
+    )
