@@ -115,3 +115,29 @@ async def test_a_workflow_description_survives_a_new_session(tmp_path: Path) -> 
         listed = await session.list_workflows()
         assert listed[0]["description"] == "Does nothing"
         assert listed[0]["metadata"] == {"team": "a"}
+
+
+class _CountingExecutor(InProcessExecutor):
+    starts = 0
+
+    async def start(self, host) -> None:  # type: ignore[no-untyped-def]
+        type(self).starts += 1
+        await super().start(host)
+
+
+async def test_library_calls_do_not_start_the_executor_but_running_code_does(
+    tmp_path: Path,
+) -> None:
+    executor = _CountingExecutor()
+    session = Session(storage=FileStorage(tmp_path), executor=executor)
+    try:
+        await session.add_workflow("one", "def run():\n    return 1\n")
+        assert [w["name"] for w in await session.list_workflows()] == ["one"]
+        await session.save_artifact("a.txt", "x")
+        assert await session.list_tools() == []
+        assert _CountingExecutor.starts == 0
+        assert (await session.run("workflows.one()")).value == 1
+        assert (await session.run("2")).value == 2
+        assert _CountingExecutor.starts == 1
+    finally:
+        await session.close()

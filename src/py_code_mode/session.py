@@ -40,7 +40,9 @@ class Session:
         storage: A backend such as ``FileStorage(base_path=...)`` or
             ``RedisStorage(url=...)``.
         executor: Where code runs; an in-process executor when omitted.
-        ranker: How search ranks results; lexical unless given.
+        ranker: How search ranks results. When omitted,
+            :func:`~py_code_mode.search.semantic.default_ranker`: by meaning and
+            words when an embedding model loads, lexically otherwise.
 
     Raises:
         ConfigError: ``storage`` or ``executor`` is missing or of the wrong type.
@@ -122,48 +124,64 @@ class Session:
     async def start(self) -> None:
         """Open storage, load tools and start the executor. Idempotent.
 
+        Library calls (listing or editing workflows and artifacts, searching) need
+        only storage and tools, so they never wait for the executor; running code and
+        changing packages start it.
+
         Raises:
             SessionClosedError: The session was closed.
         """
+        await self._started()
+
+    async def _library(self) -> HostServices:
+        """Storage opened and tools loaded; the executor may not be started yet."""
+        if self._host is not None and self._state != "closed":
+            return self._host
+        async with self._start_lock:
+            if self._state == "closed":
+                raise SessionClosedError("this session is closed; create a new Session")
+            if self._host is None:
+                from py_code_mode._private.services import HostServices
+                from py_code_mode.tools.registry import ToolRegistry
+
+                await self.storage.open()
+                tools = await ToolRegistry.from_directory(self.executor.tools_path)
+                self._host = HostServices(
+                    storage=self.storage,
+                    tools=tools,
+                    environment=self.executor,
+                    allow_runtime_deps=self.executor.allow_runtime_deps,
+                    ranker=self._ranker,
+                )
+            return self._host
+
+    async def _started(self) -> HostServices:
+        """Everything started, the executor included."""
         if self._state == "started":
-            return
+            assert self._host is not None
+            return self._host
+        host = await self._library()
         async with self._start_lock:
             state: str = self._state  # another task may have started or closed it meanwhile
             if state == "closed":
                 raise SessionClosedError("this session is closed; create a new Session")
-            if state == "started":
-                return
-            from py_code_mode._private.services import HostServices
-            from py_code_mode.tools.registry import ToolRegistry
-
-            await self.storage.open()
-            tools = await ToolRegistry.from_directory(self.executor.tools_path)
-            host = HostServices(
-                storage=self.storage,
-                tools=tools,
-                environment=self.executor,
-                allow_runtime_deps=self.executor.allow_runtime_deps,
-                ranker=self._ranker,
-            )
-            try:
+            if state == "new":
                 await self.executor.start(host)
-            except BaseException:
-                await tools.aclose()
-                raise
-            self._host = host
-            self._state = "started"
+                self._state = "started"
+        return host
 
     async def close(self) -> None:
         """Stop the executor and release tools and storage. Idempotent."""
         if self._state == "closed":
             return
         self._state = "closed"
-        try:
-            await self.executor.close()
-        finally:
-            if self._host is not None:
-                await self._host.tools.aclose()
-            await self.storage.close()
+        async with self._start_lock:  # let a start in progress finish first
+            try:
+                await self.executor.close()
+            finally:
+                if self._host is not None:
+                    await self._host.tools.aclose()
+                await self.storage.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -218,33 +236,33 @@ class Session:
 
     async def reset(self) -> None:
         """Clear the agent's variables; storage (workflows, artifacts, deps) is kept."""
-        await self._services()
+        await self._started()
         await self.executor.reset()
 
     # -- facade: tools ----------------------------------------------------------------
     async def list_tools(self) -> list[dict[str, Any]]:
         """Every tool with its description and callables."""
-        return await (await self._services()).tools_list()
+        return await (await self._library()).tools_list()
 
     async def search_tools(self, query: str, limit: int = 10) -> list[dict[str, Any]]:
         """Tools ranked for ``query``, best first, with ``score`` and ``why``."""
-        return await (await self._services()).tools_search(query, limit)
+        return await (await self._library()).tools_search(query, limit)
 
     # -- facade: workflows ------------------------------------------------------------
     async def list_workflows(self) -> list[dict[str, Any]]:
         """All workflows (name, description, parameters; no source)."""
-        return await (await self._services()).workflows_list()
+        return await (await self._library()).workflows_list()
 
     async def search_workflows(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
         """Workflows ranked for ``query``, best first, with ``score`` and ``why``."""
-        return await (await self._services()).workflows_search(query, limit)
+        return await (await self._library()).workflows_search(query, limit)
 
     async def get_workflow(self, name: str) -> dict[str, Any] | None:
         """One workflow including its source, or ``None`` when absent."""
         from py_code_mode.errors import WorkflowNotFoundError
 
         try:
-            return await (await self._services()).workflows_get(name)
+            return await (await self._library()).workflows_get(name)
         except WorkflowNotFoundError:
             return None
 
@@ -261,16 +279,16 @@ class Session:
             InvalidNameError: The name is not usable.
             WorkflowError: Syntax error or no ``run`` function; nothing is stored.
         """
-        return await (await self._services()).workflows_create(name, source, description, metadata)
+        return await (await self._library()).workflows_create(name, source, description, metadata)
 
     async def remove_workflow(self, name: str) -> bool:
         """Delete a workflow; ``False`` when it did not exist."""
-        return await (await self._services()).workflows_delete(name)
+        return await (await self._library()).workflows_delete(name)
 
     # -- facade: artifacts ------------------------------------------------------------
     async def list_artifacts(self) -> list[dict[str, Any]]:
         """Index entries of all artifacts."""
-        return await (await self._services()).artifacts_list()
+        return await (await self._library()).artifacts_list()
 
     async def save_artifact(
         self,
@@ -280,7 +298,7 @@ class Session:
         metadata: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Store str, bytes or JSON data under ``name``; returns its index entry."""
-        return await (await self._services()).artifacts_save(name, data, description, metadata)
+        return await (await self._library()).artifacts_save(name, data, description, metadata)
 
     async def load_artifact(self, name: str) -> Any:
         """The stored value, of the type it was saved with.
@@ -288,16 +306,16 @@ class Session:
         Raises:
             ArtifactNotFoundError: No artifact of that name.
         """
-        return await (await self._services()).artifacts_load(name)
+        return await (await self._library()).artifacts_load(name)
 
     async def delete_artifact(self, name: str) -> bool:
         """Delete an artifact; ``False`` when it did not exist."""
-        return await (await self._services()).artifacts_delete(name)
+        return await (await self._library()).artifacts_delete(name)
 
     # -- facade: deps -----------------------------------------------------------------
     async def list_deps(self) -> list[str]:
         """The persisted requirement specs."""
-        return await (await self._services()).deps_list()
+        return await (await self._library()).deps_list()
 
     async def add_dep(self, spec: str) -> dict[str, Any]:
         """Install a package and persist its spec.
@@ -305,22 +323,15 @@ class Session:
         Raises:
             DependencyError: Invalid spec, runtime deps disabled, or install failed.
         """
-        return await (await self._services()).deps_add(spec)
+        return await (await self._started()).deps_add(spec)
 
     async def remove_dep(self, spec: str) -> bool:
         """Uninstall a package and drop its spec; ``False`` if it was not listed."""
-        return await (await self._services()).deps_remove(spec)
+        return await (await self._started()).deps_remove(spec)
 
     async def sync_deps(self) -> dict[str, Any]:
         """Install every persisted spec into the execution environment."""
-        return await (await self._services()).deps_sync()
-
-    async def _services(self) -> HostServices:
-        if self._state == "closed":
-            raise SessionClosedError("this session is closed; create a new Session")
-        await self.start()
-        assert self._host is not None
-        return self._host
+        return await (await self._started()).deps_sync()
 
     def __repr__(self) -> str:
         return (

@@ -108,7 +108,9 @@ def _print_json(data: Any) -> None:
 
 def _library(options: ServerOptions, action: Any) -> Any:
     try:
-        return using_session(library_session(options), action, starting="opening the library")
+        return using_session(
+            library_session(options), action, starting="opening the library", start_executor=False
+        )
     except PyCodeModeError as exc:
         _fail(str(exc))
 

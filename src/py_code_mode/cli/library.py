@@ -1,9 +1,9 @@
 """Sessions for CLI commands, and progress display for their slow steps.
 
 Commands that only read or edit the library (workflows, artifacts, the deps list,
-tool listings) use a session whose executor runs nothing: listing workflows must
-not create a virtual environment or install packages. Commands that run code or
-change packages use the real executor.
+tool listings) never start the session's executor: listing workflows must not
+create a virtual environment or install packages. Commands that run code or
+change packages start it.
 """
 
 from __future__ import annotations
@@ -12,19 +12,14 @@ import asyncio
 import itertools
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from py_code_mode.errors import DependencyError
-from py_code_mode.result import ExecutionResult
-
 if TYPE_CHECKING:
-    from py_code_mode._private.services import HostServices
     from py_code_mode.mcp_server.options import ServerOptions
     from py_code_mode.session import Session
 
-__all__ = ["LibraryOnlyExecutor", "library_session", "run_with_progress", "using_session"]
+__all__ = ["library_session", "run_with_progress", "using_session"]
 
 _T = TypeVar("_T")
 
@@ -32,60 +27,9 @@ _SPINNER = "|/-\\"
 _QUIET_SECONDS = 1.0
 
 
-class LibraryOnlyExecutor:
-    """An executor that runs no code: for commands that only touch storage and tools.
-
-    Args:
-        tools_path: Tool directory, so tool listings still work.
-    """
-
-    def __init__(self, tools_path: Path | None) -> None:
-        self._tools_path = tools_path
-
-    @property
-    def tools_path(self) -> Path | None:
-        """Directory of tool YAML files."""
-        return self._tools_path
-
-    @property
-    def allow_runtime_deps(self) -> bool:
-        """Package changes need a real executor."""
-        return False
-
-    @property
-    def configured_deps(self) -> list[str]:
-        """No configured packages."""
-        return []
-
-    async def start(self, host: HostServices) -> None:
-        """Nothing to start."""
-
-    async def run(self, code: str, *, timeout: float | None = None) -> ExecutionResult:
-        """Refuse: this session is for library commands."""
-        return ExecutionResult.failure(
-            "this CLI session runs no code; use `py-code-mode run`", "ExecutorError"
-        )
-
-    async def reset(self) -> None:
-        """Nothing to reset."""
-
-    async def close(self) -> None:
-        """Nothing to close."""
-
-    async def install(self, specs: Sequence[str]) -> str:
-        """Refuse: installing needs the real execution environment."""
-        raise DependencyError("installing packages needs an executor; use `py-code-mode deps add`")
-
-    async def uninstall(self, names: Sequence[str]) -> str:
-        """Refuse: uninstalling needs the real execution environment."""
-        raise DependencyError("removing packages needs an executor; use `py-code-mode deps rm`")
-
-
 def library_session(options: ServerOptions) -> Session:
-    """A session on the library that never starts a worker."""
-    from py_code_mode.session import Session
-
-    return Session(storage=options.make_storage(), executor=LibraryOnlyExecutor(options.tools_path))
+    """A session for library commands: its calls never start the executor."""
+    return options.make_session()
 
 
 async def run_with_progress(message: str, awaitable: Awaitable[_T]) -> _T:
@@ -118,13 +62,22 @@ async def run_with_progress(message: str, awaitable: Awaitable[_T]) -> _T:
 
 
 def using_session(
-    session: Session, action: Callable[[Session], Coroutine[Any, Any, _T]], *, starting: str
+    session: Session,
+    action: Callable[[Session], Coroutine[Any, Any, _T]],
+    *,
+    starting: str,
+    start_executor: bool = True,
 ) -> _T:
-    """Start ``session`` (with progress), run ``action`` on it, close it; the result."""
+    """Start ``session`` (with progress), run ``action`` on it, close it; the result.
+
+    With ``start_executor=False`` only what ``action`` needs is started: library
+    calls open storage and tools but leave the executor alone.
+    """
 
     async def go() -> _T:
         try:
-            await run_with_progress(starting, session.start())
+            if start_executor:
+                await run_with_progress(starting, session.start())
             return await action(session)
         finally:
             await session.close()
