@@ -1,0 +1,101 @@
+"""``${VAR}`` expansion of tool settings from the host environment, with redaction.
+
+MCP and HTTP tool files reference credentials as ``${API_TOKEN}`` instead of
+spelling them out. Expansion happens once, when the file is loaded on the host;
+the expanded values stay in the adapter and never reach agent code. Every
+expanded value is remembered by a :class:`Redactor` so that error messages,
+which do reach agent code, can have them masked back to ``${API_TOKEN}``.
+
+Syntax: ``${NAME}`` where ``NAME`` is a shell-style variable name. ``$${`` is a
+literal ``${``. A lone ``$`` or ``$NAME`` without braces is left as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Final
+
+from py_code_mode.errors import ConfigError
+
+__all__ = ["MIN_REDACTED_LENGTH", "Redactor", "expand_value"]
+
+_REFERENCE: Final = re.compile(r"\$\$\{|\$\{([^}]*)\}?")
+_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+MIN_REDACTED_LENGTH: Final = 4
+"""Shorter expanded values are not masked: replacing every ``1`` or ``on`` in a
+message would garble it, and so short a value is no secret anyway."""
+
+
+class Redactor:
+    """Remembers expanded values and masks them in text shown to agents."""
+
+    def __init__(self) -> None:
+        self._secrets: dict[str, str] = {}
+
+    def remember(self, value: str, reference: str) -> None:
+        """Record that ``value`` came from ``reference`` (e.g. ``${API_TOKEN}``)."""
+        if len(value) >= MIN_REDACTED_LENGTH:
+            self._secrets.setdefault(value, reference)
+
+    def __bool__(self) -> bool:
+        return bool(self._secrets)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every remembered value replaced by its ``${NAME}`` reference."""
+        # Longest first, so a value containing another one is masked as a whole.
+        for value in sorted(self._secrets, key=len, reverse=True):
+            if value in text:
+                text = text.replace(value, self._secrets[value])
+        return text
+
+
+def expand_value(
+    text: str,
+    *,
+    field: str,
+    environ: Mapping[str, str],
+    redactor: Redactor | None = None,
+) -> str:
+    """Expand every ``${NAME}`` in ``text`` from ``environ``.
+
+    Args:
+        text: The setting as written in the YAML file.
+        field: Its path in the file (``headers.Authorization``), for messages.
+        environ: Where values come from (the host's ``os.environ``).
+        redactor: Records the expanded values for later masking.
+
+    Raises:
+        ConfigError: A referenced variable is not set, or a reference is
+            malformed; the message names the field and the variable.
+    """
+    if "$" not in text:
+        return text
+    parts: list[str] = []
+    position = 0
+    for match in _REFERENCE.finditer(text):
+        parts.append(text[position : match.start()])
+        position = match.end()
+        token = match.group(0)
+        if token == "$${":  # noqa: S105 - the escape for a literal "${", not a password
+            parts.append("${")
+            continue
+        name = match.group(1)
+        if not token.endswith("}") or name is None or not _NAME.match(name):
+            raise ConfigError(
+                f"{field}: malformed variable reference {token!r}; write ${{NAME}} with a "
+                "name of letters, digits and underscores (and $${ for a literal ${)"
+            )
+        value = environ.get(name)
+        if value is None:
+            raise ConfigError(
+                f"{field}: environment variable {name!r} is not set (referenced as "
+                f"${{{name}}}); set it in the environment of the host process that loads "
+                "the tools"
+            )
+        if redactor is not None:
+            redactor.remember(value, f"${{{name}}}")
+        parts.append(value)
+    parts.append(text[position:])
+    return "".join(parts)

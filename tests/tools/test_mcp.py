@@ -1,0 +1,662 @@
+"""MCP tools against real MCP servers: a small SDK server over stdio, streamable HTTP
+and SSE, and py-code-mode's own MCP server used as a tool of another session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from py_code_mode import FileStorage, Session
+from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
+from py_code_mode.execution import InProcessConfig, InProcessExecutor
+from py_code_mode.tools.mcp import McpTool, parameters_from_schema
+from py_code_mode.tools.registry import ToolRegistry
+
+DEMO_SERVER = Path(__file__).parent / "fixtures" / "mcp_demo_server.py"
+PYTHON = sys.executable
+START_TIMEOUT = 30.0
+
+
+def stdio_yaml(name: str = "demo", extra: str = "") -> str:
+    return textwrap.dedent(
+        f"""\
+        name: {name}
+        description: A demo MCP server for tests
+        type: mcp
+        transport: stdio
+        command: {PYTHON}
+        args: ["{DEMO_SERVER}"]
+        timeout: 20
+        """
+    ) + textwrap.dedent(extra)
+
+
+def stdio_tool(**overrides: Any) -> McpTool:
+    data: dict[str, Any] = {
+        "name": "demo",
+        "type": "mcp",
+        "command": PYTHON,
+        "args": [str(DEMO_SERVER)],
+        "timeout": 20,
+        **overrides,
+    }
+    return McpTool.from_mapping(data)
+
+
+@pytest.fixture
+async def demo() -> AsyncIterator[McpTool]:
+    tool = stdio_tool()
+    try:
+        yield tool
+    finally:
+        await tool.aclose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(transport: str, port: int) -> subprocess.Popen[bytes]:
+    """Start the demo server on ``port`` and wait (bounded) until it accepts connections."""
+    process = subprocess.Popen(
+        [PYTHON, str(DEMO_SERVER), transport, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the demo server exited with code {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    process.wait(timeout=10)
+    raise RuntimeError(f"the demo server did not listen on port {port} in {START_TIMEOUT} s")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
+    """A streamable-HTTP demo server; the list holds it (tests may replace it)."""
+    port = free_port()
+    processes = [start_server("streamable-http", port)]
+    try:
+        yield port, processes
+    finally:
+        for process in processes:
+            stop_server(process)
+
+
+async def wait_gone(pid: int, timeout: float = 15.0) -> bool:
+    """True once no process ``pid`` exists (reaped, not a zombie) within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+# -- listing -------------------------------------------------------------------------
+
+
+async def test_each_server_tool_becomes_a_callable_with_its_input_schema(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "demo.yaml").write_text(stdio_yaml())
+    registry = await ToolRegistry.from_directory(tmp_path)
+    try:
+        assert registry.problems == []
+        [entry] = await registry.list()
+        assert entry["kind"] == "mcp"
+        assert entry["description"] == "A demo MCP server for tests"
+        callables = {c["name"]: c for c in entry["callables"]}
+        assert {"echo", "add", "get_env", "fail", "pid", "sleep", "crash"} <= set(callables)
+        add = callables["add"]
+        assert add["description"] == "Add two integers and report the total."
+        assert add["input_schema"]["required"] == ["a", "b"]
+        assert add["parameters"]["a"] == {
+            "type": "integer",
+            "description": "",
+            "required": True,
+            "default": None,
+        }
+        echo = callables["echo"]["parameters"]
+        assert echo["times"]["required"] is False
+        assert echo["times"]["default"] == 1
+    finally:
+        await registry.aclose()
+
+
+async def test_server_tools_are_found_by_search(tmp_path: Path) -> None:
+    (tmp_path / "demo.yaml").write_text(stdio_yaml())
+    registry = await ToolRegistry.from_directory(tmp_path)
+    try:
+        [hit] = await registry.search("add integers total")
+        assert hit["name"] == "demo"
+        assert "callables" in hit["why"] or "description" in hit["why"]
+    finally:
+        await registry.aclose()
+
+
+async def test_a_tool_name_that_is_not_an_identifier_gets_a_python_name(demo: McpTool) -> None:
+    specs = {spec.name: spec for spec in await demo.callables()}
+    assert "get-env" not in specs
+    assert "(MCP tool 'get-env')" in specs["get_env"].description
+    assert await demo.call("get_env", {"name": "PATH"}) == {"result": os.environ["PATH"]}
+    assert await demo.call("get-env", {"name": "PATH"}) == {"result": os.environ["PATH"]}
+
+
+def test_parameters_come_from_the_schema_properties_required_first() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "limit": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None},
+            "query": {"type": "string", "description": " what to look for "},
+            "tags": {"type": ["array", "null"]},
+            "mode": {"enum": ["a", "b"]},
+        },
+        "required": ["query"],
+    }
+    parameters = parameters_from_schema(schema)
+    assert [p.name for p in parameters] == ["query", "limit", "tags", "mode"]
+    assert parameters[0].required
+    assert parameters[0].description == "what to look for"
+    assert parameters[1].type == "integer|null"
+    assert parameters[2].type == "array|null"
+    assert parameters[3].type == "enum"
+    assert parameters_from_schema({"type": "object"}) == ()
+
+
+# -- calling -------------------------------------------------------------------------
+
+
+async def test_structured_content_comes_back_as_python_data(demo: McpTool) -> None:
+    assert await demo.call("add", {"a": 2, "b": 3}) == {"total": 5, "terms": [2, 3]}
+
+
+async def test_a_tool_without_structured_content_returns_its_text(demo: McpTool) -> None:
+    assert await demo.call("echo", {"message": "hi", "times": 2}) == "hi hi"
+
+
+async def test_content_other_than_text_is_summarised(demo: McpTool) -> None:
+    text = await demo.call("picture", {})
+    assert text.startswith("a red dot:\n[image: image/png, about ")
+
+
+async def test_a_tool_error_raises_tool_error_with_the_servers_message(demo: McpTool) -> None:
+    with pytest.raises(ToolError, match="failing on purpose: disk full") as caught:
+        await demo.call("fail", {"reason": "disk full"})
+    assert caught.value.tool == "demo"
+    assert "MCP tool 'fail'" in str(caught.value)
+
+
+async def test_missing_required_arguments_are_named(demo: McpTool) -> None:
+    with pytest.raises(ToolError, match=r"MCP tool 'add': missing required argument\(s\) 'b'"):
+        await demo.call("add", {"a": 1})
+
+
+async def test_arguments_of_the_wrong_type_are_reported_by_the_server(demo: McpTool) -> None:
+    with pytest.raises(ToolError, match=r"(?s)MCP tool 'add' failed: .*validation error.*\bb\b"):
+        await demo.call("add", {"a": 1, "b": "two"})
+
+
+async def test_arguments_that_are_not_json_data_are_refused(demo: McpTool) -> None:
+    with pytest.raises(ToolError, match="arguments must be JSON data"):
+        await demo.call("echo", {"message": object()})
+    with pytest.raises(ToolError, match="arguments must be JSON data"):
+        await demo.call("echo", {"message": float("nan")})
+
+
+async def test_an_unknown_server_tool_lists_the_available_ones(demo: McpTool) -> None:
+    with pytest.raises(ToolNotFoundError, match=r"no tool 'nope'; available: echo, add"):
+        await demo.call("nope", {})
+
+
+async def test_calling_the_server_itself_says_how_to_call_its_tools(demo: McpTool) -> None:
+    with pytest.raises(ToolError, match=r"call one of its tools as tools\.demo\.<tool>"):
+        await demo.call(None, {})
+
+
+async def test_a_call_slower_than_the_timeout_fails_and_the_connection_stays_usable() -> None:
+    tool = stdio_tool(timeout=1)
+    try:
+        first = await tool.call("pid", {})
+        with pytest.raises(ToolError, match=r"no answer within timeout \(1 s\)"):
+            await tool.call("sleep", {"seconds": 30})
+        assert await tool.call("pid", {}) == first
+    finally:
+        await tool.aclose()
+
+
+async def test_concurrent_calls_share_one_connection(demo: McpTool) -> None:
+    results = await asyncio.gather(
+        demo.call("sleep", {"seconds": 0.3}),
+        demo.call("pid", {}),
+        demo.call("echo", {"message": "x"}),
+        demo.call("pid", {}),
+    )
+    assert results[0] == {"result": "slept"}
+    assert results[1] == results[3]
+    assert results[2] == "x"
+
+
+async def test_a_cancelled_call_does_not_break_the_connection(demo: McpTool) -> None:
+    first = await demo.call("pid", {})
+    task = asyncio.create_task(demo.call("sleep", {"seconds": 30}))
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await demo.call("pid", {}) == first
+
+
+# -- connection lifecycle ------------------------------------------------------------
+
+
+async def test_nothing_starts_until_first_use_and_calls_reuse_the_connection() -> None:
+    tool = stdio_tool()
+    try:
+        assert tool._connection is None  # loading a file must not start servers
+        first = await tool.call("pid", {})
+        assert await tool.call("pid", {}) == first
+        assert (await tool.callables())[0].name == "echo"
+        assert await tool.call("pid", {}) == first
+    finally:
+        await tool.aclose()
+
+
+async def test_aclose_stops_the_server_process_and_is_idempotent() -> None:
+    tool = stdio_tool()
+    pid = (await tool.call("pid", {}))["pid"]
+    await tool.aclose()
+    assert await wait_gone(pid)
+    await tool.aclose()
+    with pytest.raises(ToolError, match="closed"):
+        await tool.call("pid", {})
+
+
+async def test_a_killed_server_is_restarted_by_the_next_call(demo: McpTool) -> None:
+    pid = (await demo.call("pid", {}))["pid"]
+    os.kill(pid, signal.SIGKILL)
+    assert await wait_gone(pid)
+    new_pid = (await demo.call("pid", {}))["pid"]
+    assert new_pid != pid
+    assert await demo.call("add", {"a": 1, "b": 1}) == {"total": 2, "terms": [1, 1]}
+
+
+async def test_a_call_that_kills_its_server_fails_clearly_and_the_next_call_reconnects(
+    demo: McpTool,
+) -> None:
+    pid = (await demo.call("pid", {}))["pid"]
+    with pytest.raises(ToolError, match="lost the connection to the MCP server") as caught:
+        await demo.call("crash", {})
+    assert "demo server starting on stdio" in caught.value.stderr
+    assert (await demo.call("pid", {}))["pid"] != pid
+    assert await wait_gone(pid)
+
+
+async def test_a_server_that_exits_at_start_is_reported_with_its_stderr(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            name: broken
+            type: mcp
+            command: {PYTHON}
+            args: ["-c", "import sys; sys.exit('no server here, sorry')"]
+            """
+        )
+    )
+    registry = await ToolRegistry.from_directory(tmp_path)
+    try:
+        [entry] = await registry.list()
+        assert entry["callables"] == []
+        assert "cannot connect to the MCP server" in entry["error"]
+        assert "no server here, sorry" in entry["error"]
+        with pytest.raises(ToolError, match="no server here, sorry"):
+            await registry.call("broken", "anything", {})
+    finally:
+        await registry.aclose()
+
+
+async def test_a_missing_command_is_reported_when_the_tool_is_used() -> None:
+    tool = McpTool.from_mapping({"name": "ghost", "type": "mcp", "command": "/nonexistent/srv"})
+    with pytest.raises(ToolError, match=r"command not found \(/nonexistent/srv\)"):
+        await tool.callables()
+    await tool.aclose()
+
+
+async def test_a_server_that_never_answers_times_out_and_is_stopped() -> None:
+    tool = McpTool.from_mapping(
+        {"name": "mute", "type": "mcp", "command": "sleep", "args": ["300"], "connect_timeout": 1}
+    )
+    try:
+        with pytest.raises(ToolError, match=r"no answer within connect_timeout \(1 s\)"):
+            await tool.callables()
+    finally:
+        await tool.aclose()
+    assert _children_running(["sleep", "300"]) == []
+
+
+def _children_running(argv: list[str]) -> list[int]:
+    """Processes with exactly this command line whose parent is this test process."""
+    wanted = ("\0".join(argv) + "\0").encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        parent = next((ln.split()[1] for ln in status.splitlines() if ln.startswith("PPid:")), "")
+        if cmdline == wanted and parent == str(os.getpid()):
+            found.append(int(entry.name))
+    return found
+
+
+# -- environment and secrets ---------------------------------------------------------
+
+
+async def test_env_values_expand_from_the_host_and_nothing_else_is_inherited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DEMO_SECRET_SOURCE", "from-the-host-1234")
+    monkeypatch.setenv("DEMO_NOT_PASSED", "should-not-leak")
+    tool = stdio_tool(env={"DEMO_SECRET": "${DEMO_SECRET_SOURCE}", "PLAIN": "x$y"})
+    try:
+        assert await tool.call("get_env", {"name": "DEMO_SECRET"}) == {
+            "result": "from-the-host-1234"
+        }
+        assert await tool.call("get_env", {"name": "PLAIN"}) == {"result": "x$y"}
+        assert await tool.call("get_env", {"name": "DEMO_NOT_PASSED"}) == {"result": "<unset>"}
+    finally:
+        await tool.aclose()
+
+
+async def test_an_expanded_secret_is_masked_in_error_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DEMO_TOKEN", "tok-abcdef-123456")
+    tool = stdio_tool(env={"TOKEN": "${DEMO_TOKEN}"})
+    try:
+        with pytest.raises(ToolError) as caught:
+            await tool.call("fail", {"reason": "bad token tok-abcdef-123456"})
+        assert "tok-abcdef-123456" not in str(caught.value)
+        assert "bad token ${DEMO_TOKEN}" in str(caught.value)
+    finally:
+        await tool.aclose()
+
+
+def test_a_missing_variable_is_a_config_error_naming_the_field_and_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DEMO_MISSING_VAR", raising=False)
+    with pytest.raises(ConfigError, match=r"env\.KEY: environment variable 'DEMO_MISSING_VAR'"):
+        stdio_tool(env={"KEY": "${DEMO_MISSING_VAR}"})
+    with pytest.raises(ConfigError, match=r"headers\.Authorization: .*'DEMO_MISSING_VAR'"):
+        McpTool.from_mapping(
+            {
+                "name": "web",
+                "type": "mcp",
+                "url": "http://127.0.0.1:1/mcp",
+                "headers": {"Authorization": "Bearer ${DEMO_MISSING_VAR}"},
+            }
+        )
+    with pytest.raises(ConfigError, match=r"args\[0\]: malformed variable reference"):
+        stdio_tool(args=["${not closed"])
+
+
+def test_a_doubled_dollar_keeps_a_literal_reference() -> None:
+    tool = stdio_tool(args=["$${HOME}", str(DEMO_SERVER)])
+    assert tool.spec.args[0] == "${HOME}"
+
+
+# -- bad tool files ------------------------------------------------------------------
+
+
+BAD_FILES = {
+    "no_command.yaml": (
+        "name: a\ntype: mcp\ntransport: stdio\n",
+        "transport stdio needs `command`",
+    ),
+    "no_url.yaml": ("name: b\ntype: mcp\ntransport: sse\n", "transport sse needs `url`"),
+    "mixed.yaml": (
+        "name: c\ntype: mcp\ncommand: x\nurl: http://h/mcp\n",
+        "url: not used by transport stdio",
+    ),
+    "http_with_env.yaml": (
+        "name: d\ntype: mcp\nurl: http://h/mcp\nenv: {A: b}\n",
+        "env: not used by transport streamable-http",
+    ),
+    "typo.yaml": ("name: e\ntype: mcp\ncommand: x\ncomand: y\n", "comand: Extra inputs"),
+    "transport.yaml": (
+        "name: f\ntype: mcp\ntransport: websocket\nurl: http://h\n",
+        "transport: Input should be 'stdio', 'sse' or 'streamable-http'",
+    ),
+    "scheme.yaml": ("name: g\ntype: mcp\nurl: ftp://h/mcp\n", "url: expected an http://"),
+    "timeout.yaml": ("name: h\ntype: mcp\ncommand: x\ntimeout: 0\n", "timeout: Input should be"),
+    "missing_var.yaml": (
+        "name: i\ntype: mcp\ncommand: x\nenv: {K: '${DEMO_SURELY_UNSET_VAR}'}\n",
+        "env.K: environment variable 'DEMO_SURELY_UNSET_VAR' is not set",
+    ),
+}
+
+
+async def test_bad_mcp_files_are_problems_and_the_good_one_still_loads(tmp_path: Path) -> None:
+    for name, (text, _) in BAD_FILES.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "demo.yaml").write_text(stdio_yaml())
+    registry = await ToolRegistry.from_directory(tmp_path)
+    try:
+        assert registry.names() == ["demo"]
+        problems = {Path(p.path).name: p.message for p in registry.problems}
+        assert set(problems) == set(BAD_FILES)
+        for name, (_, expected) in BAD_FILES.items():
+            assert expected in problems[name], (name, problems[name])
+        assert await registry.call("demo", "echo", {"message": "ok"}) == "ok"
+    finally:
+        await registry.aclose()
+
+
+def test_the_transport_is_inferred_from_command_or_url() -> None:
+    assert stdio_tool().spec.transport == "stdio"
+    web = McpTool.from_mapping({"name": "w", "type": "mcp", "url": "http://127.0.0.1:9/mcp"})
+    assert web.spec.transport == "streamable-http"
+
+
+# -- HTTP transports -----------------------------------------------------------------
+
+
+async def test_streamable_http_tools_are_listed_and_called_with_expanded_headers(
+    http_server: tuple[int, list[subprocess.Popen[bytes]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, _ = http_server
+    monkeypatch.setenv("DEMO_MCP_TOKEN", "http-secret-9876")
+    tool = McpTool.from_mapping(
+        {
+            "name": "web",
+            "type": "mcp",
+            "transport": "streamable-http",
+            "url": f"http://127.0.0.1:{port}/mcp",
+            "headers": {"Authorization": "Bearer ${DEMO_MCP_TOKEN}"},
+            "timeout": 20,
+        }
+    )
+    try:
+        names = [spec.name for spec in await tool.callables()]
+        assert "add" in names
+        assert await tool.call("add", {"a": 20, "b": 22}) == {"total": 42, "terms": [20, 22]}
+        assert await tool.call("echo", {"message": "over http"}) == "over http"
+        assert await tool.call("authorization", {}) == {"result": "Bearer http-secret-9876"}
+        with pytest.raises(ToolError, match="failing on purpose"):
+            await tool.call("fail", {})
+        assert "http-secret-9876" not in repr(tool)
+    finally:
+        await tool.aclose()
+
+
+async def test_a_restarted_http_server_is_reached_again(
+    http_server: tuple[int, list[subprocess.Popen[bytes]]],
+) -> None:
+    port, processes = http_server
+    tool = McpTool.from_mapping(
+        {"name": "web", "type": "mcp", "url": f"http://127.0.0.1:{port}/mcp", "timeout": 20}
+    )
+    try:
+        first = await tool.call("pid", {})
+        stop_server(processes[0])
+        with pytest.raises(ToolError, match="cannot connect to the MCP server"):
+            await tool.call("pid", {})
+        processes.append(start_server("streamable-http", port))
+        second = await tool.call("pid", {})
+        assert second != first
+        assert second == {"pid": processes[-1].pid}
+    finally:
+        await tool.aclose()
+
+
+async def test_an_unreachable_http_server_is_a_clear_tool_error() -> None:
+    tool = McpTool.from_mapping(
+        {"name": "web", "type": "mcp", "url": f"http://127.0.0.1:{free_port()}/mcp"}
+    )
+    try:
+        with pytest.raises(ToolError, match=r"cannot connect .*ConnectError"):
+            await tool.call("pid", {})
+    finally:
+        await tool.aclose()
+
+
+async def test_the_sse_transport_works_too() -> None:
+    port = free_port()
+    process = start_server("sse", port)
+    tool = McpTool.from_mapping(
+        {
+            "name": "old",
+            "type": "mcp",
+            "transport": "sse",
+            "url": f"http://127.0.0.1:{port}/sse",
+            "timeout": 20,
+        }
+    )
+    try:
+        assert await tool.call("add", {"a": 1, "b": 2}) == {"total": 3, "terms": [1, 2]}
+        assert await tool.call("echo", {"message": "sse"}) == "sse"
+    finally:
+        await tool.aclose()
+        stop_server(process)
+
+
+# -- through a session ---------------------------------------------------------------
+
+
+AGENT_CODE = """
+total = tools.demo.add(a=40, b=2)["total"]
+try:
+    tools.demo.fail(reason="from agent code")
+except Exception as exc:
+    error = (type(exc).__name__, str(exc))
+names = [c["name"] for c in tools.demo.describe()["callables"]]
+[total, list(error), "add" in names, tools.demo.echo(message="sync")]
+"""
+
+
+def _check_agent_result(value: Any) -> None:
+    total, error, listed, echoed = value
+    assert total == 42
+    assert error[0] == "ToolError"
+    assert "failing on purpose: from agent code" in error[1]
+    assert listed is True
+    assert echoed == "sync"
+
+
+@contextlib.asynccontextmanager
+async def demo_session(tmp_path: Path, executor: Any) -> AsyncIterator[Session]:
+    async with Session(storage=FileStorage(tmp_path / "data"), executor=executor) as session:
+        yield session
+
+
+async def test_agent_code_calls_mcp_tools_synchronously_in_process(tmp_path: Path) -> None:
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "demo.yaml").write_text(stdio_yaml())
+    executor = InProcessExecutor(InProcessConfig(tools_path=tools))
+    async with demo_session(tmp_path, executor) as session:
+        result = await session.run(AGENT_CODE, timeout=60)
+        assert result.error is None, result.error
+        _check_agent_result(result.value)
+
+
+async def test_agent_code_calls_mcp_tools_synchronously_in_a_subprocess(tmp_path: Path) -> None:
+    subprocess_executor = pytest.importorskip("py_code_mode.execution.subprocess")
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "demo.yaml").write_text(stdio_yaml())
+    executor = subprocess_executor.SubprocessExecutor(
+        subprocess_executor.SubprocessConfig(tools_path=tools)
+    )
+    async with demo_session(tmp_path, executor) as session:
+        result = await session.run(AGENT_CODE, timeout=60)
+        assert result.error is None, result.error
+        _check_agent_result(result.value)
+
+
+async def test_py_code_mode_own_mcp_server_works_as_a_tool_of_another_session(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("py_code_mode.mcp_server.server")
+    inner_base = tmp_path / "inner"
+    inner_base.mkdir()
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "inner.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            name: inner
+            description: Another py-code-mode session, reached over MCP
+            type: mcp
+            command: {PYTHON}
+            args: [-m, py_code_mode.mcp_server, --base, "{inner_base}", --executor, in-process]
+            timeout: 60
+            connect_timeout: 60
+            """
+        )
+    )
+    code = """
+first = tools.inner.run_code(code="x = 21\\nx * 2")
+second = tools.inner.run_code(code="x + 1")
+failed = tools.inner.run_code(code="1/0")
+[first["value"], second["value"], failed["is_ok"], failed["error_type"]]
+"""
+    executor = InProcessExecutor(InProcessConfig(tools_path=tools))
+    async with demo_session(tmp_path, executor) as session:
+        listed = {c["name"] for c in (await session.list_tools())[0]["callables"]}
+        assert {"run_code", "list_workflows"} <= listed
+        result = await session.run(code, timeout=120)
+        assert result.error is None, result.error
+        assert result.value == [42, 22, False, "ZeroDivisionError"]
