@@ -27,7 +27,6 @@ from py_code_mode.errors import (
 )
 from py_code_mode.result import ExecutionResult
 from py_code_mode.session import Session
-
 from py_code_mode.storage.file import FileStorage
 
 if TYPE_CHECKING:

@@ -39,7 +39,8 @@ class Session:
     Args:
         storage: A backend such as ``FileStorage(base_path=...)`` or
             ``RedisStorage(url=...)``.
-        executor: Where code runs; an in-process executor when omitted.
+        executor: Where code runs; a :class:`SubprocessExecutor` with default settings
+            when omitted.
         ranker: How search ranks results. When omitted,
             :func:`~py_code_mode.search.semantic.default_ranker`: by meaning and
             words when an embedding model loads, lexically otherwise.
@@ -62,9 +63,9 @@ class Session:
                 f"got {type(storage).__name__}"
             )
         if executor is None:
-            from py_code_mode.execution.in_process import InProcessExecutor
+            from py_code_mode.execution.subprocess import SubprocessExecutor
 
-            executor = InProcessExecutor()
+            executor = SubprocessExecutor()
         elif not isinstance(executor, Executor):
             raise ConfigError(
                 "Session(executor=...) needs an executor such as "
@@ -84,7 +85,7 @@ class Session:
         cls,
         base: str | Path,
         *,
-        executor: ExecutorKind = "in-process",
+        executor: ExecutorKind = "subprocess",
         **config: Any,
     ) -> Session:
         """A session on one directory with FileStorage and discovered settings.
@@ -95,7 +96,7 @@ class Session:
 
         Args:
             base: The directory.
-            executor: ``"subprocess"``, ``"in-process"`` or ``"container"``.
+            executor: ``"subprocess"`` (the default), ``"in-process"`` or ``"container"``.
             **config: Extra fields for the executor's config class.
         """
         from py_code_mode.storage.file import FileStorage

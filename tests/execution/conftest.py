@@ -15,13 +15,23 @@ from py_code_mode import FileStorage, Session
 from py_code_mode.execution import InProcessConfig, InProcessExecutor
 from py_code_mode.execution.protocol import Executor
 
+from ._container_support import container_executor
+
 
 def _in_process(tools_path: Path | None, **config: Any) -> Executor:
     return InProcessExecutor(InProcessConfig(tools_path=tools_path, **config))
 
 
+def _subprocess(tools_path: Path | None, **config: Any) -> Executor:
+    from py_code_mode.execution import SubprocessConfig, SubprocessExecutor
+
+    return SubprocessExecutor(SubprocessConfig(tools_path=tools_path, **config))
+
+
 EXECUTORS: dict[str, Callable[..., Executor]] = {
     "in-process": _in_process,
+    "subprocess": _subprocess,
+    "container": container_executor,  # skips where no Docker engine or test image is found
 }
 
 

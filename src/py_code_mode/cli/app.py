@@ -40,6 +40,8 @@ app.add_typer(tools_app, name="tools")
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(artifacts_app, name="artifacts")
 app.add_typer(deps_app, name="deps")
+image_app = typer.Typer(help="The container executor's image.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
 
 Base = Annotated[
     Path | None,
@@ -534,6 +536,36 @@ def doctor(
             typer.echo(f"       note: {check.fix}")
     if any(c.status == "fail" for c in checks):
         raise typer.Exit(1)
+
+
+@image_app.command("build")
+def image_build(
+    tag: Annotated[str, typer.Option(help="Name of the image.")] = "py-code-mode-worker:latest",
+    base: Annotated[
+        str, typer.Option(help="Base image with python3 >= 3.11.")
+    ] = "python:3.12-slim",
+    dep: Annotated[list[str] | None, typer.Option(help="Package to bake in (repeatable).")] = None,
+    ca_bundle: Annotated[
+        Path | None, typer.Option(help="PEM file to trust, for an intercepting HTTPS proxy.")
+    ] = None,
+    with_worker: Annotated[
+        bool, typer.Option(help="Also install the worker, for TCP use without the executor.")
+    ] = False,
+) -> None:
+    """Build the container executor's image from docker/Dockerfile, showing progress."""
+    from py_code_mode.execution.container_image import build_image
+
+    try:
+        build_image(
+            tag,
+            base_image=base,
+            deps=dep or [],
+            ca_bundle=ca_bundle,
+            with_worker=with_worker,
+            on_progress=typer.echo,
+        )
+    except PyCodeModeError as exc:
+        _fail(str(exc))
 
 
 def _read_bytes(file: str) -> bytes:

@@ -45,6 +45,14 @@ class OutputBuffer:
                 self.dropped += len(text) - max(room, 0)
         return len(text)
 
+    def read_from(self, index: int) -> tuple[str, int]:
+        """Text kept since chunk ``index`` and the index to pass next time.
+
+        Lets a worker stream a run's output while it is still being written.
+        """
+        with self._lock:
+            return "".join(self._chunks[index:]), len(self._chunks)
+
     def getvalue(self) -> str:
         """Everything kept, with a marker saying how much was dropped."""
         with self._lock:

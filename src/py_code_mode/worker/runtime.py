@@ -13,7 +13,7 @@ import os
 import threading
 import traceback
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
 from types import CodeType
 from typing import Any
@@ -69,6 +69,12 @@ class WorkerRuntime:
         output_limit: Characters of output kept per run.
         extra_internal_dirs: Directories whose frames are hidden from tracebacks shown
             to the agent (the host library when running in-process).
+        before_collect: Called at the end of each run, before its output is read, so
+            a worker process can move output written at the file-descriptor level
+            (``os.write(1, ...)``, child processes) into :attr:`current_output`.
+        output_buffer: Makes each run's buffer from the output limit; a worker
+            process passes a buffer that first takes in pending fd-level output, so
+            prints and child-process output keep their order.
     """
 
     def __init__(
@@ -77,9 +83,15 @@ class WorkerRuntime:
         *,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
         extra_internal_dirs: tuple[str, ...] = (),
+        before_collect: Callable[[], None] | None = None,
+        output_buffer: Callable[[int], OutputBuffer] = OutputBuffer,
     ) -> None:
         self._host = host
         self.output_limit = output_limit
+        self._before_collect = before_collect
+        self._output_buffer = output_buffer
+        self.current_output: OutputBuffer | None = None
+        """The active run's output buffer, for output arriving outside ``sys.stdout``."""
         self._internal_dirs = (_PACKAGE_DIR, *extra_internal_dirs)
         self._code_cache: OrderedDict[str, _Compiled] = OrderedDict()
         self._cell_counter = 0
@@ -91,8 +103,9 @@ class WorkerRuntime:
     def run(self, code: str) -> RunOutcome:
         """Run ``code`` in the persistent namespace; never raises for agent errors."""
         install_routers()
-        buffer = OutputBuffer(self.output_limit)
+        buffer = self._output_buffer(self.output_limit)
         token = active_buffer.set(buffer)
+        self.current_output = buffer
         outcome = RunOutcome()
         try:
             try:
@@ -111,6 +124,9 @@ class WorkerRuntime:
             outcome.error_type = type(exc).__name__
         finally:
             active_buffer.reset(token)
+        if self._before_collect is not None:
+            self._before_collect()
+        self.current_output = None
         outcome.stdout = buffer.getvalue()
         return outcome
 
