@@ -145,7 +145,7 @@ async def bench(model: str, with_session: bool) -> None:
         ("hybrid, new query (query embedded)", fresh),
         ("hybrid, repeated query", repeated),
         ("hybrid ranker, lexical fallback (no model)", fallback),
-        ("LexicalRanker (lexical_rank, re-tokenises)", lexical),
+        ("LexicalRanker (cached LexicalIndex)", lexical),
     ):
         p50, p90 = percentiles(samples)
         print(f"  {label:<52}{p50:>8.2f}{p90:>9.2f}")

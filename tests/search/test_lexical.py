@@ -3,7 +3,16 @@ from __future__ import annotations
 import pytest
 
 from py_code_mode.errors import ConfigError
-from py_code_mode.search.lexical import SearchDocument, lexical_rank, stem, tokenize
+from py_code_mode.search.lexical import (
+    LexicalIndex,
+    LexicalIndexCache,
+    SearchDocument,
+    lexical_rank,
+    query_terms,
+    stem,
+    tokenize,
+)
+from py_code_mode.search.ranker import LexicalRanker
 
 
 def doc(id_: str, **fields: str) -> SearchDocument:
@@ -156,3 +165,99 @@ def test_negative_field_weight_is_refused() -> None:
 
 def test_no_documents_gives_no_hits() -> None:
     assert lexical_rank("anything", []) == []
+
+
+# -- the reusable index -------------------------------------------------------------------
+def test_query_terms_map_stems_to_the_first_word_and_keep_lone_stop_words() -> None:
+    assert query_terms("Parsing the URLs, parse again") == {
+        "pars": "parsing",
+        "url": "url",
+        "again": "again",
+    }
+    assert query_terms("the of") == {"the": "the", "of": "of"}
+    assert query_terms(" -- ") == {}
+
+
+def test_an_index_ranks_exactly_like_lexical_rank() -> None:
+    index = LexicalIndex(DOCS)
+    for query in ("fetch json", "parsing urls", "word_count", "count json text", "", "zebra"):
+        for limit in (1, 2, 10):
+            assert index.rank(query, limit=limit) == lexical_rank(query, DOCS, limit=limit)
+
+
+def test_an_index_exposes_raw_scores_name_matches_and_explanations() -> None:
+    index = LexicalIndex(DOCS)
+    terms = query_terms("fetch json")
+    raw, matched = index.raw_scores(terms)
+    assert len(index) == 4
+    assert {index.ids[i] for i in raw} == {"fetch_json", "jq"}
+    fetch_json = index.ids.index("fetch_json")
+    assert matched[fetch_json] == 2
+    assert raw[fetch_json] > raw[index.ids.index("jq")] > 0
+    assert index.explain(fetch_json, terms) == "fetch (name, description); json (name, description)"
+    assert index.explain(index.ids.index("curl"), terms) == ""
+    assert index.name_matches("Fetch-JSON") == [fetch_json]
+    assert index.name_matches("fetch") == []
+    assert index.name_matches(" _ ") == []
+
+
+@pytest.mark.parametrize("limit", [0, -1, True, 2.5])
+def test_an_index_refuses_a_limit_below_one(limit: int) -> None:
+    with pytest.raises(ConfigError, match="limit"):
+        LexicalIndex(DOCS).rank("json", limit=limit)
+
+
+@pytest.mark.parametrize("weight", [-1.0, float("nan"), "high", True])
+def test_an_index_and_a_cache_refuse_a_field_weight_that_is_not_a_number_at_least_zero(
+    weight: object,
+) -> None:
+    with pytest.raises(ConfigError, match="field weight of 'name'"):
+        LexicalIndex(DOCS, {"name": weight})  # type: ignore[dict-item]
+    with pytest.raises(ConfigError, match="field weight of 'name'"):
+        LexicalIndexCache({"name": weight})  # type: ignore[dict-item]
+
+
+def test_an_index_built_from_an_earlier_one_ranks_like_a_fresh_one() -> None:
+    earlier = LexicalIndex(DOCS)
+    earlier.rank("json words", limit=10)
+    changed = [
+        doc("fetch_json", name="fetch_json", description="Download a page as text"),
+        *DOCS[1:],
+        doc("yq", name="yq", description="Filter YAML and JSON documents"),
+    ]
+    for weights in (None, {"description": 5.0}):
+        rebuilt = LexicalIndex(changed, weights, reuse=earlier)
+        fresh = LexicalIndex(changed, weights)
+        for query in ("json", "download page", "fetch", "filter documents", "words"):
+            assert rebuilt.rank(query, limit=10) == fresh.rank(query, limit=10)
+
+
+def test_the_cache_returns_the_same_index_while_the_documents_are_unchanged() -> None:
+    cache = LexicalIndexCache()
+    first = cache.index(DOCS)
+    copies = [doc(d.id, **dict(d.fields)) for d in DOCS]
+    assert cache.index(copies) is first
+    assert cache.index(DOCS[:3]) is not first
+
+
+def test_the_cache_sees_added_removed_and_edited_documents() -> None:
+    cache = LexicalIndexCache()
+    fields = {"name": "csv_tool", "description": "Convert spreadsheets"}
+    docs = [*DOCS, SearchDocument("csv_tool", fields)]
+    assert [h.id for h in cache.index(docs).rank("spreadsheets", limit=5)] == ["csv_tool"]
+    fields["description"] = "Summarise logs"  # edited in place after indexing
+    assert cache.index(docs).rank("spreadsheets", limit=5) == []
+    assert [h.id for h in cache.index(docs).rank("logs", limit=5)] == ["csv_tool"]
+    assert cache.index(DOCS).rank("logs", limit=5) == []
+    assert cache.index(docs).rank("json", limit=5) == lexical_rank("json", docs, limit=5)
+
+
+async def test_a_lexical_ranker_follows_a_changing_library() -> None:
+    ranker = LexicalRanker()
+    assert await ranker.rank("json", DOCS, limit=5) == lexical_rank("json", DOCS, limit=5)
+    grown = [*DOCS, doc("yq", name="yq", description="Filter YAML and JSON documents")]
+    assert await ranker.rank("json", grown, limit=5) == lexical_rank("json", grown, limit=5)
+    assert [h.id for h in await ranker.rank("yaml", grown, limit=5)] == ["yq"]
+    assert await ranker.rank("yaml", DOCS, limit=5) == []
+    weighted = LexicalRanker({"description": 0})
+    assert [h.id for h in await weighted.rank("json", DOCS, limit=5)] == ["fetch_json"]

@@ -118,7 +118,12 @@ class _Job:
         if self.delivered:
             return
         self.delivered = True
-        self.loop.call_soon_threadsafe(_set_result, self.future, outcome)
+        if self.loop.is_closed():
+            return  # an abandoned run finished after its session's loop ended
+        try:
+            self.loop.call_soon_threadsafe(_set_result, self.future, outcome)
+        except RuntimeError:
+            pass  # the loop closed between the check and the call
 
 
 def _set_result(future: asyncio.Future[RunOutcome], outcome: RunOutcome) -> None:

@@ -1,7 +1,12 @@
 """Lexical ranking (BM25 over weighted fields) for tool and workflow search.
 
 Standard library only. It is the ranking used when no embedding model can be
-loaded, and the keyword half of a later semantic + lexical combination.
+loaded, and the keyword half of the semantic + lexical combination in
+:mod:`py_code_mode.search.semantic`. The one implementation is
+:class:`LexicalIndex`: documents are tokenised when it is built and each query
+term's scores are kept once computed, so searching the same documents again is
+cheap. :func:`lexical_rank` is the one-shot form, and :class:`LexicalIndexCache`
+keeps the index of a library that is handed over whole on every search.
 
 Tokens: text is split on anything that is not a letter or digit, then on
 snake_case and camelCase boundaries (``fetch_json``, ``fetchJson`` and
@@ -27,13 +32,14 @@ Ties are broken by id, so results are deterministic.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from py_code_mode.errors import ConfigError
 
@@ -41,9 +47,13 @@ __all__ = [
     "DEFAULT_FIELD_WEIGHTS",
     "K1",
     "B",
+    "LexicalIndex",
+    "LexicalIndexCache",
     "SearchDocument",
     "SearchHit",
     "lexical_rank",
+    "merge_field_weights",
+    "query_terms",
     "stem",
     "tokenize",
 ]
@@ -135,8 +145,12 @@ def tokenize(text: str) -> list[str]:
     return [stem(word) for word in _words(text) if word not in STOP_WORDS]
 
 
-def _query_terms(query: str) -> dict[str, str]:
-    """Stem -> the first query word that produced it (shown in ``why``)."""
+def query_terms(query: str) -> dict[str, str]:
+    """The distinct terms of a query: stem -> the first query word that produced it.
+
+    Stop words are dropped unless the query has nothing else. The words are what
+    ``why`` shows, since a stem (``pars``) reads badly.
+    """
     words = _words(query)
     kept = [w for w in words if w not in STOP_WORDS] or words
     terms: dict[str, str] = {}
@@ -149,6 +163,223 @@ def _normalise_name(text: str) -> str:
     return _NAME_NOISE.sub("", text).casefold()
 
 
+def merge_field_weights(field_weights: Mapping[str, float] | None = None) -> Mapping[str, float]:
+    """:data:`DEFAULT_FIELD_WEIGHTS` overridden by ``field_weights``, read-only.
+
+    Raises:
+        ConfigError: A weight is negative or not a number.
+    """
+    weights = dict(DEFAULT_FIELD_WEIGHTS)
+    weights.update(field_weights or {})
+    for name, weight in weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
+            raise ConfigError(f"field weight of {name!r} must be a number >= 0, got {weight!r}")
+    return MappingProxyType(weights)
+
+
+def _check_limit(limit: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"limit must be a positive integer, got {limit!r}")
+
+
+class _Tokenised:
+    """One document's weighted fields as term counts and lengths."""
+
+    __slots__ = ("counts", "fields", "terms")
+
+    def __init__(self, fields: Mapping[str, str], weights: Mapping[str, float]) -> None:
+        self.fields = dict(fields)  # a copy: a caller may change its dict after indexing
+        self.counts: dict[str, tuple[Counter[str], int]] = {}
+        for name, text in self.fields.items():
+            if not text or weights.get(name, _OTHER_FIELD_WEIGHT) <= 0:
+                continue
+            tokens = tokenize(text)
+            if tokens:
+                self.counts[name] = (Counter(tokens), len(tokens))
+        self.terms = frozenset(t for counter, _ in self.counts.values() for t in counter)
+
+
+class LexicalIndex:
+    """BM25 statistics of one set of documents: tokenised once, ranked against many times.
+
+    Documents are addressed by their position in ``documents``. Per-term scores
+    are computed on first use and kept, so a repeated query term costs a lookup.
+
+    Args:
+        documents: What to rank.
+        field_weights: Weights by field name, merged over
+            :data:`DEFAULT_FIELD_WEIGHTS`; unlisted fields weigh 1, a weight of 0
+            ignores the field.
+        reuse: An earlier index (with the same weights) whose tokens are taken
+            for documents with the same id and fields, so that a library which
+            gained or changed one document re-tokenises only that one.
+
+    Raises:
+        ConfigError: A field weight is negative or not a number.
+    """
+
+    def __init__(
+        self,
+        documents: Sequence[SearchDocument],
+        field_weights: Mapping[str, float] | None = None,
+        *,
+        reuse: LexicalIndex | None = None,
+    ) -> None:
+        self.weights = merge_field_weights(field_weights)
+        self.ids: tuple[str, ...] = tuple(document.id for document in documents)
+        earlier = reuse._by_id if reuse is not None and reuse.weights == self.weights else {}
+        self._docs: list[_Tokenised] = []
+        for document in documents:
+            known = earlier.get(document.id)
+            if known is None or known.fields != document.fields:
+                known = _Tokenised(document.fields, self.weights)
+            self._docs.append(known)
+        self._by_id: dict[str, _Tokenised] = dict(zip(self.ids, self._docs, strict=True))
+        total: Counter[str] = Counter()
+        having: Counter[str] = Counter()
+        for doc in self._docs:
+            for name, (_, length) in doc.counts.items():
+                total[name] += length
+                having[name] += 1
+        self._average = {name: total[name] / having[name] for name in total}
+        self._by_name: dict[str, list[int]] = {}
+        for position, doc_id in enumerate(self.ids):
+            self._by_name.setdefault(_normalise_name(doc_id), []).append(position)
+        self._vocabulary = frozenset[str]().union(*(doc.terms for doc in self._docs))
+        self._postings: dict[str, list[tuple[int, float]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rank(self, query: str, *, limit: int = 10) -> list[SearchHit]:
+        """Rank the documents against ``query``; only documents that match are returned.
+
+        Args:
+            query: Free text, e.g. ``"fetch json from a url"``.
+            limit: Most hits to return.
+
+        Returns:
+            Hits, best first (exact name match first, then by score, then by id).
+
+        Raises:
+            ConfigError: ``limit`` is not a positive integer.
+        """
+        _check_limit(limit)
+        terms = query_terms(query)
+        raw, _ = self.raw_scores(terms)
+        exact = set(self.name_matches(query))
+        best = max(raw.values(), default=0.0)
+        ranked = heapq.nsmallest(
+            limit,
+            raw.keys() | exact,
+            key=lambda i: (i not in exact, -raw.get(i, 0.0), self.ids[i]),
+        )
+        hits: list[SearchHit] = []
+        for position in ranked:
+            parts = ["exact name match"] if position in exact else []
+            explained = self.explain(position, terms)
+            if explained:
+                parts.append(explained)
+            score = 1.0 if position in exact else round(raw[position] / best, 6)
+            hits.append(SearchHit(id=self.ids[position], score=score, why="; ".join(parts)))
+        return hits
+
+    def raw_scores(self, terms: Iterable[str]) -> tuple[dict[int, float], dict[int, int]]:
+        """Raw BM25 score and number of matched terms, by position, of the matching documents.
+
+        Args:
+            terms: Stemmed terms, e.g. the keys of :func:`query_terms`; each counts once.
+        """
+        raw: dict[int, float] = {}
+        matched: dict[int, int] = {}
+        count = len(self._docs)
+        for term in dict.fromkeys(terms):
+            postings = self._term_postings(term)
+            if not postings:
+                continue
+            frequency = len(postings)
+            idf = math.log(1 + (count - frequency + 0.5) / (frequency + 0.5))
+            for position, contribution in postings:
+                raw[position] = raw.get(position, 0.0) + idf * contribution
+                matched[position] = matched.get(position, 0) + 1
+        return raw, matched
+
+    def name_matches(self, query: str) -> list[int]:
+        """Positions of the documents named ``query`` (ignoring case, ``_``, ``-`` and spaces)."""
+        target = _normalise_name(query)
+        return list(self._by_name.get(target, ())) if target else []
+
+    def explain(self, position: int, terms: Mapping[str, str]) -> str:
+        """Which query words matched in which fields of one document, e.g. ``json (name)``.
+
+        Args:
+            position: The document's position.
+            terms: Stem -> query word, as returned by :func:`query_terms`.
+        """
+        counts = self._docs[position].counts
+        parts: list[str] = []
+        for term, word in terms.items():
+            fields = [name for name, (counter, _) in counts.items() if term in counter]
+            if fields:
+                parts.append(f"{word} ({', '.join(fields)})")
+        return "; ".join(parts)
+
+    def _term_postings(self, term: str) -> list[tuple[int, float]]:
+        """(position, field-weighted BM25 saturation) of every document holding ``term``."""
+        cached = self._postings.get(term)
+        if cached is not None:
+            return cached
+        if term not in self._vocabulary:  # not kept: the words searched for are unbounded
+            return []
+        found: list[tuple[int, float]] = []
+        for position, doc in enumerate(self._docs):
+            if term not in doc.terms:
+                continue
+            contribution = 0.0
+            for name, (counter, length) in doc.counts.items():
+                tf = counter.get(term, 0)
+                if tf:
+                    norm = 1 - B + B * length / self._average[name]
+                    saturation = tf * (K1 + 1) / (tf + K1 * norm)
+                    contribution += self.weights.get(name, _OTHER_FIELD_WEIGHT) * saturation
+            found.append((position, contribution))
+        self._postings[term] = found
+        return found
+
+
+def _fingerprint(documents: Sequence[SearchDocument]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    return tuple((document.id, tuple(document.fields.items())) for document in documents)
+
+
+class LexicalIndexCache:
+    """The :class:`LexicalIndex` of the latest set of documents, rebuilt only when it changes.
+
+    For rankers that are handed the whole library on every search: an unchanged
+    library is compared, not re-tokenised, and a changed one re-tokenises only
+    the documents that changed.
+
+    Args:
+        field_weights: As for :class:`LexicalIndex`.
+
+    Raises:
+        ConfigError: A field weight is negative or not a number.
+    """
+
+    def __init__(self, field_weights: Mapping[str, float] | None = None) -> None:
+        self.weights = merge_field_weights(field_weights)
+        self._latest: tuple[tuple[tuple[str, tuple[Any, ...]], ...], LexicalIndex] | None = None
+
+    def index(self, documents: Sequence[SearchDocument]) -> LexicalIndex:
+        """The index of ``documents``; the cached one when their ids and fields are unchanged."""
+        key = _fingerprint(documents)
+        latest = self._latest
+        if latest is not None and latest[0] == key:
+            return latest[1]
+        index = LexicalIndex(documents, self.weights, reuse=latest[1] if latest else None)
+        self._latest = (key, index)  # one assignment: a concurrent reader sees a matching pair
+        return index
+
+
 def lexical_rank(
     query: str,
     documents: Sequence[SearchDocument],
@@ -156,7 +387,10 @@ def lexical_rank(
     limit: int = 10,
     field_weights: Mapping[str, float] | None = None,
 ) -> list[SearchHit]:
-    """Rank ``documents`` against ``query``; only documents that match are returned.
+    """Rank ``documents`` against ``query`` once; only documents that match are returned.
+
+    Tokenises every document: to search the same documents again, keep a
+    :class:`LexicalIndex` (or a :class:`LexicalIndexCache`) instead.
 
     Args:
         query: Free text, e.g. ``"fetch json from a url"``.
@@ -172,72 +406,4 @@ def lexical_rank(
     Raises:
         ConfigError: ``limit`` is not a positive integer or a weight is negative.
     """
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ConfigError(f"limit must be a positive integer, got {limit!r}")
-    weights = dict(DEFAULT_FIELD_WEIGHTS)
-    weights.update(field_weights or {})
-    for name, weight in weights.items():
-        if not weight >= 0:
-            raise ConfigError(f"field weight of {name!r} must be >= 0, got {weight!r}")
-
-    terms = _query_terms(query)
-    target = _normalise_name(query)
-    if not terms and not target:
-        return []
-
-    # Per document and field: term frequencies and length.
-    counted: list[dict[str, tuple[Counter[str], int]]] = []
-    total_length: Counter[str] = Counter()
-    with_field: Counter[str] = Counter()
-    document_frequency: Counter[str] = Counter()
-    for document in documents:
-        fields: dict[str, tuple[Counter[str], int]] = {}
-        seen: set[str] = set()
-        for field_name, text in document.fields.items():
-            if weights.get(field_name, _OTHER_FIELD_WEIGHT) <= 0 or not text:
-                continue
-            tokens = tokenize(text)
-            if not tokens:
-                continue
-            fields[field_name] = (Counter(tokens), len(tokens))
-            total_length[field_name] += len(tokens)
-            with_field[field_name] += 1
-            seen.update(tokens)
-        counted.append(fields)
-        document_frequency.update(t for t in terms if t in seen)
-
-    count = len(documents)
-    idf = {
-        t: math.log(1 + (count - document_frequency[t] + 0.5) / (document_frequency[t] + 0.5))
-        for t in terms
-    }
-    scored: list[tuple[bool, float, str, str]] = []
-    for document, fields in zip(documents, counted, strict=True):
-        raw = 0.0
-        matched: dict[str, list[str]] = {}
-        for term in terms:
-            for field_name, (frequencies, length) in fields.items():
-                tf = frequencies.get(term, 0)
-                if not tf:
-                    continue
-                average = total_length[field_name] / with_field[field_name]
-                saturation = tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / average))
-                raw += idf[term] * weights.get(field_name, _OTHER_FIELD_WEIGHT) * saturation
-                matched.setdefault(term, []).append(field_name)
-        exact = bool(target) and _normalise_name(document.id) == target
-        if raw > 0 or exact:
-            parts = [f"{terms[t]} ({', '.join(fields_)})" for t, fields_ in matched.items()]
-            if exact:
-                parts.insert(0, "exact name match")
-            scored.append((exact, raw, document.id, "; ".join(parts)))
-
-    best = max((raw for _, raw, _, _ in scored), default=0.0)
-    scored.sort(key=lambda item: (not item[0], -item[1], item[2]))
-    return [
-        SearchHit(
-            id=doc_id,
-            score=1.0 if exact else round(raw / best, 6),
-            why=why,
-        )
-        for exact, raw, doc_id, why in scored[:limit]
-    ]
+    return LexicalIndex(documents, field_weights).rank(query, limit=limit)

@@ -5,19 +5,20 @@ Score of a document for a query, when the embedding model is loaded::
     (cosine + LEXICAL_WEIGHT * lexical * coverage) / (1 + LEXICAL_WEIGHT)
 
 ``cosine`` compares the query with the document's name, callables (tools) and
-description (the start of its source when it has no description). ``lexical`` is the BM25 score of
-:mod:`py_code_mode.search.lexical` over all fields, source included, relative to
-the best lexical hit (0..1), and ``coverage`` the share of query words the
-document contains. Multiplying the two keeps a single common word (``file``,
-``url``) from outvoting meaning, while a rare identifier that only the source
-knows (``pytesseract``) still lifts its workflow. A document whose name is the
-query ranks first whatever the scores. The weight (0.25) was tuned on the
-labelled set in ``tests/search/eval_set.py``: recall stays flat from 0.15 to 0.3
-and drops outside.
+description (the start of its source when it has no description). ``lexical``
+is the BM25 score of :class:`~py_code_mode.search.lexical.LexicalIndex` over all
+fields, source included, relative to the best lexical hit (0..1), and
+``coverage`` the share of query words the document contains. Multiplying the
+two keeps a single common word (``file``, ``url``) from outvoting meaning, while
+a rare identifier that only the source knows (``pytesseract``) still lifts its
+workflow. A document whose name is the query ranks first whatever the scores.
+The weight (0.25) was tuned on the labelled set in ``tests/search/eval_set.py``:
+recall stays flat from 0.15 to 0.3 and drops outside.
 
-Until the model is loaded (or when it cannot be), ranking is lexical and every
-``why`` says so. Documents with a negative cosine and no word in common with
-the query are left out.
+Until the model is loaded (or when it cannot be), ranking is lexical, exactly as
+:func:`~py_code_mode.search.lexical.lexical_rank` ranks, and every ``why`` says
+so. Documents with a negative cosine and no word in common with the query are
+left out.
 
 Costs are paid once: documents are tokenised and hashed when first seen (and
 again only when they change), vectors are looked up in the storage backend's
@@ -31,24 +32,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import math
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from py_code_mode.errors import ConfigError, StorageError
 from py_code_mode.search.embeddings import Embedder, get_embedder
 from py_code_mode.search.lexical import (
-    DEFAULT_FIELD_WEIGHTS,
-    K1,
-    B,
+    LexicalIndex,
     SearchDocument,
     SearchHit,
-    _normalise_name,
-    _query_terms,
-    tokenize,
+    merge_field_weights,
+    query_terms,
 )
 
 if TYPE_CHECKING:
@@ -75,7 +71,6 @@ DEFAULT_EMBED_FIELDS: Final = ("name", "callables", "description")
 _EMBED_TEXT_VERSION: Final = "doc-v1"
 _MAX_EMBED_CHARS: Final = 1_000
 _SOURCE_CHARS_WITHOUT_DESCRIPTION: Final = 300
-_OTHER_FIELD_WEIGHT: Final = 1.0
 _CORPUS_CACHE_SIZE: Final = 4
 
 
@@ -105,96 +100,27 @@ def embedding_key(text: str) -> str:
 
 
 class _Doc:
-    """A document as first seen: its tokens, embedded text and cache key."""
+    """A document as first seen: its embedded text and that text's cache key."""
 
-    __slots__ = ("counts", "embed_text", "fields", "id", "key", "name", "terms")
+    __slots__ = ("embed_text", "fields", "id", "key")
 
     def __init__(self, document: SearchDocument, embed_fields: Sequence[str]) -> None:
         self.id = document.id
         self.fields = dict(document.fields)
-        self.name = _normalise_name(document.id)
-        self.counts: dict[str, tuple[Counter[str], int]] = {}
-        for field, text in self.fields.items():
-            tokens = tokenize(text) if text else []
-            if tokens:
-                self.counts[field] = (Counter(tokens), len(tokens))
-        self.terms = frozenset(t for counter, _ in self.counts.values() for t in counter)
         self.embed_text = embed_text(document, embed_fields)
         self.key = embedding_key(self.embed_text)
 
 
 class _Corpus:
-    """BM25 statistics of one set of documents, with postings built per query term."""
+    """One set of documents: its lexical index and, once computed, its vectors."""
 
-    def __init__(self, docs: list[_Doc], weights: Mapping[str, float]) -> None:
+    __slots__ = ("docs", "index", "matrix", "matrix_model")
+
+    def __init__(self, docs: list[_Doc], index: LexicalIndex) -> None:
         self.docs = docs
-        self.weights = weights
-        total: Counter[str] = Counter()
-        having: Counter[str] = Counter()
-        for doc in docs:
-            for field, (_, length) in doc.counts.items():
-                if weights.get(field, _OTHER_FIELD_WEIGHT) > 0:
-                    total[field] += length
-                    having[field] += 1
-        self.average = {field: total[field] / having[field] for field in total}
-        self.by_name: dict[str, list[int]] = {}
-        for index, doc in enumerate(docs):
-            self.by_name.setdefault(doc.name, []).append(index)
-        self._postings: dict[str, list[tuple[int, float]]] = {}
+        self.index = index
         self.matrix: NDArray[np.float32] | None = None
         self.matrix_model: str | None = None
-
-    def postings(self, term: str) -> list[tuple[int, float]]:
-        """(document index, field-weighted BM25 saturation) for every doc holding ``term``."""
-        cached = self._postings.get(term)
-        if cached is not None:
-            return cached
-        found: list[tuple[int, float]] = []
-        for index, doc in enumerate(self.docs):
-            if term not in doc.terms:
-                continue
-            contribution = 0.0
-            for field, (counter, length) in doc.counts.items():
-                tf = counter.get(term, 0)
-                weight = self.weights.get(field, _OTHER_FIELD_WEIGHT)
-                if not tf or weight <= 0:
-                    continue
-                norm = 1 - B + B * length / self.average[field]
-                contribution += weight * tf * (K1 + 1) / (tf + K1 * norm)
-            if contribution > 0:
-                found.append((index, contribution))
-        self._postings[term] = found
-        return found
-
-    def lexical(self, terms: Mapping[str, str]) -> tuple[dict[int, float], dict[int, int]]:
-        """Raw BM25 score and number of matched query terms, by document index."""
-        raw: dict[int, float] = {}
-        matched: dict[int, int] = {}
-        count = len(self.docs)
-        for term in terms:
-            postings = self.postings(term)
-            if not postings:
-                continue
-            frequency = len(postings)
-            idf = math.log(1 + (count - frequency + 0.5) / (frequency + 0.5))
-            for index, contribution in postings:
-                raw[index] = raw.get(index, 0.0) + idf * contribution
-                matched[index] = matched.get(index, 0) + 1
-        return raw, matched
-
-    def explain(self, index: int, terms: Mapping[str, str]) -> str:
-        """Which query words matched in which fields of one document."""
-        doc = self.docs[index]
-        parts = []
-        for term, word in terms.items():
-            fields = [
-                f
-                for f, (counter, _) in doc.counts.items()
-                if term in counter and self.weights.get(f, _OTHER_FIELD_WEIGHT) > 0
-            ]
-            if fields:
-                parts.append(f"{word} ({', '.join(fields)})")
-        return "; ".join(parts)
 
 
 class HybridRanker:
@@ -230,17 +156,13 @@ class HybridRanker:
         for label, value in (("lexical_weight", lexical_weight), ("load_wait", load_wait)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
                 raise ConfigError(f"HybridRanker {label} must be a number >= 0, got {value!r}")
-        weights = dict(DEFAULT_FIELD_WEIGHTS)
-        weights.update(field_weights or {})
-        for field, weight in weights.items():
-            if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
-                raise ConfigError(f"field weight of {field!r} must be >= 0, got {weight!r}")
+        weights = merge_field_weights(field_weights)
         if isinstance(embed_fields, str) or not embed_fields:
             raise ConfigError(f"embed_fields must be a list of field names, got {embed_fields!r}")
         self.storage = storage
         self.embedder = embedder if embedder is not None else get_embedder()
         self.lexical_weight = float(lexical_weight)
-        self.field_weights: Mapping[str, float] = MappingProxyType(weights)
+        self.field_weights: Mapping[str, float] = weights
         self.embed_fields = tuple(embed_fields)
         self.load_wait = float(load_wait)
         self._docs: dict[tuple[str, tuple[str, ...]], _Doc] = {}
@@ -273,14 +195,12 @@ class HybridRanker:
             raise ConfigError(f"limit must be a positive integer, got {limit!r}")
         if not isinstance(query, str):
             raise ConfigError(f"query must be a string, got {type(query).__name__}")
-        terms = _query_terms(query)
-        target = _normalise_name(query)
-        if not documents or (not terms and not target):
+        terms = query_terms(query)
+        if not documents:
             return []
         corpus = self._corpus(documents)
         if not terms:  # punctuation only: nothing to mean, only a name to match
-            exact = corpus.by_name.get(target, [])
-            return [SearchHit(corpus.docs[i].id, 1.0, "exact name match") for i in exact[:limit]]
+            return corpus.index.rank(query, limit=limit)
         note = await self._model_note()
         if note is None:
             try:
@@ -295,8 +215,11 @@ class HybridRanker:
                 )
                 note = "lexical only, embedding failed"
             else:
-                return self._hybrid(corpus, query_vector, terms, target, limit)
-        return self._lexical(corpus, terms, target, limit, note)
+                return self._hybrid(corpus, query_vector, query, terms, limit)
+        return [
+            SearchHit(hit.id, hit.score, f"{note}; {hit.why}")
+            for hit in corpus.index.rank(query, limit=limit)
+        ]
 
     async def index(
         self, documents: Sequence[SearchDocument], *, timeout: float | None = None
@@ -330,7 +253,10 @@ class HybridRanker:
         identity = tuple(docs)  # _Doc compares by identity: a changed document is a new one
         corpus = self._corpora.get(identity)
         if corpus is None:
-            corpus = _Corpus(docs, self.field_weights)
+            latest = next(reversed(self._corpora.values()), None)
+            reuse = latest.index if latest is not None else None
+            index = LexicalIndex(documents, self.field_weights, reuse=reuse)
+            corpus = _Corpus(docs, index)
             self._corpora[identity] = corpus
             if len(self._corpora) > _CORPUS_CACHE_SIZE:
                 self._corpora.popitem(last=False)
@@ -425,8 +351,8 @@ class HybridRanker:
         self,
         corpus: _Corpus,
         query_vector: NDArray[np.float32],
+        query: str,
         terms: Mapping[str, str],
-        target: str,
         limit: int,
     ) -> list[SearchHit]:
         import numpy as np
@@ -434,12 +360,12 @@ class HybridRanker:
         assert corpus.matrix is not None
         cosine = (corpus.matrix @ query_vector).astype(np.float64)
         weight = self.lexical_weight
-        exact = set(corpus.by_name.get(target, ())) if target and weight > 0 else set()
+        exact = set(corpus.index.name_matches(query)) if weight > 0 else set()
         lexical: dict[int, float] = {}
         combined = cosine.copy()
         eligible = cosine > 0
         if weight > 0 and terms:
-            raw, matched = corpus.lexical(terms)
+            raw, matched = corpus.index.raw_scores(terms)
             best = max(raw.values(), default=0.0)
             for index, score in raw.items():
                 lexical[index] = score / best * matched[index] / len(terms)
@@ -465,33 +391,11 @@ class HybridRanker:
         for index in ranked:
             why = f"semantic {cosine[index]:.2f}"
             if index in lexical:
-                why += f" + words {lexical[index]:.2f}: {corpus.explain(index, terms)}"
+                why += f" + words {lexical[index]:.2f}: {corpus.index.explain(index, terms)}"
             if index in exact:
                 why = f"exact name match; {why}"
             score = 1.0 if index in exact else max(0.0, float(combined[index]))
             hits.append(SearchHit(id=corpus.docs[index].id, score=round(score, 6), why=why))
-        return hits
-
-    def _lexical(
-        self, corpus: _Corpus, terms: Mapping[str, str], target: str, limit: int, note: str
-    ) -> list[SearchHit]:
-        raw, _ = corpus.lexical(terms)
-        exact = set(corpus.by_name.get(target, ())) if target else set()
-        best = max(raw.values(), default=0.0)
-        candidates = list(set(raw) | exact)
-        candidates.sort(key=lambda i: (i not in exact, -raw.get(i, 0.0), corpus.docs[i].id))
-        hits: list[SearchHit] = []
-        for index in candidates[:limit]:
-            parts = [note]
-            if index in exact:
-                parts.append("exact name match")
-            explained = corpus.explain(index, terms)
-            if explained:
-                parts.append(explained)
-            score = 1.0 if index in exact else raw[index] / best
-            hits.append(
-                SearchHit(id=corpus.docs[index].id, score=round(score, 6), why="; ".join(parts))
-            )
         return hits
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from py_code_mode.errors import ConfigError, PyCodeModeError, ToolNotFoundError
-from py_code_mode.search.lexical import SearchDocument, lexical_rank
+from py_code_mode.search.lexical import LexicalIndexCache, SearchDocument
 from py_code_mode.tools.protocol import (
     CallableSpec,
     DirectlyCallable,
@@ -31,10 +31,10 @@ from py_code_mode.tools.protocol import (
 
 __all__ = [
     "MAX_TOOL_FILE_BYTES",
-    "tool_search_document",
     "TOOL_LOADERS",
     "ToolRegistry",
     "load_tool_directory",
+    "tool_search_document",
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,13 +48,14 @@ turns either into a load problem.
 
 TOOL_LOADERS: Final[dict[str, str]] = {
     "cli": "py_code_mode.tools.cli:load_cli_tool",
+    "mcp": "py_code_mode.tools.mcp:load_mcp_tool",
+    "http": "py_code_mode.tools.http:load_http_tool",
 }
 """``type`` value -> ``module:function`` of a :data:`ToolLoader`, imported on first use."""
 
 TOOL_FILE_SUFFIXES: Final = (".yaml", ".yml")
 MAX_TOOL_FILE_BYTES: Final = 1024 * 1024
 """Tool files are small; a bigger one is refused rather than parsed."""
-
 
 
 class _FileProblemError(Exception):
@@ -186,6 +187,7 @@ class ToolRegistry:
                 raise ConfigError(f"two tools are named {tool.name!r}; tool names must be unique")
             self._tools[tool.name] = tool
         self._problems = list(problems)
+        self._search_indexes = LexicalIndexCache()
 
     @classmethod
     async def from_directory(cls, path: Path | str | None) -> ToolRegistry:
@@ -255,7 +257,7 @@ class ToolRegistry:
         entries = await self.list()
         documents = [tool_search_document(entry) for entry in entries]
         by_name = {entry["name"]: entry for entry in entries}
-        hits = lexical_rank(query, documents, limit=limit)
+        hits = self._search_indexes.index(documents).rank(query, limit=limit)
         return [{**by_name[hit.id], "score": hit.score, "why": hit.why} for hit in hits]
 
     async def call(self, tool: str, callable_name: str | None, args: Mapping[str, Any]) -> Any:
