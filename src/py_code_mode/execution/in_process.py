@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import ctypes
 import logging
 import os
@@ -118,12 +119,9 @@ class _Job:
         if self.delivered:
             return
         self.delivered = True
-        if self.loop.is_closed():
-            return  # an abandoned run finished after its session's loop ended
-        try:
+        # An abandoned run may finish after its session's event loop has closed.
+        with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(_set_result, self.future, outcome)
-        except RuntimeError:
-            pass  # the loop closed between the check and the call
 
 
 def _set_result(future: asyncio.Future[RunOutcome], outcome: RunOutcome) -> None:
