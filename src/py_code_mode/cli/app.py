@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, get_type_hints
 
 import typer
 
@@ -19,9 +23,14 @@ from py_code_mode.mcp_server.options import (
     default_base,
 )
 
+if TYPE_CHECKING:
+    from py_code_mode.session import Session
+
 __all__ = ["app"]
 
 logger = logging.getLogger("py_code_mode.cli")
+
+_T = TypeVar("_T")
 
 app = typer.Typer(
     name="py-code-mode",
@@ -70,33 +79,119 @@ Executor = Annotated[
         show_default=False,
     ),
 ]
+Timeout = Annotated[float, typer.Option("--timeout", help="Seconds before the run is interrupted.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
-def _options(
-    *,
-    base: Path | None,
-    storage: Path | None = None,
-    tools: Path | None = None,
-    redis: str | None = None,
-    prefix: str = DEFAULT_PREFIX,
-    executor: str | None = None,
-    timeout: float | None = DEFAULT_TIMEOUT,
-) -> ServerOptions:
-    options = ServerOptions(
-        base=(base or default_base()).expanduser(),
-        storage=storage,
-        tools=tools,
-        redis=redis,
-        prefix=prefix,
-        executor=executor,  # type: ignore[arg-type]  # validated by check()
-        timeout=timeout,
-    )
-    try:
-        options.check()
-    except PyCodeModeError as exc:
-        _fail(str(exc), code=2)
-    return options
+@dataclass(frozen=True)
+class SharedFlags:
+    """The flags many commands share, as one command invocation gave them.
+
+    Each field's annotation is its typer option: :func:`_with_flags` declares the
+    fields a command takes as its options and hands the command one instance. A field
+    a command does not take keeps its default, so every command builds its session
+    the same way.
+    """
+
+    base: Base = None
+    storage: StorageDir = None
+    tools: ToolsDir = None
+    redis: RedisUrl = None
+    prefix: Prefix = DEFAULT_PREFIX
+    executor: Executor = None
+    timeout: Timeout = DEFAULT_TIMEOUT
+    as_json: AsJson = False
+
+    @property
+    def base_dir(self) -> Path:
+        """The library directory: ``--base`` or the default one."""
+        return (self.base or default_base()).expanduser()
+
+    def options(self) -> ServerOptions:
+        """The checked server options of these flags; a bad flag exits with code 2."""
+        options = ServerOptions(
+            base=self.base_dir,
+            storage=self.storage,
+            tools=self.tools,
+            redis=self.redis,
+            prefix=self.prefix,
+            executor=self.executor,  # type: ignore[arg-type]  # validated by check()
+            timeout=self.timeout,
+        )
+        try:
+            options.check()
+        except PyCodeModeError as exc:
+            _fail(str(exc), code=2)
+        return options
+
+    def library(self, action: Callable[[Session], Coroutine[Any, Any, _T]]) -> _T:
+        """Run ``action`` on the library alone: reading it must not start the executor."""
+        options = self.options()
+        return _in_session(
+            lambda: library_session(options),
+            action,
+            starting="opening the library",
+            start_executor=False,
+        )
+
+    def started(
+        self, action: Callable[[Session], Coroutine[Any, Any, _T]], *, what: str = "executor"
+    ) -> _T:
+        """Run ``action`` on a started session; ``what`` names the start in progress output."""
+        options = self.options()
+        return _in_session(
+            options.make_session,
+            action,
+            starting=f"starting the {options.executor_kind} {what}",
+        )
+
+    def show(self, data: _T, text: Callable[[_T], str]) -> None:
+        """Print ``data`` as JSON with ``--json``, else as ``text`` renders it."""
+        if self.as_json:
+            _print_json(data)
+        else:
+            typer.echo(text(data))
+
+
+# Where the library's workflows, artifacts and deps are kept.
+_STORE = ("storage", "redis", "prefix")
+
+
+def _with_flags(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command ``--base`` and the named shared flags as one ``flags`` argument.
+
+    Typer reads a command's options from its signature, so the wrapper's signature is
+    the command's own parameters followed by the shared ones in :class:`SharedFlags`
+    field order, which is the order ``--help`` lists them in.
+    """
+    chosen = {"base", *names}
+    options = get_type_hints(SharedFlags, include_extras=True)
+    if unknown := chosen - options.keys():
+        raise TypeError(f"no shared flags named {sorted(unknown)}")
+    shared = [
+        inspect.Parameter(
+            field.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=field.default,
+            annotation=options[field.name],
+        )
+        for field in fields(SharedFlags)
+        if field.name in chosen
+    ]
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command, eval_str=True)
+        params = [param for param in own.parameters.values() if param.name != "flags"]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> None:
+            flags = SharedFlags(**{param.name: kwargs.pop(param.name) for param in shared})
+            command(**kwargs, flags=flags)
+
+        wrapper.__signature__ = own.replace(parameters=[*params, *shared])  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -108,10 +203,27 @@ def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=repr))
 
 
-def _library(options: ServerOptions, action: Any) -> Any:
+def _delete(
+    flags: SharedFlags,
+    kind: str,
+    name: str,
+    delete: Callable[[Session], Coroutine[Any, Any, bool]],
+) -> None:
+    if not flags.library(delete):
+        _fail(f"no {kind} named {name!r}")
+    typer.echo(f"deleted {kind} {name}")
+
+
+def _in_session(
+    make_session: Callable[[], Session],
+    action: Callable[[Session], Coroutine[Any, Any, _T]],
+    *,
+    starting: str,
+    start_executor: bool = True,
+) -> _T:
     try:
         return using_session(
-            library_session(options), action, starting="opening the library", start_executor=False
+            make_session(), action, starting=starting, start_executor=start_executor
         )
     except PyCodeModeError as exc:
         _fail(str(exc))
@@ -154,7 +266,8 @@ def version() -> None:
 
 
 @app.command("run")
-def run_code(  # noqa: PLR0917 - typer maps parameters to options
+@_with_flags("storage", "tools", "redis", "prefix", "executor", "timeout", "as_json")
+def run_code(
     file: Annotated[
         str | None,
         typer.Argument(help="Python file to run, or - for stdin.", show_default=False),
@@ -162,16 +275,8 @@ def run_code(  # noqa: PLR0917 - typer maps parameters to options
     code: Annotated[
         str | None, typer.Option("--code", "-c", help="Code to run.", show_default=False)
     ] = None,
-    base: Base = None,
-    storage: StorageDir = None,
-    tools: ToolsDir = None,
-    redis: RedisUrl = None,
-    prefix: Prefix = DEFAULT_PREFIX,
-    executor: Executor = None,
-    timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds before the run is interrupted.")
-    ] = DEFAULT_TIMEOUT,
-    as_json: AsJson = False,
+    *,
+    flags: SharedFlags,
 ) -> None:
     """Run Python code in a session on the library; exit 1 if it raises.
 
@@ -190,31 +295,11 @@ def run_code(  # noqa: PLR0917 - typer maps parameters to options
                 code = Path(file).read_text(encoding="utf-8")
             except OSError as exc:
                 _fail(f"cannot read {file}: {exc.strerror or exc}", code=2)
-    options = _options(
-        base=base,
-        storage=storage,
-        tools=tools,
-        redis=redis,
-        prefix=prefix,
-        executor=executor,
-        timeout=timeout,
-    )
     from py_code_mode.mcp_server.formatting import render_value
 
     source = code
-
-    async def action(session: Any) -> Any:
-        return await session.run(source, timeout=timeout)
-
-    try:
-        result = using_session(
-            options.make_session(),
-            action,
-            starting=f"starting the {options.executor_kind} executor",
-        )
-    except PyCodeModeError as exc:
-        _fail(str(exc))
-    if as_json:
+    result = flags.started(lambda s: s.run(source, timeout=flags.timeout))
+    if flags.as_json:
         _print_json(result.to_dict())
     else:
         if result.stdout:
@@ -229,77 +314,56 @@ def run_code(  # noqa: PLR0917 - typer maps parameters to options
 
 # -- tools ---------------------------------------------------------------------------
 @tools_app.command("list")
-def tools_list(
-    base: Base = None,
-    tools: ToolsDir = None,
-    as_json: AsJson = False,
-) -> None:
+@_with_flags("tools", "as_json")
+def tools_list(*, flags: SharedFlags) -> None:
     """List tools and their callables."""
     from py_code_mode.mcp_server.formatting import format_tools
 
-    options = _options(base=base, tools=tools)
-    found = _library(options, lambda s: s.list_tools())
-    _print_json(found) if as_json else typer.echo(format_tools(found))
+    flags.show(flags.library(lambda s: s.list_tools()), format_tools)
 
 
 # -- workflows -----------------------------------------------------------------------
 @workflows_app.command("list")
-def workflows_list(
-    base: Base = None,
-    storage: StorageDir = None,
-    redis: RedisUrl = None,
-    prefix: Prefix = DEFAULT_PREFIX,
-    as_json: AsJson = False,
-) -> None:
+@_with_flags(*_STORE, "as_json")
+def workflows_list(*, flags: SharedFlags) -> None:
     """List workflows with their parameters."""
     from py_code_mode.mcp_server.formatting import format_workflows
 
-    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
-    found = _library(options, lambda s: s.list_workflows())
-    _print_json(found) if as_json else typer.echo(format_workflows(found))
+    flags.show(flags.library(lambda s: s.list_workflows()), format_workflows)
 
 
 @workflows_app.command("search")
+@_with_flags(*_STORE, "as_json")
 def workflows_search(
     query: Annotated[str, typer.Argument(help="What the workflow should do.")],
     *,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100)] = 5,
-    base: Base = None,
-    storage: StorageDir = None,
-    redis: RedisUrl = None,
-    prefix: Prefix = DEFAULT_PREFIX,
-    as_json: AsJson = False,
+    flags: SharedFlags,
 ) -> None:
     """Find workflows for a task, best match first."""
     from py_code_mode.mcp_server.formatting import format_workflows
 
-    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
-    found = _library(options, lambda s: s.search_workflows(query, limit))
-    _print_json(found) if as_json else typer.echo(format_workflows(found, query=query))
+    found = flags.library(lambda s: s.search_workflows(query, limit))
+    flags.show(found, lambda data: format_workflows(data, query=query))
 
 
 @workflows_app.command("show")
+@_with_flags(*_STORE, "as_json")
 def workflows_show(
-    name: Annotated[str, typer.Argument(help="Workflow name.")],
-    *,
-    base: Base = None,
-    storage: StorageDir = None,
-    redis: RedisUrl = None,
-    prefix: Prefix = DEFAULT_PREFIX,
-    as_json: AsJson = False,
+    name: Annotated[str, typer.Argument(help="Workflow name.")], *, flags: SharedFlags
 ) -> None:
     """Show a workflow with its source."""
     from py_code_mode.mcp_server.formatting import format_workflow
 
-    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
-    record = _library(options, lambda s: s.get_workflow(name))
+    record = flags.library(lambda s: s.get_workflow(name))
     if record is None:
         _fail(f"no workflow named {name!r}; `py-code-mode workflows list` shows what exists")
-    _print_json(record) if as_json else typer.echo(format_workflow(record, limit=10**9))
+    flags.show(record, lambda data: format_workflow(data, limit=10**9))
 
 
 @workflows_app.command("add")
-def workflows_add(  # noqa: PLR0917 - typer maps parameters to options
+@_with_flags(*_STORE)
+def workflows_add(
     name: Annotated[str, typer.Argument(help="Workflow name (a Python identifier).")],
     file: Annotated[
         str, typer.Argument(help="Python file defining run(...), or - for stdin.")
@@ -307,67 +371,48 @@ def workflows_add(  # noqa: PLR0917 - typer maps parameters to options
     description: Annotated[
         str, typer.Option("--description", "-d", help="What it does (default: docstring).")
     ] = "",
-    base: Base = None,
-    storage: StorageDir = None,
-    redis: RedisUrl = None,
-    prefix: Prefix = DEFAULT_PREFIX,
+    *,
+    flags: SharedFlags,
 ) -> None:
     """Add or replace a workflow from a Python file."""
     from py_code_mode.mcp_server.formatting import workflow_line
 
     source = _read_input(file)
-    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
-    record = _library(options, lambda s: s.add_workflow(name, source, description))
+    record = flags.library(lambda s: s.add_workflow(name, source, description))
     typer.echo(f"saved workflow {workflow_line(record)}")
 
 
 @workflows_app.command("rm")
+@_with_flags(*_STORE)
 def workflows_rm(
-    name: Annotated[str, typer.Argument(help="Workflow name.")],
-    base: Base = None,
-    storage: StorageDir = None,
-    redis: RedisUrl = None,
-    prefix: Prefix = DEFAULT_PREFIX,
+    name: Annotated[str, typer.Argument(help="Workflow name.")], *, flags: SharedFlags
 ) -> None:
     """Delete a workflow."""
-    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
-    if not _library(options, lambda s: s.remove_workflow(name)):
-        _fail(f"no workflow named {name!r}")
-    typer.echo(f"deleted workflow {name}")
+    _delete(flags, "workflow", name, lambda s: s.remove_workflow(name))
 
 
 # -- artifacts -----------------------------------------------------------------------
 @artifacts_app.command("list")
-def artifacts_list(
-    base: Base = None,
-    storage: StorageDir = None,
-    redis: RedisUrl = None,
-    prefix: Prefix = DEFAULT_PREFIX,
-    as_json: AsJson = False,
-) -> None:
+@_with_flags(*_STORE, "as_json")
+def artifacts_list(*, flags: SharedFlags) -> None:
     """List artifacts."""
     from py_code_mode.mcp_server.formatting import format_artifacts
 
-    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
-    found = _library(options, lambda s: s.list_artifacts())
-    _print_json(found) if as_json else typer.echo(format_artifacts(found))
+    flags.show(flags.library(lambda s: s.list_artifacts()), format_artifacts)
 
 
 @artifacts_app.command("get")
+@_with_flags(*_STORE)
 def artifacts_get(
     name: Annotated[str, typer.Argument(help="Artifact name.")],
     *,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the data to this file.")
     ] = None,
-    base: Base = None,
-    storage: StorageDir = None,
-    redis: RedisUrl = None,
-    prefix: Prefix = DEFAULT_PREFIX,
+    flags: SharedFlags,
 ) -> None:
     """Print an artifact (or write it to a file): text as-is, JSON as JSON, bytes raw."""
-    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
-    data = _library(options, lambda s: s.load_artifact(name))
+    data = flags.library(lambda s: s.load_artifact(name))
     if isinstance(data, bytes):
         payload = data
     elif isinstance(data, str):
@@ -386,7 +431,8 @@ def artifacts_get(
 
 
 @artifacts_app.command("put")
-def artifacts_put(  # noqa: PLR0917 - typer maps parameters to options
+@_with_flags(*_STORE)
+def artifacts_put(
     name: Annotated[str, typer.Argument(help="Artifact name.")],
     file: Annotated[str, typer.Argument(help="File to store, or - for stdin.")] = "-",
     description: Annotated[str, typer.Option("--description", "-d")] = "",
@@ -394,10 +440,8 @@ def artifacts_put(  # noqa: PLR0917 - typer maps parameters to options
         bool, typer.Option("--json", help="Parse the input as JSON and store the data.")
     ] = False,
     binary: Annotated[bool, typer.Option("--binary", help="Store the input as bytes.")] = False,
-    base: Base = None,
-    storage: StorageDir = None,
-    redis: RedisUrl = None,
-    prefix: Prefix = DEFAULT_PREFIX,
+    *,
+    flags: SharedFlags,
 ) -> None:
     """Store a file (or stdin) as an artifact: text by default."""
     if as_json and binary:
@@ -418,108 +462,73 @@ def artifacts_put(  # noqa: PLR0917 - typer maps parameters to options
                 _fail(f"the input is not valid JSON: {exc}", code=2)
         else:
             data = text
-    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
-    info = _library(options, lambda s: s.save_artifact(name, data, description))
+    info = flags.library(lambda s: s.save_artifact(name, data, description))
     typer.echo(f"saved artifact {info['name']} ({info['kind']}, {info['size']} bytes)")
 
 
 @artifacts_app.command("rm")
+@_with_flags(*_STORE)
 def artifacts_rm(
-    name: Annotated[str, typer.Argument(help="Artifact name.")],
-    base: Base = None,
-    storage: StorageDir = None,
-    redis: RedisUrl = None,
-    prefix: Prefix = DEFAULT_PREFIX,
+    name: Annotated[str, typer.Argument(help="Artifact name.")], *, flags: SharedFlags
 ) -> None:
     """Delete an artifact."""
-    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
-    if not _library(options, lambda s: s.delete_artifact(name)):
-        _fail(f"no artifact named {name!r}")
-    typer.echo(f"deleted artifact {name}")
+    _delete(flags, "artifact", name, lambda s: s.delete_artifact(name))
 
 
 # -- deps ----------------------------------------------------------------------------
 @deps_app.command("list")
-def deps_list(
-    base: Base = None,
-    storage: StorageDir = None,
-    redis: RedisUrl = None,
-    prefix: Prefix = DEFAULT_PREFIX,
-) -> None:
+@_with_flags(*_STORE)
+def deps_list(*, flags: SharedFlags) -> None:
     """List the persisted package specs."""
-    options = _options(base=base, storage=storage, redis=redis, prefix=prefix)
-    for spec in _library(options, lambda s: s.list_deps()):
+    for spec in flags.library(lambda s: s.list_deps()):
         typer.echo(spec)
 
 
-def _deps_change(options: ServerOptions, what: str, action: Any) -> Any:
-    async def go(session: Any) -> Any:
-        return await run_with_progress(what, action(session))
+def _change_deps(
+    flags: SharedFlags, what: str, change: Callable[[Session], Coroutine[Any, Any, _T]]
+) -> _T:
+    async def go(session: Session) -> _T:
+        return await run_with_progress(what, change(session))
 
-    try:
-        return using_session(
-            options.make_session(),
-            go,
-            starting=f"starting the {options.executor_kind} executor's environment",
-        )
-    except PyCodeModeError as exc:
-        _fail(str(exc))
+    return flags.started(go, what="executor's environment")
 
 
 @deps_app.command("add")
+@_with_flags(*_STORE, "executor")
 def deps_add(
     spec: Annotated[str, typer.Argument(help="Requirement, e.g. 'pandas>=2'.")],
     *,
-    base: Base = None,
-    storage: StorageDir = None,
-    redis: RedisUrl = None,
-    prefix: Prefix = DEFAULT_PREFIX,
-    executor: Executor = None,
+    flags: SharedFlags,
 ) -> None:
     """Install a package into the execution environment and list it."""
-    options = _options(base=base, storage=storage, redis=redis, prefix=prefix, executor=executor)
-    outcome = _deps_change(options, f"installing {spec}", lambda s: s.add_dep(spec))
+    outcome = _change_deps(flags, f"installing {spec}", lambda s: s.add_dep(spec))
     typer.echo(f"added {outcome.get('spec', spec)}")
 
 
 @deps_app.command("rm")
+@_with_flags(*_STORE, "executor")
 def deps_rm(
-    spec: Annotated[str, typer.Argument(help="Package name.")],
-    *,
-    base: Base = None,
-    storage: StorageDir = None,
-    redis: RedisUrl = None,
-    prefix: Prefix = DEFAULT_PREFIX,
-    executor: Executor = None,
+    spec: Annotated[str, typer.Argument(help="Package name.")], *, flags: SharedFlags
 ) -> None:
     """Uninstall a package and drop it from the list."""
-    options = _options(base=base, storage=storage, redis=redis, prefix=prefix, executor=executor)
-    if not _deps_change(options, f"removing {spec}", lambda s: s.remove_dep(spec)):
+    if not _change_deps(flags, f"removing {spec}", lambda s: s.remove_dep(spec)):
         _fail(f"{spec!r} is not in the deps list")
     typer.echo(f"removed {spec}")
 
 
 @deps_app.command("sync")
-def deps_sync(
-    base: Base = None,
-    storage: StorageDir = None,
-    redis: RedisUrl = None,
-    prefix: Prefix = DEFAULT_PREFIX,
-    executor: Executor = None,
-) -> None:
+@_with_flags(*_STORE, "executor")
+def deps_sync(*, flags: SharedFlags) -> None:
     """Install every listed package into the execution environment."""
-    options = _options(base=base, storage=storage, redis=redis, prefix=prefix, executor=executor)
-    outcome = _deps_change(options, "installing the listed packages", lambda s: s.sync_deps())
+    outcome = _change_deps(flags, "installing the listed packages", lambda s: s.sync_deps())
     installed = outcome.get("installed") or []
     typer.echo(f"synced {len(installed)} package(s)")
 
 
 # -- doctor --------------------------------------------------------------------------
 @app.command()
-def doctor(
-    base: Base = None,
-    redis: RedisUrl = None,
-) -> None:
+@_with_flags("redis")
+def doctor(*, flags: SharedFlags) -> None:
     """Check uv, Python, Docker, Redis and the embedding model; say how to fix problems.
 
     Exits 1 when a required part fails; optional parts (Docker, embeddings) only warn.
@@ -527,7 +536,7 @@ def doctor(
     from py_code_mode.cli.doctor import run_checks
 
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
-    checks = run_checks((base or default_base()).expanduser(), redis)
+    checks = run_checks(flags.base_dir, flags.redis)
     for check in checks:
         typer.echo(f"[{marks[check.status]}] {check.name}: {check.detail}")
         if check.fix and check.status != "ok":
