@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from py_code_mode._private import storage_rules
 from py_code_mode._private.artifact_codec import (
     decode_artifact,
     encode_artifact,
@@ -376,14 +377,8 @@ class FileStorage:
         derived = analyze_workflow(name, record.source)
         description = record.description.strip()
         explicit = description if description != derived.description else ""
-        metadata = dict(record.metadata or {})
-        json_bytes(metadata, f"metadata of workflow {name!r}", WorkflowError)
-        try:
-            payload = record.source.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise WorkflowError(
-                f"workflow {name!r}: source is not encodable as UTF-8: {exc}"
-            ) from None
+        metadata = storage_rules.workflow_metadata(record)
+        payload = storage_rules.workflow_source_bytes(name, record.source)
         path = self._workflow_path(name)
         with self._locked(exclusive=True):
             self._meta.mkdir(parents=True, exist_ok=True)
@@ -403,25 +398,14 @@ class FileStorage:
                 "updated_at": record.updated_at or now,
                 "sha256": hashlib.sha256(payload).hexdigest(),
             }
-            # Source first into a temp file, then the sidecar, then the rename: a
-            # failure at any step leaves the previous pair (source, sidecar) in place.
-            tmp = _write_temp(path, payload)
             sidecar_path = self._sidecar_path(name)
-            try:
-                old_sidecar = _read_or_none(sidecar_path)
-                _atomic_write(sidecar_path, _dump_json(sidecar))
-            except BaseException:
-                _discard(tmp)
-                raise
-            try:
-                _commit(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    if old_sidecar is None:
-                        sidecar_path.unlink()
-                    else:
-                        _atomic_write(sidecar_path, old_sidecar)
-                raise
+            old_sidecar = _read_or_none(sidecar_path)
+            _replace_paired(
+                path,
+                payload,
+                write_companion=lambda: _atomic_write(sidecar_path, _dump_json(sidecar)),
+                restore_companion=lambda: _restore(sidecar_path, old_sidecar),
+            )
         self._wf_cache.pop(name, None)
 
     def _delete_workflow_sync(self, name: str) -> bool:
@@ -460,14 +444,7 @@ class FileStorage:
                 ``max_artifact_bytes``, or ``name`` clashes with a folder of artifacts
                 or resolves outside ``artifacts/`` through a symlink.
         """
-        validate_artifact_name(name)
-        if not isinstance(description, str):
-            raise ArtifactError(f"artifact {name!r}: description must be a string")
-        if metadata is not None and not isinstance(metadata, Mapping):
-            raise ArtifactError(
-                f"artifact {name!r}: metadata must be a mapping, got {type(metadata).__name__}"
-            )
-        meta = dict(metadata or {})
+        meta = storage_rules.artifact_save_args(name, description, metadata)
         return await self._run(
             self._save_artifact_sync,
             f"save artifact {name!r}",
@@ -537,12 +514,9 @@ class FileStorage:
         index: dict[str, ArtifactInfo] = {}
         for name, entry in entries.items():
             try:
-                validate_artifact_name(name)  # InvalidNameError is a ValueError
-                if entry.get("kind") not in ("str", "bytes", "json"):
-                    raise ValueError(f"unknown kind {entry.get('kind')!r}")  # noqa: TRY301
-                index[name] = ArtifactInfo.from_dict({**entry, "name": name})
-            except (AttributeError, ValueError, TypeError, KeyError) as exc:
-                logger.warning("ignoring bad entry %r in %s: %s", name, self._index, exc)
+                index[name] = storage_rules.artifact_info_from_entry(entry, name=name)
+            except storage_rules.BadEntryError as exc:
+                logger.warning("ignoring bad entry %r in %s: it %s", name, self._index, exc)
         if _settled(st):
             self._index_cache = (key, index)
         return dict(index)
@@ -590,22 +564,14 @@ class FileStorage:
                 created_at=previous.created_at if previous else now,
                 updated_at=now,
             )
-            # Payload into a temp file, then the index, then the rename: a failure at
-            # any step leaves the previous (index entry, payload) pair in place.
-            tmp = _write_temp(path, payload)
             old_index = dict(index)
             index[name] = info
-            try:
-                self._write_index(index)
-            except BaseException:
-                _discard(tmp)
-                raise
-            try:
-                _commit(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    self._write_index(old_index)
-                raise
+            _replace_paired(
+                path,
+                payload,
+                write_companion=lambda: self._write_index(index),
+                restore_companion=lambda: self._write_index(old_index),
+            )
         return info
 
     def _load_artifact_sync(self, name: str) -> ArtifactValue:
@@ -664,10 +630,7 @@ class FileStorage:
         Raises:
             DependencyError: ``spec`` is not a single-line requirement.
         """
-        if not isinstance(spec, str) or not spec.strip() or any(c in spec for c in "\r\n\0"):
-            raise DependencyError(f"package spec must be a one-line requirement, got {spec!r}")
-        text = spec.strip()
-        target = dependency_name(text)
+        text, target = storage_rules.dep_spec(spec)
         await self._run(
             self._add_dep_sync, "update the deps list", self._requirements, text, target
         )
@@ -678,9 +641,7 @@ class FileStorage:
         Raises:
             DependencyError: ``name`` is neither a package name nor a requirement.
         """
-        if not isinstance(name, str) or not name.strip():
-            raise DependencyError(f"package name must be a non-empty string, got {name!r}")
-        target = dependency_name(name.strip())
+        target = storage_rules.dep_target(name)
         return await self._run(
             self._remove_dep_sync, "update the deps list", self._requirements, target
         )
@@ -730,8 +691,7 @@ class FileStorage:
     async def get_vectors(self, model_id: str, keys: Sequence[str]) -> dict[str, list[float]]:
         """Cached vectors of ``model_id`` for ``keys``; missing keys are left out."""
         path = self._vector_path(model_id)
-        if isinstance(keys, str):
-            raise StorageError("keys must be a sequence of strings, not a single string")
+        storage_rules.check_vector_keys(keys)
         wanted = list(keys)
         return await self._run(
             self._get_vectors_sync, "read the embedding cache", path, path, wanted
@@ -744,22 +704,13 @@ class FileStorage:
             StorageError: A key is not a string or a vector holds non-numbers.
         """
         path = self._vector_path(model_id)
-        clean: dict[str, array.array[float]] = {}
-        for key, vector in vectors.items():
-            if not isinstance(key, str):
-                raise StorageError(f"embedding cache keys must be strings, got {key!r}")
-            try:
-                clean[key] = array.array("d", vector)  # refuses str items, unlike float()
-            except (TypeError, ValueError) as exc:
-                raise StorageError(
-                    f"embedding for key {key!r} must be a sequence of numbers: {exc}"
-                ) from exc
+        # array("d", ...) refuses str items, which float() would parse.
+        clean = storage_rules.convert_vectors(vectors, lambda vector: array.array("d", vector))
         if clean:
             await self._run(self._put_vectors_sync, "write the embedding cache", path, path, clean)
 
     def _vector_path(self, model_id: str) -> Path:
-        if not isinstance(model_id, str) or not model_id:
-            raise StorageError(f"model id must be a non-empty string, got {model_id!r}")
+        storage_rules.check_model_id(model_id)
         slug = _UNSAFE_DIR_CHARS.sub("_", model_id).strip("._")[:80] or "model"
         digest = hashlib.sha256(model_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
         return self._embeddings / f"{slug}-{digest}" / "vectors.bin"
@@ -890,6 +841,41 @@ def _write_temp(path: Path, data: bytes) -> Path:
             exc.filename = os.fspath(path)  # write/fsync errors carry no path
         raise
     return tmp
+
+
+def _replace_paired(
+    path: Path,
+    payload: bytes,
+    *,
+    write_companion: Callable[[], None],
+    restore_companion: Callable[[], None],
+) -> None:
+    """Replace ``path`` and the file that describes it (sidecar, index) as one pair.
+
+    The payload goes into a temp file, then the companion is written, then the temp
+    file is renamed over ``path``: a failure at any step leaves the previous pair in
+    place, because a failed rename puts the old companion back.
+    """
+    tmp = _write_temp(path, payload)
+    try:
+        write_companion()
+    except BaseException:
+        _discard(tmp)
+        raise
+    try:
+        _commit(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            restore_companion()
+        raise
+
+
+def _restore(path: Path, previous: bytes | None) -> None:
+    """Put back what :func:`_read_or_none` read from ``path`` (``None``: no file)."""
+    if previous is None:
+        path.unlink()
+    else:
+        _atomic_write(path, previous)
 
 
 def _commit(tmp: Path, path: Path) -> None:

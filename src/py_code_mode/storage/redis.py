@@ -59,6 +59,7 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
+from py_code_mode._private import storage_rules
 from py_code_mode._private.artifact_codec import (
     decode_artifact,
     encode_artifact,
@@ -66,15 +67,12 @@ from py_code_mode._private.artifact_codec import (
     not_found,
 )
 from py_code_mode._private.names import validate_artifact_name, validate_workflow_name
-from py_code_mode._private.requirements import dependency_name
 from py_code_mode._private.workflow_source import analyze_workflow
 from py_code_mode.errors import (
     ArtifactError,
     ArtifactNotFoundError,
     ConfigError,
-    DependencyError,
     StorageError,
-    WorkflowError,
 )
 from py_code_mode.models import ArtifactInfo, WorkflowRecord
 from py_code_mode.storage.protocol import ArtifactValue
@@ -390,15 +388,9 @@ class RedisStorage:
             WorkflowError: The source is invalid or the metadata is not JSON data.
         """
         name = validate_workflow_name(record.name)
-        metadata = dict(record.metadata or {})
-        json_bytes(metadata, f"metadata of workflow {name!r}", WorkflowError)
-        if isinstance(record.source, str):
-            try:
-                record.source.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise WorkflowError(
-                    f"workflow {name!r}: source is not encodable as UTF-8: {exc}"
-                ) from None
+        metadata = storage_rules.workflow_metadata(record)
+        if isinstance(record.source, str):  # anything else is refused by analyze_workflow
+            storage_rules.workflow_source_bytes(name, record.source)
         now = time.time()
         analysed = analyze_workflow(
             name,
@@ -458,14 +450,7 @@ class RedisStorage:
                 is larger than ``max_value_bytes``.
             StorageError: Redis failed; the previous value is unchanged.
         """
-        validate_artifact_name(name)
-        if not isinstance(description, str):
-            raise ArtifactError(f"artifact {name!r}: description must be a string")
-        if metadata is not None and not isinstance(metadata, Mapping):
-            raise ArtifactError(
-                f"artifact {name!r}: metadata must be a mapping, got {type(metadata).__name__}"
-            )
-        meta = dict(metadata or {})
+        meta = storage_rules.artifact_save_args(name, description, metadata)
         kind, payload = encode_artifact(
             name, data, self._max_value_bytes, limit_name="RedisStorage max_value_bytes"
         )
@@ -578,10 +563,7 @@ class RedisStorage:
         Raises:
             DependencyError: ``spec`` is not a single-line requirement.
         """
-        if not isinstance(spec, str) or not spec.strip() or any(c in spec for c in "\r\n\0"):
-            raise DependencyError(f"package spec must be a one-line requirement, got {spec!r}")
-        text = spec.strip()
-        target = dependency_name(text)
+        text, target = storage_rules.dep_spec(spec)
         await self._run(
             lambda client: _ADD_DEP.run(client, [self._k_deps, self._k_dep_specs], [target, text]),
             "update the deps list",
@@ -593,9 +575,7 @@ class RedisStorage:
         Raises:
             DependencyError: ``name`` is neither a package name nor a requirement.
         """
-        if not isinstance(name, str) or not name.strip():
-            raise DependencyError(f"package name must be a non-empty string, got {name!r}")
-        target = dependency_name(name.strip())
+        target = storage_rules.dep_target(name)
         removed = await self._run(
             lambda client: _REMOVE_DEP.run(client, [self._k_deps, self._k_dep_specs], [target]),
             "update the deps list",
@@ -607,8 +587,7 @@ class RedisStorage:
     async def get_vectors(self, model_id: str, keys: Sequence[str]) -> dict[str, list[float]]:
         """Cached vectors of ``model_id`` for ``keys``; missing keys are left out."""
         key = self._vector_key(model_id)
-        if isinstance(keys, str):
-            raise StorageError("keys must be a sequence of strings, not a single string")
+        storage_rules.check_vector_keys(keys)
         wanted = list(dict.fromkeys(k for k in keys if isinstance(k, str)))
         if not wanted:
             return {}
@@ -641,16 +620,7 @@ class RedisStorage:
                 failed.
         """
         key = self._vector_key(model_id)
-        packed: dict[str, bytes] = {}
-        for content_key, vector in vectors.items():
-            if not isinstance(content_key, str):
-                raise StorageError(f"embedding cache keys must be strings, got {content_key!r}")
-            try:
-                packed[content_key] = _pack_vector(vector)
-            except (TypeError, ValueError) as exc:
-                raise StorageError(
-                    f"embedding for key {content_key!r} must be a sequence of numbers: {exc}"
-                ) from exc
+        packed = storage_rules.convert_vectors(vectors, _pack_vector)
         if not packed:
             return
 
@@ -662,9 +632,7 @@ class RedisStorage:
         await self._run(write, "write the embedding cache")
 
     def _vector_key(self, model_id: str) -> str:
-        if not isinstance(model_id, str) or not model_id:
-            raise StorageError(f"model id must be a non-empty string, got {model_id!r}")
-        return f"{self._prefix}:vectors:{model_id}"
+        return f"{self._prefix}:vectors:{storage_rules.check_model_id(model_id)}"
 
 
 # -- helpers for callers (doctor, MCP server) ----------------------------------------
@@ -821,17 +789,10 @@ def _info_from_entry(name: str | None, raw: bytes) -> ArtifactInfo:
     """Decode a stored index entry; ``name`` is the hash field when known."""
     what = f"index entry of artifact {name!r}" if name else "an artifact index entry"
     created, entry = _split_entry(what, raw)
-    if entry.get("kind") not in ("str", "bytes", "json"):
-        raise StorageError(f"{what} has unknown kind {entry.get('kind')!r}")
-    entry["created_at"] = created
-    if name is not None:
-        entry["name"] = name
     try:
-        info = ArtifactInfo.from_dict(entry)
-        validate_artifact_name(info.name)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StorageError(f"{what} is malformed ({exc!r})") from None
-    return info
+        return storage_rules.artifact_info_from_entry(entry, name=name, created_at=created)
+    except storage_rules.BadEntryError as exc:
+        raise StorageError(f"{what} {exc}") from None
 
 
 def _pack_vector(vector: Sequence[float]) -> bytes:

@@ -18,7 +18,7 @@ from typing import Final
 
 from py_code_mode.errors import ConfigError
 
-__all__ = ["MIN_REDACTED_LENGTH", "Redactor", "expand_value"]
+__all__ = ["MIN_REDACTED_LENGTH", "Redactor", "expand_headers", "expand_value"]
 
 _REFERENCE: Final = re.compile(r"\$\$\{|\$\{([^}]*)\}?")
 _NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -99,3 +99,30 @@ def expand_value(
         parts.append(value)
     parts.append(text[position:])
     return "".join(parts)
+
+
+def expand_headers(
+    headers: Mapping[str, str],
+    *,
+    environ: Mapping[str, str],
+    redactor: Redactor | None = None,
+) -> dict[str, str]:
+    """Expand every header value, then refuse any that would split the header line.
+
+    A line break in a header value would let it smuggle in further headers, so it
+    is refused whether it was written in the file or came from a variable.
+
+    Raises:
+        ConfigError: A referenced variable is not set or malformed, or a value
+            holds a line break; the message names the header.
+    """
+    expanded = {
+        key: expand_value(value, field=f"headers.{key}", environ=environ, redactor=redactor)
+        for key, value in headers.items()
+    }
+    for key, value in expanded.items():
+        if "\r" in value or "\n" in value:
+            written = "\r" in headers[key] or "\n" in headers[key]
+            which = "value" if written else "expanded value"
+            raise ConfigError(f"headers.{key}: the {which} contains a line break")
+    return expanded

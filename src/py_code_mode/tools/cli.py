@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from py_code_mode._private.tool_calls import reject_missing, reject_unknown, show
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
 from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
 
@@ -67,13 +68,6 @@ _EXCERPT_CHARS: Final = 2000
 _STRAGGLER_GRACE: Final = 0.5
 """Seconds a background child may keep the pipes open after the command exited."""
 _REAP_TIMEOUT: Final = 5.0
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
 
 
 def _is_array_item(value: Any) -> bool:
@@ -114,10 +108,10 @@ def describe_type_error(arg_type: ArgType, value: Any) -> str | None:
     else:
         for index, item in enumerate(value):
             if not _is_array_item(item):
-                return f"must be a list of strings or numbers; item {index} is {_show(item)}"
+                return f"must be a list of strings or numbers; item {index} is {show(item)}"
     if expected is None:
         return None
-    return f"must be {expected}, got {_show(value)}"
+    return f"must be {expected}, got {show(value)}"
 
 
 def _render_scalar(value: str | int | float) -> str:
@@ -374,16 +368,16 @@ class CliTool:
         where = self._where(callable_name)
         if not isinstance(args, Mapping):
             raise ToolError(
-                f"{where}: arguments must be a mapping of names to values, got {_show(args)}",
+                f"{where}: arguments must be a mapping of names to values, got {show(args)}",
                 tool=self.name,
             )
         for key in args:
             if not isinstance(key, str):
                 raise ToolError(
-                    f"{where}: argument names must be strings, got {_show(key)}", tool=self.name
+                    f"{where}: argument names must be strings, got {show(key)}", tool=self.name
                 )
         if callable_name is None:
-            self._reject_unknown(where, args, list(self._arguments))
+            reject_unknown(where, args, list(self._arguments), tool=self.name)
             return where, dict(args)
 
         recipe = self._recipes.get(callable_name)
@@ -394,7 +388,7 @@ class CliTool:
                 f"The tool itself is called as tools.{self.name}(...)",
                 tool=self.name,
             )
-        self._reject_unknown(where, args, [p.name for p in recipe.parameters])
+        reject_unknown(where, args, [p.name for p in recipe.parameters], tool=self.name)
         values = dict(recipe.preset)
         missing: list[str] = []
         for param in recipe.parameters:
@@ -404,21 +398,8 @@ class CliTool:
                 values[param.name] = param.default
             if param.required and values.get(param.name) is None:
                 missing.append(param.name)
-        if missing:
-            raise ToolError(
-                f"{where}: missing required argument(s) {', '.join(map(repr, missing))}",
-                tool=self.name,
-            )
+        reject_missing(where, missing, tool=self.name)
         return where, values
-
-    def _reject_unknown(self, where: str, args: Mapping[str, Any], accepted: list[str]) -> None:
-        unknown = [key for key in args if key not in accepted]
-        if unknown:
-            raise ToolError(
-                f"{where}: unknown argument(s) {', '.join(map(repr, unknown))}; "
-                f"accepted: {', '.join(accepted) or 'none'}",
-                tool=self.name,
-            )
 
     def _render(self, where: str, values: Mapping[str, Any]) -> list[str]:
         options: list[str] = []
@@ -450,11 +431,7 @@ class CliTool:
                     first_regular = len(positionals)
                 needs_separator = needs_separator or any(i.startswith("-") for i in items)
             positionals.extend(items)
-        if missing:
-            raise ToolError(
-                f"{where}: missing required argument(s) {', '.join(map(repr, missing))}",
-                tool=self.name,
-            )
+        reject_missing(where, missing, tool=self.name)
         if needs_separator and first_regular is not None:
             positionals.insert(first_regular, "--")
         return options + positionals

@@ -50,11 +50,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from py_code_mode._private.tool_calls import (
+    RESERVED_CALLABLES,
+    is_keyword,
+    reject_missing,
+    reject_unknown,
+    require_json,
+    show,
+)
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
-from py_code_mode.tools._expand import Redactor, expand_value
-from py_code_mode.tools.models import validate_tool_name
+from py_code_mode.tools._expand import Redactor, expand_headers, expand_value
+from py_code_mode.tools.models import EntryMap, Seconds, StrictModel, ToolFileConfig
 from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
 
 if TYPE_CHECKING:
@@ -85,19 +93,13 @@ _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 _PLACEHOLDER: Final = re.compile(r"\{([^{}]*)\}")
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _HEADER_NAME: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_RESERVED_CALLABLES: Final = frozenset({"describe"})
-"""Attributes of ``tools.<tool>`` in agent code that a callable could not shadow."""
 _TEXT_TYPES: Final = ("text/", "application/xml", "application/javascript", "+xml")
 
 
 # -- YAML models -------------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
-
-
-class HttpParameterConfig(_Model):
+class HttpParameterConfig(StrictModel):
     """``endpoints.<e>.parameters.<p>``: an argument of an endpoint."""
 
     type: ParamType = "string"
@@ -109,13 +111,13 @@ class HttpParameterConfig(_Model):
     """The name on the wire (query key, header, JSON key) when it differs from the keyword."""
 
 
-class HttpEndpointConfig(_Model):
+class HttpEndpointConfig(StrictModel):
     """``endpoints.<name>``: one callable of the tool."""
 
     method: str = "GET"
     path: str = "/"
     description: str = ""
-    parameters: dict[str, HttpParameterConfig] = Field(default_factory=dict)
+    parameters: EntryMap[HttpParameterConfig] = Field(default_factory=dict)
 
     @field_validator("method")
     @classmethod
@@ -139,32 +141,17 @@ class HttpEndpointConfig(_Model):
             )
         return value
 
-    @field_validator("parameters", mode="before")
-    @classmethod
-    def _empty_parameters(cls, value: Any) -> Any:
-        # `owner:` with nothing after it parses as None; it means "all defaults".
-        if isinstance(value, dict):
-            return {k: ({} if v is None else v) for k, v in value.items()}
-        return value
 
-
-class HttpToolConfig(_Model):
+class HttpToolConfig(ToolFileConfig):
     """A ``type: http`` tool file."""
 
-    name: str
-    description: str = ""
     type: Literal["http"]
     base_url: str = Field(min_length=1)
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    timeout: Seconds = 30.0
     follow_redirects: bool = False
     max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, gt=0)
-    endpoints: dict[str, HttpEndpointConfig] = Field(min_length=1)
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        return validate_tool_name(value)
+    endpoints: EntryMap[HttpEndpointConfig] = Field(min_length=1)
 
     @field_validator("headers")
     @classmethod
@@ -174,13 +161,6 @@ class HttpToolConfig(_Model):
                 raise ValueError(f"{key!r} is not a valid HTTP header name")
             if "\r" in item or "\n" in item:
                 raise ValueError(f"the value of header {key!r} contains a line break")
-        return value
-
-    @field_validator("endpoints", mode="before")
-    @classmethod
-    def _empty_endpoints(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: ({} if v is None else v) for k, v in value.items()}
         return value
 
     @model_validator(mode="after")
@@ -211,13 +191,7 @@ class HttpToolConfig(_Model):
             )
         if parts.fragment:
             raise ConfigError("base_url: must not contain a '#fragment'")
-        headers = {
-            key: expand_value(value, field=f"headers.{key}", environ=environ, redactor=redactor)
-            for key, value in self.headers.items()
-        }
-        for key, value in headers.items():
-            if "\r" in value or "\n" in value:
-                raise ConfigError(f"headers.{key}: the expanded value contains a line break")
+        headers = expand_headers(self.headers, environ=environ, redactor=redactor)
         problems: list[str] = []
         endpoints = tuple(
             endpoint
@@ -319,12 +293,12 @@ def _resolve_endpoint(
 ) -> HttpEndpoint | None:
     where = f"endpoints.{name}"
     count = len(problems)
-    if not _IDENTIFIER.match(name) or _is_keyword(name):
+    if not _IDENTIFIER.match(name) or is_keyword(name):
         problems.append(
             f"{where}: endpoint names are called as tools.<tool>.{name}(), so they must be "
             "Python identifiers starting with a letter (letters, digits, underscores)"
         )
-    elif name in _RESERVED_CALLABLES:
+    elif name in RESERVED_CALLABLES:
         problems.append(f"{where}: {name!r} is reserved (tools.<tool>.{name}() shows the tool)")
     placeholders: list[str] = []
     for match in _PLACEHOLDER.finditer(config.path):
@@ -342,7 +316,7 @@ def _resolve_endpoint(
     wire_names: dict[tuple[str, str], str] = {}
     for key, param in config.parameters.items():
         at = f"{where}.parameters.{key}"
-        if not key.isidentifier() or _is_keyword(key) or key.startswith("_"):
+        if not key.isidentifier() or is_keyword(key) or key.startswith("_"):
             problems.append(
                 f"{at}: callers pass it as a keyword argument, so it must be a Python "
                 "identifier; keep the wire name with `name:`"
@@ -418,19 +392,6 @@ def _resolve_endpoint(
     )
 
 
-def _is_keyword(name: str) -> bool:
-    import keyword
-
-    return keyword.iskeyword(name) or keyword.issoftkeyword(name)
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
-
-
 def _type_problem(param_type: ParamType, value: Any) -> str | None:
     """Why ``value`` does not fit ``param_type``; None when it does."""
     ok: bool
@@ -452,7 +413,7 @@ def _type_problem(param_type: ParamType, value: Any) -> str | None:
     else:
         ok = isinstance(value, dict)
         expected = "a dict"
-    return None if ok else f"must be {expected}, got {_show(value)}"
+    return None if ok else f"must be {expected}, got {show(value)}"
 
 
 def _render_scalar(value: Any) -> str:
@@ -622,14 +583,7 @@ class HttpTool:
     def _bind(self, where: str, endpoint: HttpEndpoint, args: Mapping[str, Any]) -> _Request:
         if not isinstance(args, Mapping):
             raise ToolError(f"{where}: arguments must be keyword arguments", tool=self.name)
-        accepted = {p.name: p for p in endpoint.parameters}
-        unknown = [key for key in args if key not in accepted]
-        if unknown:
-            raise ToolError(
-                f"{where}: unknown argument(s) {', '.join(map(repr, unknown))}; "
-                f"accepted: {', '.join(accepted) or 'none'}",
-                tool=self.name,
-            )
+        reject_unknown(where, args, [p.name for p in endpoint.parameters], tool=self.name)
         values: dict[str, Any] = {}
         missing: list[str] = []
         for param in endpoint.parameters:
@@ -643,11 +597,7 @@ class HttpTool:
             if (why := _type_problem(param.type, value)) is not None:
                 raise ToolError(f"{where}: argument '{param.name}' {why}", tool=self.name)
             values[param.name] = value
-        if missing:
-            raise ToolError(
-                f"{where}: missing required argument(s) {', '.join(map(repr, missing))}",
-                tool=self.name,
-            )
+        reject_missing(where, missing, tool=self.name)
 
         path = endpoint.path
         query: list[tuple[str, str | int | float | bool | None]] = []
@@ -665,7 +615,7 @@ class HttpTool:
                     if isinstance(item, dict | list | tuple) or item is None:
                         raise ToolError(
                             f"{where}: argument '{param.name}' must hold strings, numbers or "
-                            f"booleans to go in the query, got {_show(item)}",
+                            f"booleans to go in the query, got {show(item)}",
                             tool=self.name,
                         )
                     query.append((param.wire_name, _render_scalar(item)))
@@ -682,14 +632,7 @@ class HttpTool:
                 body = {} if body is None else body
                 body[param.wire_name] = value
         if body is not None:
-            try:
-                json.dumps(body, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                raise ToolError(
-                    f"{where}: the body arguments must be JSON data (dicts, lists, strings, "
-                    f"finite numbers, booleans, None): {exc}",
-                    tool=self.name,
-                ) from None
+            require_json(where, body, "the body arguments", tool=self.name)
         return _Request(
             where=where,
             method=endpoint.method,

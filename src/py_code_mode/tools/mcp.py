@@ -45,8 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import keyword
 import logging
 import math
 import os
@@ -55,11 +53,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from py_code_mode._private.tool_calls import (
+    RESERVED_CALLABLES,
+    is_keyword,
+    reject_missing,
+    require_json,
+)
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
-from py_code_mode.tools._expand import Redactor, expand_value
-from py_code_mode.tools.models import validate_tool_name
+from py_code_mode.tools._expand import Redactor, expand_headers, expand_value
+from py_code_mode.tools.models import Seconds, ToolFileConfig
 from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
 
 if TYPE_CHECKING:
@@ -87,20 +91,14 @@ _CLOSE_GRACE: Final = 10.0
 at most about 6 s: stdin closed, SIGTERM, SIGKILL)."""
 _STDERR_DRAIN: Final = 0.5
 _MAX_LIST_PAGES: Final = 100
-_RESERVED_CALLABLES: Final = frozenset({"describe"})
-"""Attributes of ``tools.<tool>`` in agent code that a callable name must avoid."""
 
 
 # -- YAML model --------------------------------------------------------------------
 
 
-class McpToolConfig(BaseModel):
+class McpToolConfig(ToolFileConfig):
     """A ``type: mcp`` tool file."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    name: str
-    description: str = ""
     type: Literal["mcp"]
     transport: Transport | None = None
     """Inferred when absent: ``stdio`` with a ``command``, ``streamable-http`` with a ``url``."""
@@ -110,13 +108,8 @@ class McpToolConfig(BaseModel):
     cwd: str | None = Field(default=None, min_length=1)
     url: str | None = Field(default=None, min_length=1)
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout: float = Field(default=60.0, gt=0, allow_inf_nan=False)
-    connect_timeout: float = Field(default=30.0, gt=0, allow_inf_nan=False)
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        return validate_tool_name(value)
+    timeout: Seconds = 60.0
+    connect_timeout: Seconds = 30.0
 
     @field_validator("command", "cwd")
     @classmethod
@@ -188,10 +181,7 @@ class McpToolConfig(BaseModel):
                 raise ConfigError(
                     f"url: expected an http:// or https:// URL, got {redactor.redact(url)!r}"
                 )
-        headers = {k: expand(v, f"headers.{k}") for k, v in self.headers.items()}
-        for key, value in headers.items():
-            if "\r" in value or "\n" in value:
-                raise ConfigError(f"headers.{key}: the value contains a line break")
+        headers = expand_headers(self.headers, environ=environ, redactor=redactor)
         return McpToolSpec(
             name=self.name,
             description=self.description.strip(),
@@ -260,7 +250,7 @@ def _python_name(server_name: str, taken: set[str]) -> str:
     name = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in server_name)
     if not name or not name[0].isalpha():
         name = f"tool_{name}"
-    if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in _RESERVED_CALLABLES:
+    if is_keyword(name) or name in RESERVED_CALLABLES:
         name += "_"
     candidate, number = name, 2
     while candidate in taken:
@@ -836,28 +826,14 @@ class McpTool:
         if not isinstance(args, Mapping) or not all(isinstance(k, str) for k in args):
             raise ToolError(f"{where}: arguments must be keyword arguments", tool=self.name)
         arguments = dict(args)
-        try:
-            json.dumps(arguments, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ToolError(
-                f"{where}: arguments must be JSON data (dicts, lists, strings, finite "
-                f"numbers, booleans, None): {exc}",
-                tool=self.name,
-            ) from None
+        require_json(where, arguments, "arguments", tool=self.name)
         return arguments
 
     def _check_required(self, where: str, tool: McpServerTool, arguments: dict[str, Any]) -> None:
         # The server validates too; checking here gives agents a plainer message.
-        missing = [
-            p.name for p in tool.spec.parameters if p.required and arguments.get(p.name) is None
-        ]
-        if missing:
-            accepted = ", ".join(p.name for p in tool.spec.parameters) or "none"
-            raise ToolError(
-                f"{where}: missing required argument(s) {', '.join(map(repr, missing))}; "
-                f"parameters: {accepted}",
-                tool=self.name,
-            )
+        parameters = tool.spec.parameters
+        missing = [p.name for p in parameters if p.required and arguments.get(p.name) is None]
+        reject_missing(where, missing, tool=self.name, parameters=[p.name for p in parameters])
 
     def _value(self, where: str, result: CallToolResult) -> Any:
         text = _content_text(result.content)

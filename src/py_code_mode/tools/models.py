@@ -3,7 +3,10 @@
 Imported only when tool files are loaded: pydantic takes a while to import and
 ``import py_code_mode`` must stay fast. Models forbid unknown keys so that a typo
 (``descripton:``) is reported instead of silently ignored, and are strict (a
-quoted ``"60"`` is not a number, ``1`` is not ``true``).
+quoted ``"60"`` is not a number, ``1`` is not ``true``). The parts every kind of
+tool file shares (:class:`StrictModel`, :class:`ToolFileConfig`, ``ToolName``,
+``Seconds``, ``EntryMap``) live here too, so the HTTP and MCP models obey the
+same rules.
 
 A CLI tool file::
 
@@ -32,14 +35,23 @@ A CLI tool file::
 
 from __future__ import annotations
 
-import keyword
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from py_code_mode._private.tool_calls import is_keyword
 from py_code_mode.tools.cli import (
     ArgType,
     CliArgument,
@@ -57,6 +69,11 @@ __all__ = [
     "CliRecipeParamConfig",
     "CliSchemaConfig",
     "CliToolConfig",
+    "EntryMap",
+    "Seconds",
+    "StrictModel",
+    "ToolFileConfig",
+    "ToolName",
     "describe_validation_error",
     "validate_tool_name",
 ]
@@ -70,6 +87,8 @@ _SHORT = re.compile(r"^[A-Za-z0-9]$")
 _FLAG = re.compile(r"^--?[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _VALUE_ERROR_PREFIX = "Value error, "
 
+_M = TypeVar("_M")
+
 
 def validate_tool_name(name: str) -> str:
     """Return ``name`` if agents can reach it as ``tools.<name>``, else raise ValueError."""
@@ -78,7 +97,7 @@ def validate_tool_name(name: str) -> str:
             f"{name!r} is not a valid tool name: use letters, digits and underscores, "
             "starting with a letter (e.g. 'curl', 'my_api')"
         )
-    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+    if is_keyword(name):
         raise ValueError(f"{name!r} is a Python keyword, so tools.{name} would not parse")
     if name in RESERVED_TOOL_NAMES:
         raise ValueError(
@@ -91,18 +110,50 @@ def validate_tool_name(name: str) -> str:
 def _python_name_problem(name: str) -> str | None:
     if not name.isidentifier() or not name.isascii():
         return "is not a Python identifier"
-    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+    if is_keyword(name):
         return "is a Python keyword"
     if name.startswith("_"):
         return "starts with an underscore"
     return None
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+def _none_entries_as_empty(value: Any) -> Any:
+    # `url:` with nothing after it parses as None; it means "no settings".
+    if isinstance(value, dict):
+        return {k: ({} if v is None else v) for k, v in value.items()}
+    return value
 
 
-class CliOptionConfig(_Model):
+# -- parts shared by the models of every kind of tool file (cli, http, mcp) --------
+
+ToolName = Annotated[str, AfterValidator(validate_tool_name)]
+"""A tool name agents can reach as ``tools.<name>``."""
+
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+"""A timeout: positive and finite."""
+
+EntryMap = Annotated[dict[str, _M], BeforeValidator(_none_entries_as_empty)]
+"""Named sections (``recipes.<r>.params``, ``endpoints``) where an entry left empty
+in YAML (``url:``) stands for one with every setting at its default."""
+
+
+class StrictModel(BaseModel):
+    """Base of the tool file models: typos are errors and nothing is coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+
+class ToolFileConfig(StrictModel):
+    """What every tool file starts with, whatever its ``type``."""
+
+    name: ToolName
+    description: str = ""
+
+
+# -- CLI tool files ----------------------------------------------------------------
+
+
+class CliOptionConfig(StrictModel):
     """``schema.options.<key>``: a flag of the program."""
 
     type: ArgType = "string"
@@ -131,7 +182,7 @@ class CliOptionConfig(_Model):
         return value
 
 
-class CliPositionalConfig(_Model):
+class CliPositionalConfig(StrictModel):
     """An item of ``schema.positional``: an argument after the options."""
 
     name: str
@@ -141,14 +192,14 @@ class CliPositionalConfig(_Model):
     description: str = ""
 
 
-class CliSchemaConfig(_Model):
+class CliSchemaConfig(StrictModel):
     """``schema``: what the tool accepts when called directly."""
 
     options: dict[str, CliOptionConfig] = Field(default_factory=dict)
     positional: list[CliPositionalConfig] = Field(default_factory=list)
 
 
-class CliRecipeParamConfig(_Model):
+class CliRecipeParamConfig(StrictModel):
     """``recipes.<recipe>.params.<name>``: an argument the recipe's caller may pass.
 
     ``type`` and ``description`` default to the schema's. A param is required
@@ -161,41 +212,24 @@ class CliRecipeParamConfig(_Model):
     required: bool | None = None
 
 
-class CliRecipeConfig(_Model):
+class CliRecipeConfig(StrictModel):
     """``recipes.<name>``: a preset way to call the tool."""
 
     description: str = ""
     preset: dict[str, Any] = Field(default_factory=dict)
-    params: dict[str, CliRecipeParamConfig] = Field(default_factory=dict)
-
-    @field_validator("params", mode="before")
-    @classmethod
-    def _empty_params(cls, value: Any) -> Any:
-        # `url:` with nothing after it parses as None; it means "no settings".
-        if isinstance(value, dict):
-            return {k: ({} if v is None else v) for k, v in value.items()}
-        return value
+    params: EntryMap[CliRecipeParamConfig] = Field(default_factory=dict)
 
 
-class CliToolConfig(_Model):
+class CliToolConfig(ToolFileConfig):
     """A ``type: cli`` tool file."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
-
-    name: str
-    description: str = ""
     type: Literal["cli"] = "cli"
     command: str = Field(min_length=1)
     args: list[str] = Field(default_factory=list)
-    timeout: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    timeout: Seconds = 60.0
     success_exit_codes: list[int] = Field(default_factory=lambda: [0], min_length=1)
     schema_: CliSchemaConfig = Field(default_factory=CliSchemaConfig, alias="schema")
     recipes: dict[str, CliRecipeConfig] = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        return validate_tool_name(value)
 
     @field_validator("command")
     @classmethod

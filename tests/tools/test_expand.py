@@ -1,0 +1,34 @@
+"""``${VAR}`` expansion of tool settings, and the header checks built on it."""
+
+from __future__ import annotations
+
+import pytest
+
+from py_code_mode.errors import ConfigError
+from py_code_mode.tools._expand import Redactor, expand_headers
+
+
+def test_headers_are_expanded_and_their_secrets_remembered() -> None:
+    redactor = Redactor()
+    headers = expand_headers(
+        {"Authorization": "Bearer ${TOKEN}", "Accept": "application/json"},
+        environ={"TOKEN": "tok-123456"},
+        redactor=redactor,
+    )
+    assert headers == {"Authorization": "Bearer tok-123456", "Accept": "application/json"}
+    assert redactor.redact("denied: Bearer tok-123456") == "denied: Bearer ${TOKEN}"
+
+
+def test_a_line_break_written_in_a_header_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"headers\.X: the value contains a line break"):
+        expand_headers({"X": "a\r\nInjected: yes"}, environ={})
+
+
+def test_a_line_break_that_comes_from_a_variable_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"headers\.X: the expanded value contains a line break"):
+        expand_headers({"X": "${V}"}, environ={"V": "a\nInjected: yes"})
+
+
+def test_an_unset_variable_in_a_header_names_the_header() -> None:
+    with pytest.raises(ConfigError, match=r"headers\.X: environment variable 'NOPE' is not set"):
+        expand_headers({"X": "${NOPE}"}, environ={})
