@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from py_code_mode.errors import DependencyError
 
-__all__ = ["run_uv", "unsatisfied", "uv_binary"]
+__all__ = ["run_uv", "uv_binary"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,22 +66,3 @@ async def run_uv(
     if proc.returncode != 0:
         raise DependencyError(f"{what} failed (exit {proc.returncode}):\n{text[-3000:].strip()}")
     return text
-
-
-def unsatisfied(specs: Sequence[str]) -> list[str]:
-    """Specs not satisfied by the distributions installed in *this* interpreter."""
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
-
-    missing = []
-    for spec in specs:
-        req = Requirement(spec)
-        try:
-            version = metadata.version(req.name)
-        except metadata.PackageNotFoundError:
-            missing.append(spec)
-            continue
-        if req.specifier and not req.specifier.contains(version, prereleases=True):
-            missing.append(spec)
-    return missing

@@ -6,9 +6,8 @@ stdio or a TCP socket for a container): it sends runs, collects output, serves t
 worker's namespace calls from :class:`HostServices` and notices when the worker is
 gone. Subclasses say how the worker is stopped and report its exit status.
 
-:class:`WorkerRunner` is the executor half: a run with its timeout (interrupt, then
-kill and replace the worker), crash reporting and reset, worded the same way for
-every executor that runs the worker out of process.
+The executor half (runs, timeouts, restarts) is
+:mod:`py_code_mode.execution._worker_runner`.
 """
 
 from __future__ import annotations
@@ -18,11 +17,10 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode._private.services import error_payload
-from py_code_mode.errors import ConfigError, ExecutorError
+from py_code_mode.errors import ExecutorError
 from py_code_mode.result import ExecutionResult
 from py_code_mode.worker import wire
 
@@ -32,12 +30,14 @@ if TYPE_CHECKING:
 __all__ = [
     "WorkerConnection",
     "WorkerDiedError",
-    "WorkerRunner",
     "check_hello",
     "closed_result",
     "describe_exit",
     "elapsed_ms",
+    "max_frame_for",
     "outcome_result",
+    "start_failure",
+    "with_notice",
 ]
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,23 @@ def check_hello(hello: dict[str, Any]) -> None:
             f"the worker speaks protocol version {hello.get('version')!r}, "
             f"expected {wire.PROTOCOL_VERSION}"
         )
+
+
+def max_frame_for(output_limit: int) -> int:
+    """The largest frame either way for a worker keeping ``output_limit`` characters.
+
+    A result carries up to ``output_limit`` characters of output, each up to 4 bytes
+    of UTF-8 and escaped in JSON; the rest is room for the value and the envelope.
+    """
+    return max(wire.DEFAULT_MAX_FRAME, 8 * output_limit + (1 << 20))
+
+
+def start_failure(exc: BaseException, worker: str, timeout: float, detail: str) -> ExecutorError:
+    """The error of a worker that did not get ready; ``worker`` names it with its runtime."""
+    reason = f"did not answer within {timeout:g} s" if isinstance(exc, TimeoutError) else str(exc)
+    return ExecutorError(
+        f"the {worker} could not start: {reason}" + (f"\n{detail}" if detail else "")
+    )
 
 
 def closed_result() -> ExecutionResult:
@@ -187,6 +204,7 @@ class WorkerConnection:
         self._writer = writer
         self._host = host
         self._max_frame = max_frame
+        self._output_limit = output_limit
         self._output_cap = 2 * output_limit
         self._loop = asyncio.get_running_loop()
         self._replies: dict[Any, asyncio.Future[dict[str, Any]]] = {}
@@ -229,6 +247,42 @@ class WorkerConnection:
     def check_alive(self) -> bool:
         """Notice an exit the event loop has not processed yet; True if still running."""
         return not self.dead.is_set()
+
+    # -- starting ----------------------------------------------------------------------
+    async def configure(
+        self,
+        *,
+        limits: dict[str, Any],
+        site_dirs: list[str],
+        sys_path: list[str],
+        hello: dict[str, Any] | None = None,
+    ) -> None:
+        """Check the worker's hello, send it its settings and wait until it is ready.
+
+        Args:
+            limits: Resource limits the worker applies to itself.
+            site_dirs: Package directories in front of its ``sys.path``.
+            sys_path: Directories agent code imports from (its working directory).
+            hello: The hello already read by whoever started the worker, if any.
+
+        Raises:
+            ExecutorError: The worker speaks another protocol version.
+            WorkerDiedError: The worker ended meanwhile.
+        """
+        check_hello(hello if hello is not None else await self.hello)
+        await self.send(
+            {
+                "kind": "configure",
+                "output_limit": self._output_limit,
+                "max_frame": self._max_frame,
+                "limits": limits,
+                "site_dirs": site_dirs,
+                "sys_path": sys_path,
+            }
+        )
+        ready = await self.ready
+        for warning in ready.get("warnings") or ():
+            logger.info("worker %s: %s", self.label, warning)
 
     # -- sending -----------------------------------------------------------------------
     async def send(self, message: dict[str, Any]) -> None:
@@ -428,148 +482,3 @@ class WorkerConnection:
         if task is not asyncio.current_task() and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-
-
-# -- the executor half -----------------------------------------------------------------
-class WorkerRunner:
-    """Runs, timeouts, crashes and resets for an executor with an out-of-process worker.
-
-    The executor provides :meth:`_restart` (replace the worker, returning the new
-    connection) and the attributes declared here; callers hold the executor's run
-    lock around :meth:`_run_locked` and :meth:`_reset_locked`.
-    """
-
-    _handle: WorkerConnection | None
-    _ids: Iterator[int]
-    _closed: bool
-
-    @property
-    def _interrupt_grace(self) -> float:
-        raise NotImplementedError
-
-    async def _restart(self) -> WorkerConnection:
-        raise NotImplementedError
-
-    async def _run_locked(self, code: str, timeout: float | None) -> ExecutionResult:
-        started = time.perf_counter()
-        notice = ""
-        handle = self._handle
-        if handle is None or not handle.check_alive():
-            if handle is not None and not handle.death_reported:
-                notice = (
-                    f"[py-code-mode] The {handle.noun} {handle.cause} after the previous run; "
-                    "a fresh worker was started and all variables from earlier runs were lost.\n"
-                )
-            try:
-                handle = await self._restart()
-            except (ExecutorError, ConfigError) as exc:
-                return ExecutionResult.failure(
-                    f"ExecutorError: {exc}",
-                    "ExecutorError",
-                    execution_time_ms=elapsed_ms(started),
-                    variables_lost=True,
-                )
-        run_id = next(self._ids)
-        reply = handle.expect(run_id)
-        handle.outputs[run_id] = []
-        try:
-            await handle.send({"kind": "run", "id": run_id, "code": code})
-            if timeout is None:
-                message = await reply
-            else:
-                done, _ = await asyncio.wait((reply,), timeout=timeout)
-                if not done:
-                    return await self._interrupt(handle, run_id, reply, timeout, started)
-                message = reply.result()
-        except WorkerDiedError as exc:
-            return self._died(handle, run_id, exc.cause, started)
-        except asyncio.CancelledError:
-            # The caller gave up waiting; stop the code rather than let it run on. If it
-            # ignores the interrupt, the next run's timeout deals with it.
-            handle.send_nowait({"kind": "interrupt", "id": run_id})
-            raise
-        except wire.WireError as exc:  # the code itself cannot be encoded (lone surrogates)
-            return ExecutionResult.failure(
-                f"ValueError: the code cannot be sent to the worker: {exc}",
-                "ValueError",
-                execution_time_ms=elapsed_ms(started),
-            )
-        finally:
-            handle.forget(run_id)
-        result = outcome_result(message.get("outcome"), started)
-        if notice:
-            return with_notice(result, notice)
-        return result
-
-    async def _interrupt(
-        self,
-        handle: WorkerConnection,
-        run_id: int,
-        reply: asyncio.Future[dict[str, Any]],
-        timeout: float,
-        started: float,
-    ) -> ExecutionResult:
-        grace = self._interrupt_grace
-        with contextlib.suppress(WorkerDiedError):
-            await handle.send({"kind": "interrupt", "id": run_id})
-        done, _ = await asyncio.wait((reply,), timeout=grace)
-        if done:
-            exc = reply.exception()
-            if isinstance(exc, WorkerDiedError):
-                return self._died(handle, run_id, exc.cause, started)
-            outcome = reply.result().get("outcome") or {}
-            if outcome.get("error_type") != "KeyboardInterrupt":
-                return outcome_result(outcome, started)  # it finished just as time ran out
-            return ExecutionResult.failure(
-                f"TimeoutError: the run exceeded its {timeout:g} s timeout and was interrupted; "
-                "variables are kept.",
-                "TimeoutError",
-                stdout=str(outcome.get("stdout") or ""),
-                execution_time_ms=elapsed_ms(started),
-            )
-        partial = "".join(handle.outputs.get(run_id, ()))
-        await handle.kill("was killed after a run exceeded its timeout")
-        if reply.done() and not reply.cancelled():
-            reply.exception()  # failed by the kill; nobody else awaits it
-        handle.death_reported = True
-        return ExecutionResult.failure(
-            f"TimeoutError: the run exceeded its {timeout:g} s timeout and did not stop within "
-            f"{grace:g} s of being interrupted, so the {handle.noun} was killed; all variables "
-            "were lost. The next run starts a fresh worker.",
-            "TimeoutError",
-            stdout=partial,
-            execution_time_ms=elapsed_ms(started),
-            variables_lost=True,
-        )
-
-    def _died(
-        self, handle: WorkerConnection, run_id: int, cause: str, started: float
-    ) -> ExecutionResult:
-        handle.death_reported = True
-        if self._closed:
-            return closed_result()
-        partial = "".join(handle.outputs.get(run_id, ()))
-        return ExecutionResult.failure(
-            f"WorkerDied: the {handle.noun} {cause} during the run; all variables were lost. "
-            "The next run starts a fresh worker.",
-            "WorkerDied",
-            stdout=partial,
-            execution_time_ms=elapsed_ms(started),
-            variables_lost=True,
-        )
-
-    async def _reset_locked(self) -> None:
-        handle = self._handle
-        if handle is None or not handle.check_alive():
-            await self._restart()
-            return
-        request_id = next(self._ids)
-        reply = handle.expect(request_id)
-        try:
-            await handle.send({"kind": "reset", "id": request_id})
-            await asyncio.wait_for(reply, RESET_TIMEOUT)
-        except (WorkerDiedError, TimeoutError):
-            await handle.kill("did not reset in time and was killed")
-            await self._restart()
-        finally:
-            handle.forget(request_id)

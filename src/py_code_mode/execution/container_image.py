@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from py_code_mode.errors import ConfigError, DependencyError, ExecutorError
+from py_code_mode.execution._worker_source import WORKER_PACKAGE, worker_source_files
 
 __all__ = ["DEFAULT_BASE_IMAGE", "ImageBuild", "build_image", "dockerfile_path"]
 
@@ -76,9 +77,9 @@ def _stage_context(root: Path, dockerfile: Path, ca_bundle: Path | None, with_wo
     if ca_bundle is not None:
         shutil.copy2(ca_bundle, root / "ca" / "host-ca.crt")
     if with_worker:
-        package = root / "worker" / "py_code_mode_worker"
+        package = root / "worker" / WORKER_PACKAGE
         package.mkdir()
-        for source in sorted((_PACKAGE_ROOT / "worker").glob("*.py")):
+        for source in worker_source_files():
             shutil.copy2(source, package / source.name)
 
 

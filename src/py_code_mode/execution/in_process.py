@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from py_code_mode._private.config import check_path, check_positive, collect_deps
+from py_code_mode._private.config import FieldCheck
+from py_code_mode._private.installed import installed_in, unsatisfied
 from py_code_mode._private.services import error_payload
-from py_code_mode._private.uv import run_uv, unsatisfied
-from py_code_mode.errors import ConfigError, ExecutorError, SessionClosedError
+from py_code_mode._private.uv import run_uv
+from py_code_mode.errors import ExecutorError, SessionClosedError
+from py_code_mode.execution._configured import ConfiguredExecutor
 from py_code_mode.result import ExecutionResult
 from py_code_mode.worker.errors import RunInterrupted, error_from_payload
 from py_code_mode.worker.runtime import RunOutcome, WorkerRuntime
@@ -49,7 +51,7 @@ class InProcessConfig:
     Attributes:
         tools_path: Directory of tool YAML files.
         deps: Requirement specs to make sure are installed at start.
-        deps_file: A requirements file read at start (ignored when absent).
+        deps_file: A requirements file read at construction (ignored when absent).
         allow_runtime_deps: Let agent code add and remove packages.
         default_timeout: Seconds a run may take when ``run`` gets no timeout; None
             for no limit.
@@ -67,15 +69,10 @@ class InProcessConfig:
     _validated_deps: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        owner = type(self).__name__
-        object.__setattr__(self, "tools_path", check_path(owner, "tools_path", self.tools_path))
-        object.__setattr__(self, "deps_file", check_path(owner, "deps_file", self.deps_file))
-        check_positive(owner, "default_timeout", self.default_timeout, allow_none=True)
-        check_positive(owner, "interrupt_grace", self.interrupt_grace)
-        check_positive(owner, "output_limit", self.output_limit)
-        if not isinstance(self.allow_runtime_deps, bool):
-            raise ConfigError(f"{owner}.allow_runtime_deps must be True or False")
-        object.__setattr__(self, "_validated_deps", collect_deps(owner, self.deps, self.deps_file))
+        check = FieldCheck(self)
+        check.common()
+        check.numbers("output_limit")
+        check.deps()
 
 
 class _LoopChannel:
@@ -171,7 +168,7 @@ class _Runner:
                     job.deliver(RunOutcome(error="run interrupted", error_type="RunInterrupted"))
 
 
-class InProcessExecutor:
+class InProcessExecutor(ConfiguredExecutor[InProcessConfig]):
     """Runs agent code in the host process, on a dedicated thread.
 
     Args:
@@ -179,11 +176,7 @@ class InProcessExecutor:
     """
 
     def __init__(self, config: InProcessConfig | None = None) -> None:
-        if config is not None and not isinstance(config, InProcessConfig):
-            raise ConfigError(
-                f"InProcessExecutor expects an InProcessConfig, got {type(config).__name__}"
-            )
-        self.config = config or InProcessConfig()
+        super().__init__(config, InProcessConfig)
         self._host: HostServices | None = None
         self._runtime: WorkerRuntime | None = None
         self._runner: _Runner | None = None
@@ -191,21 +184,6 @@ class InProcessExecutor:
         self._closed = False
 
     # -- Executor protocol -----------------------------------------------------------
-    @property
-    def tools_path(self) -> Path | None:
-        """Directory of tool YAML files."""
-        return self.config.tools_path
-
-    @property
-    def allow_runtime_deps(self) -> bool:
-        """Whether agent code may add and remove packages."""
-        return self.config.allow_runtime_deps
-
-    @property
-    def configured_deps(self) -> list[str]:
-        """Specs from ``deps`` and ``deps_file``."""
-        return list(self.config._validated_deps)
-
     async def start(self, host: HostServices) -> None:
         """Create the runtime and make sure configured and stored deps are installed."""
         if self._closed:
@@ -220,7 +198,7 @@ class InProcessExecutor:
             extra_internal_dirs=(_LIBRARY_DIR,),
         )
         wanted = list(dict.fromkeys([*self.configured_deps, *await host.storage.list_deps()]))
-        missing = await asyncio.to_thread(unsatisfied, wanted) if wanted else []
+        missing = await asyncio.to_thread(_unsatisfied_here, wanted) if wanted else []
         if missing:
             logger.info("installing %d missing package(s): %s", len(missing), ", ".join(missing))
             await self.install(missing)
@@ -312,6 +290,11 @@ class InProcessExecutor:
             stdout=outcome.stdout,
             execution_time_ms=_elapsed_ms(started),
         )
+
+
+def _unsatisfied_here(specs: list[str]) -> list[str]:
+    """Specs the running interpreter's environment does not satisfy (blocking)."""
+    return unsatisfied(specs, installed_in([Path(p) for p in sys.path if p]))
 
 
 def _elapsed_ms(started: float) -> float:

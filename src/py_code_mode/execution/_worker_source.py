@@ -1,0 +1,80 @@
+"""The worker package's source files, as shipped to worker processes and containers.
+
+Workers run from a copy of :mod:`py_code_mode.worker` under a top-level name of its
+own (:data:`WORKER_PACKAGE`): in the agent's environment ``py_code_mode`` is not
+installed, and an installed one must never be shadowed. The subprocess executor
+writes the copy to a cache directory (:func:`worker_root`); the container executor
+sends the files into the container at start.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+__all__ = ["WORKER_PACKAGE", "cached_worker_root", "worker_root", "worker_source_files"]
+
+WORKER_PACKAGE = "py_code_mode_worker"
+"""Top-level name the worker package is copied under, so it never shadows (or needs)
+an installed ``py_code_mode`` in the agent's environment."""
+
+_SOURCE_DIR = Path(__file__).resolve().parent.parent / "worker"
+_sources_lock = threading.Lock()
+_sources: dict[str, bytes] = {}
+_roots: dict[Path, Path] = {}
+
+
+def worker_source_files() -> list[Path]:
+    """Paths of the worker package's modules, in name order."""
+    return sorted(_SOURCE_DIR.glob("*.py"))
+
+
+def worker_sources() -> dict[str, bytes]:
+    """File name -> content of the worker package's modules (read once per process)."""
+    with _sources_lock:
+        if not _sources:
+            for path in worker_source_files():
+                _sources[path.name] = path.read_bytes()
+        return dict(_sources)
+
+
+def cached_worker_root(cache_dir: Path) -> Path | None:
+    """The copy :func:`worker_root` made for ``cache_dir`` in this process, if any."""
+    return _roots.get(cache_dir)
+
+
+def worker_root(cache_dir: Path) -> Path:
+    """A directory holding a private copy of the worker package, keyed by its content.
+
+    Blocking. The copy is staged and renamed into place, so processes sharing a
+    cache directory never see half of it.
+    """
+    cached = _roots.get(cache_dir)
+    if cached is not None and (cached / WORKER_PACKAGE / "server.py").is_file():
+        return cached
+    contents = worker_sources()
+    digest = hashlib.sha256()
+    for name, data in contents.items():
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    root = cache_dir / "worker" / digest.hexdigest()[:16]
+    if not (root / WORKER_PACKAGE / "server.py").is_file():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root.parent))
+        try:
+            package = staging / WORKER_PACKAGE
+            package.mkdir()
+            for name, data in contents.items():
+                (package / name).write_bytes(data)
+            try:
+                staging.rename(root)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    _roots[cache_dir] = root
+    return root
