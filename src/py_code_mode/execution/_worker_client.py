@@ -169,6 +169,18 @@ def namespace_payload(method: str, message: str) -> dict[str, Any]:
 
 
 # -- one worker ------------------------------------------------------------------------
+_logged_warnings: set[str] = set()
+
+
+def _warn_once(warning: str, label: str) -> None:
+    """Log a worker's setup warning once per host process, not once per worker."""
+    if warning in _logged_warnings:
+        logger.debug("worker %s: %s", label, warning)
+        return
+    _logged_warnings.add(warning)
+    logger.warning("worker %s: %s", label, warning)
+
+
 class WorkerConnection:
     """A running worker as seen from the host: its connection and protocol state.
 
@@ -282,7 +294,7 @@ class WorkerConnection:
         )
         ready = await self.ready
         for warning in ready.get("warnings") or ():
-            logger.info("worker %s: %s", self.label, warning)
+            _warn_once(str(warning), self.label)
 
     # -- sending -----------------------------------------------------------------------
     async def send(self, message: dict[str, Any]) -> None:
