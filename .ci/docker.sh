@@ -25,6 +25,15 @@ if ! command -v dockerd >/dev/null 2>&1; then
 fi
 
 if ! docker version >/dev/null 2>&1; then
+  # A dockerd killed with its session leaves pid files behind that make the next
+  # dockerd refuse to start; drop them when their process is gone.
+  alive() { [ -n "$1" ] && [ -d "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+  for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+    if [ -f "$pidfile" ] && ! alive "$(cat "$pidfile" 2>/dev/null)"; then
+      say "removing stale $pidfile"
+      rm -f "$pidfile"
+    fi
+  done
   say "starting dockerd (log: $DOCKERD_LOG)"
   nohup dockerd >"$DOCKERD_LOG" 2>&1 &
   for _ in $(seq 1 60); do
