@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+
 from py_code_mode.search.lexical import SearchDocument
 
 if TYPE_CHECKING:
@@ -31,6 +33,8 @@ __all__ = [
     "IDENTIFIER",
     "KEYWORD",
     "LIBRARY",
+    "LOAD_TIMEOUT",
+    "MODEL_DIR",
     "MODEL_DIR_ENV",
     "PARAPHRASED",
     "EvalWorkflow",
@@ -40,6 +44,7 @@ __all__ = [
     "evaluate",
     "library_documents",
     "local_model_dir",
+    "needs_model",
     "recall_table",
 ]
 
@@ -780,3 +785,13 @@ def recall_table(results: dict[str, dict[str, tuple[float, float]]]) -> str:
         )
         lines.append(f"{name:<10}{cells}")
     return "\n".join(lines)
+
+
+MODEL_DIR = local_model_dir()
+LOAD_TIMEOUT = 120.0
+needs_model = pytest.mark.skipif(
+    MODEL_DIR is None,
+    reason="offline test model not found at <repo>/../shared/models/all-MiniLM-L6-v2-onnx-int8 "
+    f"(set {MODEL_DIR_ENV} to its directory)",
+)
+"""Marks tests of the real embedding path; they skip with this reason without the model."""

@@ -24,31 +24,7 @@ from py_code_mode.search.embeddings import (
     get_embedder,
     resolve_model,
 )
-from tests.search.eval_set import local_model_dir
-
-MODEL_DIR = local_model_dir()
-needs_model = pytest.mark.skipif(
-    MODEL_DIR is None,
-    reason="offline test model not found at <repo>/../shared/models/all-MiniLM-L6-v2-onnx-int8 "
-    "(set PY_CODE_MODE_TEST_MODEL_DIR to its directory)",
-)
-LOAD_TIMEOUT = 120.0
-
-
-@pytest.fixture(scope="module")
-def model_dir() -> Path:
-    if MODEL_DIR is None:
-        pytest.skip("offline test model not available")
-    return MODEL_DIR
-
-
-@pytest.fixture(scope="module")
-def embedder(model_dir: Path) -> Embedder:
-    """The offline model, loaded once for the module."""
-    loaded = Embedder(model_dir)
-    status = loaded.load(timeout=LOAD_TIMEOUT)
-    assert status.state == "ready", status
-    return loaded
+from tests.search.eval_set import LOAD_TIMEOUT, needs_model
 
 
 @pytest.fixture

@@ -15,29 +15,13 @@ from py_code_mode.search.embeddings import MODEL_ENV_VAR, Embedder, get_embedder
 from py_code_mode.search.lexical import SearchDocument, lexical_rank
 from py_code_mode.search.semantic import HybridRanker, embed_text, embedding_key
 from py_code_mode.storage.file import FileStorage
-from tests.search.eval_set import LIBRARY, document, library_documents, local_model_dir
-
-MODEL_DIR = local_model_dir()
-needs_model = pytest.mark.skipif(
-    MODEL_DIR is None,
-    reason="offline test model not found at <repo>/../shared/models/all-MiniLM-L6-v2-onnx-int8 "
-    "(set PY_CODE_MODE_TEST_MODEL_DIR to its directory)",
+from tests.search.eval_set import (
+    LIBRARY,
+    LOAD_TIMEOUT,
+    document,
+    library_documents,
+    needs_model,
 )
-LOAD_TIMEOUT = 120.0
-
-
-@pytest.fixture(scope="module")
-def model_dir() -> Path:
-    if MODEL_DIR is None:
-        pytest.skip("offline test model not available")
-    return MODEL_DIR
-
-
-@pytest.fixture(scope="module")
-def embedder(model_dir: Path) -> Embedder:
-    loaded = Embedder(model_dir)
-    assert loaded.load(timeout=LOAD_TIMEOUT).state == "ready"
-    return loaded
 
 
 @pytest.fixture(scope="module")
