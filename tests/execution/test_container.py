@@ -35,7 +35,7 @@ from py_code_mode.execution.container import (
     drain_warm_pool,
     reap_stray_containers,
 )
-from py_code_mode.worker import wire
+from tests._tcp import attempt_handshake
 
 from ._container_support import TEST_IMAGE, require_engine
 
@@ -527,18 +527,6 @@ async def test_the_tcp_transport_runs_code_and_tools(make_session: Callable[...,
         assert address[0] == "127.0.0.1"
 
 
-def _attempt(port: int, token: bytes | None) -> dict[str, Any] | None:
-    """Connect to a worker's port; the hello message if it accepted the token."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        if token is not None:
-            conn.sendall(len(token).to_bytes(4, "big") + token)
-        reader = conn.makefile("rb")
-        try:
-            return wire.read_message(reader)
-        except (wire.WireError, OSError):
-            return None
-
-
 async def test_a_tcp_worker_refuses_connections_without_the_token(tmp_path: Path) -> None:
     require_engine()
     config = ContainerConfig(
@@ -553,7 +541,7 @@ async def test_a_tcp_worker_refuses_connections_without_the_token(tmp_path: Path
             client.close()
         port = int(info["NetworkSettings"]["Ports"]["8777/tcp"][0]["HostPort"])
         for wrong in (b"not-the-token-at-all", TOKEN.encode()[:-1] + b"?"):
-            assert await asyncio.to_thread(_attempt, port, wrong) is None
+            assert await asyncio.to_thread(attempt_handshake, port, wrong) is None
         executor = ContainerExecutor(config)
         async with Session(storage=FileStorage(tmp_path / "data"), executor=executor) as session:
             assert executor.container_id == info["Id"]

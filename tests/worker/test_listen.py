@@ -7,23 +7,11 @@ import secrets
 import socket
 import subprocess
 import sys
-from typing import Any
 
 from py_code_mode.worker import wire
+from tests._tcp import attempt_handshake
 
 TOKEN = secrets.token_urlsafe(24)
-
-
-def _attempt(port: int, token: bytes | None) -> dict[str, Any] | None:
-    """Connect to a worker's port; the hello message if it accepted the token."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        if token is not None:
-            conn.sendall(len(token).to_bytes(4, "big") + token)
-        reader = conn.makefile("rb")
-        try:
-            return wire.read_message(reader)
-        except (wire.WireError, OSError):
-            return None
 
 
 def _start_listener(*auth: str) -> tuple[subprocess.Popen[str], int]:
@@ -55,9 +43,9 @@ def _start_listener(*auth: str) -> tuple[subprocess.Popen[str], int]:
 def test_the_worker_listener_authenticates_every_connection() -> None:
     worker, port = _start_listener("--token-env", "PCM_TOKEN")
     try:
-        assert _attempt(port, b"wrong-token-wrong-token") is None
-        assert _attempt(port, b"") is None
-        hello = _attempt(port, TOKEN.encode())
+        assert attempt_handshake(port, b"wrong-token-wrong-token") is None
+        assert attempt_handshake(port, b"") is None
+        hello = attempt_handshake(port, TOKEN.encode())
         assert hello is not None
         assert hello["kind"] == "hello"
     finally:
@@ -88,7 +76,7 @@ def test_only_the_first_authenticated_host_is_served() -> None:
             assert hello is not None
             assert hello["kind"] == "hello"
             try:
-                second = _attempt(port, token)
+                second = attempt_handshake(port, token)
             except ConnectionRefusedError:
                 second = None
             assert second is None
@@ -100,7 +88,7 @@ def test_only_the_first_authenticated_host_is_served() -> None:
 def test_no_auth_serves_the_first_connection_without_a_token() -> None:
     worker, port = _start_listener("--no-auth")
     try:
-        hello = _attempt(port, None)
+        hello = attempt_handshake(port, None)
         assert hello is not None
         assert hello["kind"] == "hello"
     finally:
