@@ -25,6 +25,7 @@ class ExecutionResult:
         execution_time_ms: Wall time of the run on the host.
         variables_lost: True when the run killed the worker or was reset, so names
             defined by earlier runs are gone.
+        metadata: Executor-specific facts about the run (e.g. ``worker_restarted``).
     """
 
     value: Any = None

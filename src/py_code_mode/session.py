@@ -168,7 +168,8 @@ class Session:
                 raise SessionClosedError("this session is closed; create a new Session")
             if state == "new":
                 await self.executor.start(host)
-                self._state = "started"
+                if self._state == "new":  # close() may have been called while starting
+                    self._state = "started"
         return host
 
     async def close(self) -> None:

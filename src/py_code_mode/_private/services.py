@@ -55,9 +55,9 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
     return {"type": "HostError", "message": f"internal error on the host: {type(exc).__name__}"}
 
 
-def _require_str(value: Any, what: str) -> str:
+def _require_str(value: Any, what: str, error: type[PyCodeModeError]) -> str:
     if not isinstance(value, str):
-        raise WorkflowError(f"{what} must be a string, got {type(value).__name__}")
+        raise error(f"{what} must be a string, got {type(value).__name__}")
     return value
 
 
@@ -109,11 +109,6 @@ class HostServices:
         }
         self._signatures = {m: inspect.signature(h) for m, h in self._handlers.items()}
 
-    @property
-    def methods(self) -> list[str]:
-        """Names accepted by :meth:`dispatch` (``"tools.call"``, ...)."""
-        return sorted(self._handlers)
-
     async def dispatch(self, method: str, params: Mapping[str, Any]) -> Any:
         """Serve one namespace call from agent code.
 
@@ -142,7 +137,7 @@ class HostServices:
         """Tools ranked for ``query``, each with ``score`` and ``why``."""
         from py_code_mode.tools.registry import tool_search_document
 
-        query = _require_str(query, "query")
+        query = _require_str(query, "query", ToolError)
         entries = {entry["name"]: entry for entry in await self.tools.list()}
         docs = [tool_search_document(entry) for entry in entries.values()]
         hits = await self.ranker.rank(query, docs, limit=_limit(limit, 10))
@@ -165,7 +160,7 @@ class HostServices:
 
     async def workflows_search(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
         """Workflows ranked for ``query``, each with ``score`` and ``why``."""
-        query = _require_str(query, "query")
+        query = _require_str(query, "query", WorkflowError)
         records = {r.name: r for r in await self.storage.list_workflows()}
         docs = [_workflow_document(r) for r in records.values()]
         hits = await self.ranker.rank(query, docs, limit=_limit(limit, 5))

@@ -177,7 +177,6 @@ class InProcessExecutor(ConfiguredExecutor[InProcessConfig]):
 
     def __init__(self, config: InProcessConfig | None = None) -> None:
         super().__init__(config, InProcessConfig)
-        self._host: HostServices | None = None
         self._runtime: WorkerRuntime | None = None
         self._runner: _Runner | None = None
         self._lock = asyncio.Lock()
@@ -190,7 +189,6 @@ class InProcessExecutor(ConfiguredExecutor[InProcessConfig]):
             raise SessionClosedError("this executor was closed; create a new one")
         if self._runtime is not None:
             return
-        self._host = host
         channel = _LoopChannel(host, asyncio.get_running_loop())
         self._runtime = WorkerRuntime(
             channel,

@@ -7,7 +7,6 @@ they execute here, in the worker, so they can import packages installed in it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 from collections.abc import Callable
@@ -209,13 +208,12 @@ class WorkflowsNamespace:
     ) -> Any:
         name = record["name"]
         source = record["source"]
-        digest = hashlib.sha256(source.encode()).hexdigest()
         cached = self._modules.get(name)
-        if cached is not None and cached[0] == digest:
+        if cached is not None and cached[0] == source:
             module = cached[1]
         else:
             module = self._runtime.compile_workflow(name, source)
-            self._modules[name] = (digest, module)
+            self._modules[name] = (source, module)
         run = module.get("run")
         if not callable(run):
             raise WorkflowError(f"workflow {name!r} does not define a callable run()")
