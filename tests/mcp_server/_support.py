@@ -22,6 +22,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
 from py_code_mode.mcp_server.options import executor_available
+from tests._tcp import free_port
 
 SERVER = [sys.executable, "-m", "py_code_mode.mcp_server"]
 START_TIMEOUT = 30.0
@@ -89,13 +90,6 @@ def read_line(stream: IO[bytes], timeout: float = CALL_TIMEOUT) -> bytes:
         if not selector.select(timeout):
             pytest.fail(f"no line within {timeout} s")
     return stream.readline()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

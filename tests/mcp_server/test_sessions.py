@@ -71,3 +71,40 @@ async def test_after_closing_no_new_session_is_made(tmp_path: Path) -> None:
     assert len(pool) == 0
     with pytest.raises(SessionStartError, match="shutting down"):
         await asyncio.wait_for(pool.get(None), 5)
+
+
+class _GatedExecutor(InProcessExecutor):
+    """An executor whose start waits until the test opens the gate."""
+
+    def __init__(self, gate: asyncio.Event) -> None:
+        super().__init__()
+        self._gate = gate
+
+    async def start(self, host) -> None:  # type: ignore[no-untyped-def]
+        await self._gate.wait()
+        await super().start(host)
+
+
+async def test_library_calls_get_the_session_while_its_executor_is_still_starting(
+    tmp_path: Path,
+) -> None:
+    gate = asyncio.Event()
+    pool = SessionPool(
+        lambda: Session(storage=FileStorage(tmp_path), executor=_GatedExecutor(gate)),
+        per_connection=False,
+    )
+    try:
+        session = pool.library(None)
+        await asyncio.wait_for(session.add_workflow("one", "def run():\n    return 1\n"), 5)
+        assert [w["name"] for w in await session.list_workflows()] == ["one"]
+        waiting = asyncio.create_task(pool.get(None))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        gate.set()
+        started, lock = await asyncio.wait_for(waiting, 10)
+        assert started is session
+        async with lock:
+            assert (await session.run("workflows.one()")).value == 1
+    finally:
+        gate.set()
+        await pool.aclose()

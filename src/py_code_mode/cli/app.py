@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, get_type_hi
 
 import typer
 
-from py_code_mode.cli.library import library_session, run_with_progress, using_session
+from py_code_mode.cli.library import run_with_progress, using_session
 from py_code_mode.errors import PyCodeModeError
 from py_code_mode.mcp_server.options import (
     DEFAULT_PREFIX,
@@ -126,13 +126,7 @@ class SharedFlags:
 
     def library(self, action: Callable[[Session], Coroutine[Any, Any, _T]]) -> _T:
         """Run ``action`` on the library alone: reading it must not start the executor."""
-        options = self.options()
-        return _in_session(
-            lambda: library_session(options),
-            action,
-            starting="opening the library",
-            start_executor=False,
-        )
+        return _in_session(self.options().make_session, action, starting=None)
 
     def started(
         self, action: Callable[[Session], Coroutine[Any, Any, _T]], *, what: str = "executor"
@@ -218,13 +212,10 @@ def _in_session(
     make_session: Callable[[], Session],
     action: Callable[[Session], Coroutine[Any, Any, _T]],
     *,
-    starting: str,
-    start_executor: bool = True,
+    starting: str | None,
 ) -> _T:
     try:
-        return using_session(
-            make_session(), action, starting=starting, start_executor=start_executor
-        )
+        return using_session(make_session(), action, starting=starting)
     except PyCodeModeError as exc:
         _fail(str(exc))
 
@@ -248,13 +239,11 @@ def _root(
 )
 def mcp(ctx: typer.Context) -> None:
     """Serve over MCP (stdio or HTTP); the same flags as py-code-mode-mcp (see --help)."""
-    from py_code_mode.mcp_server import configure_logging, parse_args, run
+    from py_code_mode.mcp_server import main
 
-    options = parse_args(ctx.args, prog="py-code-mode mcp")
     # Same log output as py-code-mode-mcp: drop the CLI's progress level.
     logging.getLogger("py_code_mode").setLevel(logging.NOTSET)
-    configure_logging(options.log_level)
-    raise typer.Exit(run(options))
+    main(ctx.args, prog="py-code-mode mcp")
 
 
 @app.command()

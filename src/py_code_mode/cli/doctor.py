@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["EMBEDDING_MODEL_ENV", "Check", "run_checks"]
+from py_code_mode.search.embeddings import DEFAULT_MODEL, DISABLED_VALUES, MODEL_ENV_VAR
+
+__all__ = ["Check", "run_checks"]
 
 Status = Literal["ok", "warn", "fail"]
 
-EMBEDDING_MODEL_ENV = "PY_CODE_MODE_EMBEDDING_MODEL"
-DEFAULT_EMBEDDING_MODEL = "BAAI/bge-small-en-v1.5"
 PROBE_TIMEOUT = 5.0
 OVERALL_TIMEOUT = 20.0
 
@@ -105,9 +105,13 @@ def check_uv() -> Check:
 
 def check_executors() -> Check:
     """Which executors this installation contains."""
-    from py_code_mode.mcp_server.options import default_executor, executor_available
+    from py_code_mode.mcp_server.options import (
+        EXECUTOR_KINDS,
+        default_executor,
+        executor_available,
+    )
 
-    have = [k for k in ("subprocess", "in-process", "container") if executor_available(k)]
+    have = [k for k in EXECUTOR_KINDS if executor_available(k)]
     detail = f"{', '.join(have)} (default: {default_executor()})"
     if "subprocess" not in have:
         return Check(
@@ -169,7 +173,9 @@ def check_redis(url: str) -> Check:
         )
     import redis
 
-    shown = _hide_password(url)
+    from py_code_mode.storage.redis import mask_url
+
+    shown = mask_url(url)
     try:
         client = redis.Redis.from_url(
             url, socket_connect_timeout=PROBE_TIMEOUT, socket_timeout=PROBE_TIMEOUT
@@ -202,14 +208,20 @@ def check_embeddings() -> Check:
     from importlib import metadata
 
     version = metadata.version("fastembed")
-    configured = os.environ.get(EMBEDDING_MODEL_ENV, "").strip()
+    configured = os.environ.get(MODEL_ENV_VAR, "").strip()
     if not configured:
         return Check(
             "embeddings",
             "ok",
-            f"fastembed {version}; model {DEFAULT_EMBEDDING_MODEL} (default) is downloaded "
+            f"fastembed {version}; model {DEFAULT_MODEL} (default) is downloaded "
             "at first use; without network, search falls back to keywords",
-            f"offline machines: set {EMBEDDING_MODEL_ENV} to a local model directory",
+            f"offline machines: set {MODEL_ENV_VAR} to a local model directory",
+        )
+    if configured.lower() in DISABLED_VALUES:
+        return Check(
+            "embeddings",
+            "ok",
+            f"semantic search is off ({MODEL_ENV_VAR}={configured}): search ranks by keywords",
         )
     path = Path(configured).expanduser()
     if path.is_dir():
@@ -218,20 +230,20 @@ def check_embeddings() -> Check:
         return Check(
             "embeddings",
             "fail",
-            f"{EMBEDDING_MODEL_ENV}={configured}: the directory holds no .onnx model",
+            f"{MODEL_ENV_VAR}={configured}: the directory holds no .onnx model",
             "point it at a directory with model.onnx and tokenizer.json",
         )
     if os.sep in configured and not path.exists():
         return Check(
             "embeddings",
             "fail",
-            f"{EMBEDDING_MODEL_ENV}={configured}: no such directory",
-            "fix the path, or give a fastembed model name such as BAAI/bge-small-en-v1.5",
+            f"{MODEL_ENV_VAR}={configured}: no such directory",
+            f"fix the path, or give a fastembed model name such as {DEFAULT_MODEL}",
         )
     return Check(
         "embeddings",
         "ok",
-        f"fastembed {version}; model {configured} ({EMBEDDING_MODEL_ENV}), downloaded at first use",
+        f"fastembed {version}; model {configured} ({MODEL_ENV_VAR}), downloaded at first use",
     )
 
 
@@ -254,16 +266,6 @@ def check_base(base: Path) -> Check:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-
-def _hide_password(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def run_checks(

@@ -16,20 +16,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from py_code_mode.mcp_server.options import ServerOptions
     from py_code_mode.session import Session
 
-__all__ = ["library_session", "run_with_progress", "using_session"]
+__all__ = ["run_with_progress", "using_session"]
 
 _T = TypeVar("_T")
 
 _SPINNER = "|/-\\"
 _QUIET_SECONDS = 1.0
-
-
-def library_session(options: ServerOptions) -> Session:
-    """A session for library commands: its calls never start the executor."""
-    return options.make_session()
 
 
 async def run_with_progress(message: str, awaitable: Awaitable[_T]) -> _T:
@@ -65,18 +59,18 @@ def using_session(
     session: Session,
     action: Callable[[Session], Coroutine[Any, Any, _T]],
     *,
-    starting: str,
-    start_executor: bool = True,
+    starting: str | None,
 ) -> _T:
     """Start ``session`` (with progress), run ``action`` on it, close it; the result.
 
-    With ``start_executor=False`` only what ``action`` needs is started: library
-    calls open storage and tools but leave the executor alone.
+    ``starting`` names the start in progress output. With ``None`` only what
+    ``action`` needs is started: library calls open storage and tools but leave the
+    executor alone.
     """
 
     async def go() -> _T:
         try:
-            if start_executor:
+            if starting is not None:
                 await run_with_progress(starting, session.start())
             return await action(session)
         finally:

@@ -14,13 +14,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Literal, cast, get_args
 
 from py_code_mode.errors import ConfigError
+from py_code_mode.session import _EXECUTOR_FACTORIES, ExecutorKind, Session, _make_executor
 
 if TYPE_CHECKING:
     from py_code_mode.execution.protocol import Executor
-    from py_code_mode.session import ExecutorKind, Session
     from py_code_mode.storage.protocol import StorageBackend
 
 __all__ = [
@@ -39,21 +39,15 @@ __all__ = [
 DEFAULT_PORT = 8765
 DEFAULT_PREFIX = "py-code-mode"
 DEFAULT_TIMEOUT = 60.0
-EXECUTOR_KINDS: tuple[ExecutorKind, ...] = ("subprocess", "in-process", "container")
+EXECUTOR_KINDS: tuple[ExecutorKind, ...] = get_args(ExecutorKind)
 BASE_ENV = "PY_CODE_MODE_BASE"
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
-_EXECUTOR_CLASSES: dict[str, tuple[str, str]] = {
-    "in-process": ("InProcessExecutor", "InProcessConfig"),
-    "subprocess": ("SubprocessExecutor", "SubprocessConfig"),
-    "container": ("ContainerExecutor", "ContainerConfig"),
-}
-_EXECUTOR_MODULES = {
-    "in-process": "py_code_mode.execution.in_process",
-    "subprocess": "py_code_mode.execution.subprocess",
-    "container": "py_code_mode.execution.container",
-}
+
+def _executor_module(kind: str) -> str | None:
+    factory = _EXECUTOR_FACTORIES.get(kind)
+    return None if factory is None else factory[0]
 
 
 def default_base() -> Path:
@@ -63,7 +57,7 @@ def default_base() -> Path:
 
 def executor_available(kind: str) -> bool:
     """Whether the module of an executor kind is part of this installation."""
-    module = _EXECUTOR_MODULES.get(kind)
+    module = _executor_module(kind)
     return module is not None and importlib.util.find_spec(module) is not None
 
 
@@ -140,7 +134,7 @@ class ServerOptions:
         if not executor_available(kind):
             raise ConfigError(
                 f"--executor {kind} is not available in this installation "
-                f"({_EXECUTOR_MODULES[kind]} is missing); use --executor in-process"
+                f"({_executor_module(kind)} is missing); use --executor in-process"
             )
         if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
             raise ConfigError(f"--timeout must be a positive number of seconds, got {self.timeout}")
@@ -189,29 +183,11 @@ class ServerOptions:
         Raises:
             ConfigError: The executor or its config rejected the settings.
         """
-        from py_code_mode import execution
-
-        kind = self.executor_kind
-        executor_name, config_name = _EXECUTOR_CLASSES[kind]
-        try:
-            config_cls = getattr(execution, config_name)
-            executor_cls = getattr(execution, executor_name)
-        except ImportError as exc:
-            raise ConfigError(f"the {kind} executor cannot be loaded: {exc}") from exc
-        settings: dict[str, Any] = {
-            "tools_path": self.tools_path,
-            "allow_runtime_deps": self.allow_runtime_deps,
-        }
-        try:
-            config = config_cls(**settings)
-        except TypeError as exc:
-            raise ConfigError(f"{config_name}: {exc}") from exc
-        return cast("Executor", executor_cls(config))
+        settings = {"tools_path": self.tools_path, "allow_runtime_deps": self.allow_runtime_deps}
+        return _make_executor(self.executor_kind, settings)
 
     def make_session(self) -> Session:
         """A new, not yet started session on the shared storage location."""
-        from py_code_mode.session import Session
-
         return Session(storage=self.make_storage(), executor=self.make_executor())
 
 

@@ -178,6 +178,13 @@ def build_server(
     async def session_of(ctx: Context[Any, Any]) -> Session:
         return (await acquire(ctx))[0]
 
+    def library_of(ctx: Context[Any, Any]) -> Session:
+        # Library calls must not wait for a worker start or an environment build.
+        try:
+            return pool.library(ctx.request_context)
+        except SessionStartError as exc:
+            raise ToolError(str(exc)) from exc
+
     @server.tool(
         description=run_code_description(
             allow_runtime_deps=options.allow_runtime_deps, timeout=options.timeout
@@ -219,7 +226,7 @@ def build_server(
         annotations=_READ_ONLY,
     )
     async def list_tools(ctx: Context[Any, Any]) -> Annotated[CallToolResult, ToolListOutput]:
-        tools = await _call((await session_of(ctx)).list_tools())
+        tools = await _call(library_of(ctx).list_tools())
         return _result(format_tools(tools), ToolListOutput(tools=tools))
 
     @server.tool(description="Find tools for a task, best match first.", annotations=_READ_ONLY)
@@ -228,7 +235,7 @@ def build_server(
         ctx: Context[Any, Any],
         limit: Annotated[int, Field(description="maximum results", ge=1, le=50)] = 10,
     ) -> Annotated[CallToolResult, SearchOutput]:
-        hits = await _call((await session_of(ctx)).search_tools(query, limit))
+        hits = await _call(library_of(ctx).search_tools(query, limit))
         return _result(format_tools(hits, query=query), SearchOutput(query=query, results=hits))
 
     @server.tool(
@@ -238,7 +245,7 @@ def build_server(
     async def list_workflows(
         ctx: Context[Any, Any],
     ) -> Annotated[CallToolResult, WorkflowListOutput]:
-        workflows = await _call((await session_of(ctx)).list_workflows())
+        workflows = await _call(library_of(ctx).list_workflows())
         return _result(format_workflows(workflows), WorkflowListOutput(workflows=workflows))
 
     @server.tool(
@@ -251,14 +258,14 @@ def build_server(
         ctx: Context[Any, Any],
         limit: Annotated[int, Field(description="maximum results", ge=1, le=50)] = 5,
     ) -> Annotated[CallToolResult, SearchOutput]:
-        hits = await _call((await session_of(ctx)).search_workflows(query, limit))
+        hits = await _call(library_of(ctx).search_workflows(query, limit))
         return _result(format_workflows(hits, query=query), SearchOutput(query=query, results=hits))
 
     @server.tool(description="Show one workflow with its source code.", annotations=_READ_ONLY)
     async def get_workflow(
         name: Name, ctx: Context[Any, Any]
     ) -> Annotated[CallToolResult, WorkflowOutput]:
-        record = await _call((await session_of(ctx)).get_workflow(name))
+        record = await _call(library_of(ctx).get_workflow(name))
         if record is None:
             raise ToolError(f"no workflow named {name!r}; list_workflows shows what exists")
         return _result(format_workflow(record, max_chars), WorkflowOutput(**record))
@@ -282,7 +289,7 @@ def build_server(
             str, Field(description="one sentence on what it does (default: the docstring)")
         ] = "",
     ) -> Annotated[CallToolResult, WorkflowOutput]:
-        record = await _call((await session_of(ctx)).add_workflow(name, source, description))
+        record = await _call(library_of(ctx).add_workflow(name, source, description))
         text = (
             f"Saved workflow {workflow_line(record)}\n"
             f"Invoke it in run_code: workflows.{record['name']}(...)"
@@ -293,7 +300,7 @@ def build_server(
     async def delete_workflow(
         name: Name, ctx: Context[Any, Any]
     ) -> Annotated[CallToolResult, DeletedOutput]:
-        deleted = await _call((await session_of(ctx)).remove_workflow(name))
+        deleted = await _call(library_of(ctx).remove_workflow(name))
         if not deleted:
             raise ToolError(f"no workflow named {name!r}; list_workflows shows what exists")
         return _result(f"Deleted workflow {name}.", DeletedOutput(name=name, deleted=True))
@@ -305,7 +312,7 @@ def build_server(
     async def list_artifacts(
         ctx: Context[Any, Any],
     ) -> Annotated[CallToolResult, ArtifactListOutput]:
-        artifacts = await _call((await session_of(ctx)).list_artifacts())
+        artifacts = await _call(library_of(ctx).list_artifacts())
         return _result(format_artifacts(artifacts), ArtifactListOutput(artifacts=artifacts))
 
     @server.tool(
@@ -316,7 +323,7 @@ def build_server(
         name: Annotated[str, Field(description="artifact name, e.g. 'report.json'", min_length=1)],
         ctx: Context[Any, Any],
     ) -> Annotated[CallToolResult, ArtifactOutput]:
-        data = await _call((await session_of(ctx)).load_artifact(name))
+        data = await _call(library_of(ctx).load_artifact(name))
         text, payload = artifact_payload(name, data, max_chars)
         return _result(text, payload)
 
@@ -325,7 +332,7 @@ def build_server(
         annotations=_READ_ONLY,
     )
     async def list_deps(ctx: Context[Any, Any]) -> Annotated[CallToolResult, DepsOutput]:
-        deps = await _call((await session_of(ctx)).list_deps())
+        deps = await _call(library_of(ctx).list_deps())
         text = format_deps(deps, allow_runtime_deps=options.allow_runtime_deps)
         return _result(text, DepsOutput(deps=deps))
 

@@ -7,9 +7,11 @@ Requests without a connection identity (the stateless 2026-07-28 protocol) share
 one session.
 
 Sessions start in the background as soon as a client has initialized, so the
-``initialize`` answer never waits for a worker, and the first tool call awaits the
-start. Closing is handed to background tasks, which :meth:`SessionPool.aclose`
-awaits at shutdown, so no worker process outlives the server.
+``initialize`` answer never waits for a worker. Running code awaits the start;
+library calls (workflows, artifacts, the deps list, tools) need only storage and
+tools, which the session opens by itself, so they do not wait for the executor.
+Closing is handed to background tasks, which :meth:`SessionPool.aclose` awaits at
+shutdown, so no worker process outlives the server.
 """
 
 from __future__ import annotations
@@ -104,6 +106,16 @@ class SessionPool:
         if self._closed:
             return
         self._slot(self.key_for(request_context))
+
+    def library(self, request_context: Any) -> Session:
+        """The session for a request's library calls, without waiting for its executor.
+
+        Raises:
+            SessionStartError: The server is shutting down.
+        """
+        if self._closed:
+            raise SessionStartError("the server is shutting down")
+        return self._slot(self.key_for(request_context)).session
 
     async def get(self, request_context: Any) -> tuple[Session, asyncio.Lock]:
         """The started session for a request, and a lock to serialise its runs.
