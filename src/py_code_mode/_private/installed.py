@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["installed_in", "unsatisfied", "versions_from_pairs"]
+__all__ = ["installed_in", "missing_from", "unsatisfied", "versions_from_pairs"]
 
 
 def installed_in(paths: Sequence[Path]) -> dict[str, str]:
@@ -61,3 +61,8 @@ def unsatisfied(specs: Sequence[str], installed: Mapping[str, str]) -> list[str]
         ):
             missing.append(spec)
     return missing
+
+
+def missing_from(specs: Sequence[str], paths: Sequence[Path]) -> list[str]:
+    """Specs not satisfied by the distributions in ``paths`` (blocking)."""
+    return unsatisfied(specs, installed_in(paths))

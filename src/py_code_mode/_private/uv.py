@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -62,6 +63,12 @@ async def run_uv(
         proc.kill()
         await proc.wait()
         raise DependencyError(f"{what} timed out after {timeout:g} s") from None
+    except asyncio.CancelledError:
+        # Nobody waits for this install any more (a killed worker, a closed session):
+        # it must not go on changing the environment behind the next one.
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        raise
     text = out.decode(errors="replace")
     if proc.returncode != 0:
         raise DependencyError(f"{what} failed (exit {proc.returncode}):\n{text[-3000:].strip()}")

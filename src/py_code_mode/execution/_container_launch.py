@@ -61,15 +61,15 @@ class Launched:
     """
 
     container_id: str
-    session: str
     attach: socket.socket
     keepalive: Any
+    """The SDK's object around ``attach``, held so that collecting its HTTP response
+    never closes the socket."""
     watch: ExitWatch
     host_port: int | None
     demux: DockerDemux = field(default_factory=DockerDemux)
     stdout: bytearray = field(default_factory=bytearray)
     hello: dict[str, Any] | None = None
-    created: float = field(default_factory=time.monotonic)
 
     @property
     def stderr_tail(self) -> bytes:
@@ -189,7 +189,7 @@ def launch(spec: Spec, timeout: float) -> Launched:
             info = client.inspect_container(container_id)
             bindings = info["NetworkSettings"]["Ports"][f"{spec.tcp_port}/tcp"]
             host_port = int(bindings[0]["HostPort"])
-        launched = Launched(container_id, session, raw, attached, watch, host_port)
+        launched = Launched(container_id, raw, attached, watch, host_port)
         try:
             launched.wait_ready(timeout)
         except (ExecutorError, wire.WireError, OSError) as exc:

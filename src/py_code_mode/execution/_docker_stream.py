@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["STDERR_TAIL", "AttachProtocol", "DockerDemux"]
+from py_code_mode.execution._worker_client import STDERR_TAIL
 
-STDERR_TAIL = 4000
-"""Bytes of the container's stderr kept for error messages."""
+__all__ = ["AttachProtocol", "DockerDemux"]
 
 _HEADER = 8
 _STDOUT = 1

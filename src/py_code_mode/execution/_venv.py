@@ -29,12 +29,12 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from py_code_mode._private.installed import installed_in, unsatisfied
+from py_code_mode._private.installed import installed_in, missing_from
 from py_code_mode._private.uv import run_uv
 from py_code_mode.errors import ConfigError, ExecutorError
 from py_code_mode.execution._interpreter import MIN_PYTHON, Interpreter, probe_version
 
-__all__ = ["Venv", "default_cache_dir", "file_lock", "missing_from", "prepare_venv", "venv_key"]
+__all__ = ["Venv", "default_cache_dir", "file_lock", "prepare_venv", "venv_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +160,6 @@ def venv_key(interpreter: Interpreter, specs: Sequence[str]) -> str:
 
 def _site_packages(venv: Path, interpreter: Interpreter) -> Path:
     return venv / "lib" / f"python{interpreter.short}" / "site-packages"
-
-
-def missing_from(specs: Sequence[str], paths: Sequence[Path]) -> list[str]:
-    """Specs not satisfied by the distributions in ``paths`` (blocking)."""
-    return unsatisfied(specs, installed_in(paths))
 
 
 def _open_lock_file(path: Path) -> int:
@@ -309,7 +304,6 @@ async def _own(path: Path, interpreter: Interpreter, specs: list[str], timeout: 
         )
     own = Interpreter(str(python), version)
     venv = Venv(path, python, _site_packages(path, own), False)
-    missing = await asyncio.to_thread(missing_from, specs, [venv.site_packages]) if specs else []
-    if missing:
-        await _install_into(path, missing, timeout)
+    if specs:
+        await venv.install(specs, timeout=timeout)
     return venv

@@ -44,9 +44,9 @@ logger = logging.getLogger(__name__)
 
 STOP_GRACE = 1.0
 REAP_TIMEOUT = 5.0
-RESET_TIMEOUT = 10.0
 MAX_RPC_IN_FLIGHT = 64
 STDERR_TAIL = 4000
+"""Bytes of a worker's own diagnostics (its stderr) kept for error messages."""
 NAMESPACE_ERRORS = {
     "tools": "ToolError",
     "workflows": "WorkflowError",
@@ -63,10 +63,8 @@ class WorkerDiedError(Exception):
         self.cause = cause
 
 
-def describe_exit(returncode: int | None) -> str:
+def describe_exit(returncode: int) -> str:
     """Why a worker process ended, from its exit status (negative: killed by a signal)."""
-    if returncode is None:
-        return "stopped answering"
     if returncode >= 0:
         return f"exited with code {returncode} (os._exit(), a fatal error, or sys.exit in a thread)"
     try:
@@ -186,7 +184,8 @@ class WorkerConnection:
 
     Subclasses implement :meth:`_terminate` (end the worker now, without waiting) and
     call :meth:`_exited` once the worker's exit status is known; :meth:`_release`
-    frees whatever else they hold.
+    frees whatever else they hold, and :attr:`stderr_tail` reports the worker's own
+    diagnostics from wherever they collect them.
 
     Args:
         reader: Stream of the worker's frames.
@@ -230,19 +229,10 @@ class WorkerConnection:
         self.cause = ""
         self.death_reported = False
         self._planned_cause = ""
-        self._stderr_tail = b""
         self.exited: asyncio.Future[int] = self._loop.create_future()
         self._reader_task = asyncio.create_task(
             self._read_loop(), name=f"py-code-mode-worker-{label}"
         )
-
-    @property
-    def stderr_tail(self) -> str:
-        """The end of the worker's own diagnostics (never agent output)."""
-        return self._stderr_tail.decode(errors="replace").strip()
-
-    def _add_stderr(self, chunk: bytes) -> None:
-        self._stderr_tail = (self._stderr_tail + chunk)[-STDERR_TAIL:]
 
     # -- subclass hooks ----------------------------------------------------------------
     def _terminate(self) -> None:
@@ -251,6 +241,11 @@ class WorkerConnection:
 
     def _release(self) -> None:
         """Free resources other than the connection once the worker is gone."""
+
+    @property
+    def stderr_tail(self) -> str:
+        """The end of the worker's own diagnostics (never agent output)."""
+        return ""
 
     def describe_exit(self, returncode: int) -> str:
         """Why the worker ended, for results and logs."""

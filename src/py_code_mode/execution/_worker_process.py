@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from py_code_mode.execution._worker_client import WorkerConnection
+from py_code_mode.execution._worker_client import STDERR_TAIL, WorkerConnection
 from py_code_mode.execution._worker_source import WORKER_PACKAGE
 
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ class WorkerProcess(WorkerConnection):
         self.proc = proc
         self.pid = proc.pid
         self._pidfd = -1
+        self._stderr = b""
         super().__init__(
             reader,
             writer,
@@ -90,6 +91,11 @@ class WorkerProcess(WorkerConnection):
         )
         self._watch_exit()
         self._watch_stderr()
+
+    @property
+    def stderr_tail(self) -> str:
+        """The end of the worker's own diagnostics (never agent output)."""
+        return self._stderr.decode(errors="replace").strip()
 
     def _watch_stderr(self) -> None:
         # The worker's own failures (never agent output) arrive here; keep the tail.
@@ -107,7 +113,7 @@ class WorkerProcess(WorkerConnection):
             except OSError:
                 chunk = b""
             if chunk:
-                self._add_stderr(chunk)
+                self._stderr = (self._stderr + chunk)[-STDERR_TAIL:]
             else:
                 self._close_stderr()
 

@@ -16,7 +16,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["WORKER_PACKAGE", "cached_worker_root", "worker_root", "worker_source_files"]
+__all__ = ["WORKER_PACKAGE", "worker_root", "worker_source_files", "worker_sources"]
 
 WORKER_PACKAGE = "py_code_mode_worker"
 """Top-level name the worker package is copied under, so it never shadows (or needs)
@@ -40,11 +40,6 @@ def worker_sources() -> dict[str, bytes]:
             for path in worker_source_files():
                 _sources[path.name] = path.read_bytes()
         return dict(_sources)
-
-
-def cached_worker_root(cache_dir: Path) -> Path | None:
-    """The copy :func:`worker_root` made for ``cache_dir`` in this process, if any."""
-    return _roots.get(cache_dir)
 
 
 def worker_root(cache_dir: Path) -> Path:

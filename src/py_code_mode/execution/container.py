@@ -350,13 +350,11 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
     async def _restart(self) -> ContainerWorker:
         """A fresh container, given the packages the old one had installed at run time."""
         handle = await super()._restart()
-        runtime_specs = self._packages.runtime_specs
-        if runtime_specs or self.configured_deps:
-            wanted = [*self.configured_deps, *runtime_specs]
-            try:
-                await self._ensure_deps(list(dict.fromkeys(wanted)), strict=False)
-            except DependencyError as exc:
-                logger.warning("the replacement container lacks packages: %s", exc)
+        wanted = [*self.configured_deps, *self._packages.runtime_specs]
+        try:
+            await self._ensure_deps(list(dict.fromkeys(wanted)), strict=False)
+        except DependencyError as exc:
+            logger.warning("the replacement container lacks packages: %s", exc)
         return handle
 
     # -- internals -------------------------------------------------------------------------

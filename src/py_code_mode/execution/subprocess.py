@@ -48,7 +48,7 @@ from py_code_mode.execution._venv import Venv, default_cache_dir, prepare_venv
 from py_code_mode.execution._worker_client import WorkerDiedError, start_failure
 from py_code_mode.execution._worker_process import WorkerProcess, popen_worker
 from py_code_mode.execution._worker_runner import WorkerRunner
-from py_code_mode.execution._worker_source import cached_worker_root, worker_root
+from py_code_mode.execution._worker_source import worker_root
 
 if TYPE_CHECKING:
     from py_code_mode._private.services import HostServices
@@ -233,10 +233,7 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         )
         self._workdir = config.working_dir or scratch / "work"
         await asyncio.to_thread(self._workdir.mkdir, parents=True, exist_ok=True)
-        root = cached_worker_root(cache_dir)
-        self._worker_root = (
-            root if root is not None else await asyncio.to_thread(worker_root, cache_dir)
-        )
+        self._worker_root = await asyncio.to_thread(worker_root, cache_dir)
         self._env = self._worker_env(self._venv)
 
     def _worker_env(self, venv: Venv) -> dict[str, str]:

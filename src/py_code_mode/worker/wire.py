@@ -20,7 +20,7 @@ Message kinds (``"id"`` pairs requests with answers):
 kind       direction        fields
 ========== ================ ======================================================
 hello      worker -> host   version, pid, python, executable
-configure  host -> worker   output_limit, limits, site_dirs, sys_path
+configure  host -> worker   output_limit, max_frame, limits, site_dirs, sys_path
 ready      worker -> host   warnings
 run        host -> worker   id, code
 output     worker -> host   id, text (a run's output so far, in order, optional)
@@ -58,7 +58,6 @@ __all__ = [
     "WireError",
     "decode_body",
     "encode_message",
-    "from_wire",
     "read_message",
     "read_message_async",
     "to_wire",
@@ -187,11 +186,6 @@ def _object_hook(obj: dict[str, Any]) -> Any:
                 raise ProtocolError("escaped dict tag must hold one [key, value] pair")
             return {pairs[0][0]: pairs[0][1]}
     return obj
-
-
-def from_wire(data: Any) -> Any:
-    """Undo :func:`to_wire` on already-parsed JSON data (mainly for tests)."""
-    return json.loads(json.dumps(data), object_hook=_object_hook)
 
 
 # -- frames ------------------------------------------------------------------------------
