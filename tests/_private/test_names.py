@@ -9,6 +9,7 @@ import pytest
 
 from py_code_mode._private.names import (
     RESERVED_WORKFLOW_NAMES,
+    is_keyword,
     validate_artifact_name,
     validate_workflow_name,
 )
@@ -53,6 +54,13 @@ def test_soft_keywords_are_rejected_on_every_python_version(name: str) -> None:
     # 'type' became a soft keyword in 3.12; the rule must not depend on the interpreter
     with pytest.raises(InvalidNameError):
         validate_workflow_name(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"), [("class", True), ("match", True), ("type", True), ("name", False)]
+)
+def test_soft_keywords_count_as_keywords(name: str, expected: bool) -> None:
+    assert is_keyword(name) is expected
 
 
 @pytest.mark.parametrize("name", ["_private", "__init__", "__x"])

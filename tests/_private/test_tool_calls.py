@@ -7,7 +7,6 @@ import math
 import pytest
 
 from py_code_mode._private.tool_calls import (
-    is_keyword,
     reject_missing,
     reject_unknown,
     require_json,
@@ -50,8 +49,3 @@ def test_values_that_are_not_json_data_are_refused(value: object) -> None:
 
 def test_json_data_passes() -> None:
     require_json("tool 't'", {"a": [1, 2.5, None, True, "s", {"b": []}]}, "arguments", tool="t")
-
-
-@pytest.mark.parametrize(("name", "expected"), [("class", True), ("match", True), ("name", False)])
-def test_soft_keywords_count_as_keywords(name: str, expected: bool) -> None:
-    assert is_keyword(name) is expected

@@ -18,6 +18,7 @@ from py_code_mode.errors import (
     DependencyError,
     InvalidNameError,
     PyCodeModeError,
+    StorageError,
 )
 from py_code_mode.models import WorkflowRecord
 from py_code_mode.storage.protocol import StorageBackend
@@ -513,6 +514,14 @@ async def test_putting_vectors_adds_to_and_replaces_cached_ones(storage: Storage
 async def test_vectors_accept_any_float_sequence(storage: StorageBackend) -> None:
     await storage.put_vectors("m", {"t": (1, 2.5, -3)})
     assert (await storage.get_vectors("m", ["t"]))["t"] == pytest.approx([1.0, 2.5, -3.0])
+
+
+@pytest.mark.parametrize("bad", [["1.5"], b"\x00\x00\x80?", None])
+async def test_vectors_of_anything_but_numbers_are_refused(
+    storage: StorageBackend, bad: Any
+) -> None:
+    with pytest.raises(StorageError, match="sequence of numbers"):
+        await storage.put_vectors("m", {"k": bad})
 
 
 # -- reopening -------------------------------------------------------------------------

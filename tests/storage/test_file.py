@@ -280,6 +280,7 @@ async def test_getting_an_invalid_hand_written_file_raises_storage_error(
     with pytest.raises(StorageError, match=reason) as caught:
         await fs.get_workflow("broken")
     assert str(path) in str(caught.value)
+    assert type(caught.value) is StorageError  # agent code knows this class by name
 
 
 async def test_an_invalid_file_can_be_repaired_by_saving_or_deleting(fs: FileStorage) -> None:

@@ -12,6 +12,7 @@ from py_code_mode.errors import InvalidNameError
 
 __all__ = [
     "RESERVED_WORKFLOW_NAMES",
+    "is_keyword",
     "validate_artifact_name",
     "validate_workflow_name",
 ]
@@ -25,6 +26,16 @@ accepted on one interpreter must not become invalid on another that shares the l
 
 _ARTIFACT_MAX_LEN = 255
 _ARTIFACT_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]*$")
+
+
+def is_keyword(name: str) -> bool:
+    """True for hard and soft keywords, with the same answer on every Python version.
+
+    Names of workflows, tools and their callables are refused (or renamed) when this
+    is true: such a name reads badly in agent code, and whether it is accepted must
+    not depend on the interpreter that happens to load the library.
+    """
+    return keyword.iskeyword(name) or name in _SOFT_KEYWORDS
 
 
 def validate_workflow_name(name: object) -> str:
@@ -41,7 +52,7 @@ def validate_workflow_name(name: object) -> str:
             f"workflow name {name!r} must be an ASCII Python identifier "
             "(letters, digits, underscores; not starting with a digit), e.g. 'fetch_json'"
         )
-    if keyword.iskeyword(name) or name in _SOFT_KEYWORDS:
+    if is_keyword(name):
         raise InvalidNameError(f"workflow name {name!r} is a Python keyword; pick another name")
     if name.startswith("_"):
         raise InvalidNameError(f"workflow name {name!r} must not start with an underscore")

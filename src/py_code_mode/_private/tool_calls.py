@@ -9,7 +9,6 @@ without pydantic.
 from __future__ import annotations
 
 import json
-import keyword
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -18,7 +17,6 @@ from py_code_mode.errors import ToolError
 __all__ = [
     "JSON_DATA",
     "RESERVED_CALLABLES",
-    "is_keyword",
     "reject_missing",
     "reject_unknown",
     "require_json",
@@ -32,11 +30,6 @@ JSON_DATA: Final = "JSON data (dicts, lists, strings, finite numbers, booleans, 
 """What JSON-only arguments may hold, as messages spell it out."""
 
 _SHOW_CHARS: Final = 60
-
-
-def is_keyword(name: str) -> bool:
-    """True for hard and soft keywords: either makes ``tools.x.<name>`` read badly."""
-    return keyword.iskeyword(name) or keyword.issoftkeyword(name)
 
 
 def show(value: Any) -> str:

@@ -281,7 +281,11 @@ class FileStorage:
             meta_st: os.stat_result | None = self._sidecar_path(name).stat()
         except (FileNotFoundError, NotADirectoryError):
             meta_st = None
-        return self._workflow_from_file(name, path, st, meta_st, path.is_symlink())
+        try:
+            return self._workflow_from_file(name, path, st, meta_st, path.is_symlink())
+        except _InvalidWorkflowFileError as exc:
+            # The public class: agent code gets errors by class name, and knows StorageError.
+            raise StorageError(str(exc)) from None
 
     def _workflow_from_file(
         self,

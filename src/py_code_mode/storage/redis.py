@@ -77,7 +77,7 @@ from py_code_mode.errors import (
 from py_code_mode.models import ArtifactInfo, WorkflowRecord
 from py_code_mode.storage.protocol import ArtifactValue
 
-__all__ = ["DEFAULT_MAX_VALUE_BYTES", "DEFAULT_PREFIX", "RedisStorage", "mask_url", "ping"]
+__all__ = ["DEFAULT_MAX_VALUE_BYTES", "DEFAULT_PREFIX", "RedisStorage", "mask_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -635,7 +635,7 @@ class RedisStorage:
         return f"{self._prefix}:vectors:{storage_rules.check_model_id(model_id)}"
 
 
-# -- helpers for callers (doctor, MCP server) ----------------------------------------
+# -- helpers for callers -------------------------------------------------------------
 
 
 def mask_url(url: object) -> str:
@@ -669,21 +669,6 @@ def mask_url(url: object) -> str:
         return masked + (f"#{parts.fragment}" if parts.fragment else "")
     except ValueError:
         return "<unparseable Redis URL>"
-
-
-async def ping(url: str) -> None:
-    """Check that the Redis server at ``url`` answers; for ``py-code-mode doctor``.
-
-    Raises:
-        ConfigError: The URL is malformed.
-        StorageError: The server is unreachable or refuses the credentials; the
-            message names the URL with its password masked.
-    """
-    storage = RedisStorage(url, prefix=DEFAULT_PREFIX)
-    try:
-        await storage._run(lambda client: client.ping(), "answer a PING")
-    finally:
-        await storage.close()
 
 
 # -- internals -----------------------------------------------------------------------
@@ -796,9 +781,10 @@ def _info_from_entry(name: str | None, raw: bytes) -> ArtifactInfo:
 
 
 def _pack_vector(vector: Sequence[float]) -> bytes:
-    if isinstance(vector, str | bytes):
+    if isinstance(vector, str | bytes):  # array() would take bytes as raw machine values
         raise TypeError(f"got {type(vector).__name__}")
-    values = array.array("f", (float(x) for x in vector))
+    # array() refuses str items, which float() would parse: as in FileStorage.
+    values = array.array("f", vector)
     if sys.byteorder != "little":
         values.byteswap()
     return values.tobytes()

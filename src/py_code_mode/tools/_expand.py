@@ -39,9 +39,6 @@ class Redactor:
         if len(value) >= MIN_REDACTED_LENGTH:
             self._secrets.setdefault(value, reference)
 
-    def __bool__(self) -> bool:
-        return bool(self._secrets)
-
     def redact(self, text: str) -> str:
         """``text`` with every remembered value replaced by its ``${NAME}`` reference."""
         # Longest first, so a value containing another one is masked as a whole.

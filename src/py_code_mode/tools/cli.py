@@ -45,7 +45,6 @@ from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
 from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
 
 __all__ = [
-    "ARG_TYPES",
     "DEFAULT_OUTPUT_LIMIT",
     "ArgType",
     "CliArgument",
@@ -59,7 +58,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ArgType = Literal["boolean", "string", "integer", "number", "array"]
-ARG_TYPES: Final[tuple[ArgType, ...]] = ("boolean", "string", "integer", "number", "array")
 
 DEFAULT_OUTPUT_LIMIT: Final = 10 * 1024 * 1024
 """Bytes kept of each of stdout and stderr; the rest is drained and dropped."""
@@ -124,7 +122,7 @@ class CliArgument:
 
     Attributes:
         name: The Python keyword callers use (``max_time`` for the YAML key ``max-time``).
-        type: One of :data:`ARG_TYPES`.
+        type: One of :data:`ArgType`.
         kind: ``"option"`` or ``"positional"``.
         flag: For options, the flag written to argv (``-s``, ``--max-time``).
         required: Positionals only: a call without it is refused.

@@ -52,9 +52,9 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from py_code_mode._private.names import is_keyword
 from py_code_mode._private.tool_calls import (
     RESERVED_CALLABLES,
-    is_keyword,
     reject_missing,
     reject_unknown,
     require_json,

@@ -55,9 +55,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from py_code_mode._private.names import is_keyword
 from py_code_mode._private.tool_calls import (
     RESERVED_CALLABLES,
-    is_keyword,
     reject_missing,
     require_json,
 )

@@ -51,7 +51,7 @@ from pydantic import (
     model_validator,
 )
 
-from py_code_mode._private.tool_calls import is_keyword
+from py_code_mode._private.names import is_keyword
 from py_code_mode.tools.cli import (
     ArgType,
     CliArgument,

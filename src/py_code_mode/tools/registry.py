@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from py_code_mode.errors import ConfigError, PyCodeModeError, ToolNotFoundError
-from py_code_mode.search.lexical import LexicalIndexCache, SearchDocument
+from py_code_mode.search.lexical import SearchDocument
 from py_code_mode.tools.protocol import (
     CallableSpec,
     DirectlyCallable,
@@ -187,7 +187,6 @@ class ToolRegistry:
                 raise ConfigError(f"two tools are named {tool.name!r}; tool names must be unique")
             self._tools[tool.name] = tool
         self._problems = list(problems)
-        self._search_indexes = LexicalIndexCache()
 
     @classmethod
     async def from_directory(cls, path: Path | str | None) -> ToolRegistry:
@@ -240,25 +239,6 @@ class ToolRegistry:
         no callables and an ``error`` text.
         """
         return list(await asyncio.gather(*(self._describe(self._tools[n]) for n in self.names())))
-
-    async def search(self, query: str, limit: int = 10) -> builtins.list[dict[str, Any]]:
-        """Tools ranked by how well their names, callables and descriptions match ``query``.
-
-        Returns:
-            The :meth:`list` dicts of matching tools, best first, each with
-            ``score`` (0..1, the best match is 1.0) and ``why`` (which query
-            terms matched in which field).
-
-        Raises:
-            ConfigError: ``query`` is not a string or ``limit`` is not positive.
-        """
-        if not isinstance(query, str):
-            raise ConfigError(f"query must be a string, got {type(query).__name__}")
-        entries = await self.list()
-        documents = [tool_search_document(entry) for entry in entries]
-        by_name = {entry["name"]: entry for entry in entries}
-        hits = self._search_indexes.index(documents).rank(query, limit=limit)
-        return [{**by_name[hit.id], "score": hit.score, "why": hit.why} for hit in hits]
 
     async def call(self, tool: str, callable_name: str | None, args: Mapping[str, Any]) -> Any:
         """Call ``tools.<tool>.<callable_name>(**args)`` (``None``: the tool itself).
