@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench_executors import ECHO_TOOL, make_factories, measure, percentile
+from bench_executors import ECHO_TOOL, make_factories, measure, percentile, show
 from bench_executors import ROWS as EXECUTOR_ROWS
 
 from py_code_mode import FileStorage, Session
@@ -97,23 +97,6 @@ async def warm_starts(config: ContainerConfig, base: Path, count: int) -> list[f
     return samples
 
 
-def show(results: dict[str, dict[str, Any]]) -> None:
-    names = list(results)
-    header = f"{'':32} " + " ".join(f"{n:>16}" for n in names) + "   target"
-    print(header)
-    print("-" * len(header))
-    for label, key, unit, target in ROWS:
-        cells = []
-        for name in names:
-            value = results[name].get(key, "-")
-            if isinstance(value, float):
-                digits = 3 if unit == "ms" and value < 10 else 2
-                cells.append(f"{value:>13.{digits}f} {unit:<2}")
-            else:
-                cells.append(f"{value:>16}")
-        print(f"{label:32} " + " ".join(cells) + f"   {target}")
-
-
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", help="image for the container executor")
@@ -148,7 +131,7 @@ async def main() -> int:
         f"python {sys.version.split()[0]}, image {image}, {args.starts} starts, "
         f"{args.runs} runs, {args.calls} calls per namespace figure\n"
     )
-    show(results)
+    show(results, ROWS)
     print(
         "\n(start rows: in-process and subprocess start with a cached venv; the container "
         f"warm-pool start p90 is {results['container']['start_warm_p90']:.1f} ms)"

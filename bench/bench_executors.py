@@ -160,21 +160,22 @@ ROWS = [
 ]
 
 
-def show(results: dict[str, dict[str, Any]]) -> None:
+def show(results: dict[str, dict[str, Any]], rows: list[tuple[str, str, str, str]] = ROWS) -> None:
+    """One column per executor, one line per row; ``-`` where an executor has no figure."""
     names = list(results)
-    header = f"{'':32} " + " ".join(f"{n:>16}" for n in names) + f" {'target':>10}"
+    header = f"{'':32} " + " ".join(f"{n:>16}" for n in names) + "   target"
     print(header)
     print("-" * len(header))
-    for label, key, unit, target in ROWS:
+    for label, key, unit, target in rows:
         cells = []
         for name in names:
-            value = results[name][key]
+            value = results[name].get(key, "-")
             if isinstance(value, float):
                 digits = 3 if unit == "ms" and value < 10 else 2
-                cells.append(f"{value:>{13}.{digits}f} {unit:<2}")
+                cells.append(f"{value:>13.{digits}f} {unit:<2}")
             else:
                 cells.append(f"{value:>16}")
-        print(f"{label:32} " + " ".join(cells) + f" {target:>10}")
+        print((f"{label:32} " + " ".join(cells) + f"   {target}").rstrip())
 
 
 async def echo_floor(count: int) -> float:

@@ -4,7 +4,8 @@ Measures, for each backend holding 1,000 workflows:
 
 * ``list_workflows``: the full listing an agent asks for (no source), and the
   backend's own ``list_workflows`` without the facade's conversion to dicts;
-* ``search_workflows``: a query ranked over all 1,000 (default lexical ranker);
+* ``search_workflows``: a query ranked over all 1,000 (the default ranker: by meaning
+  when an embedding model loads, lexical otherwise);
 * artifact round trip: ``save_artifact`` then ``load_artifact`` of 1 MB of bytes;
 * setup: saving the 1,000 workflows one by one (for scale, not a target).
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from py_code_mode.storage.protocol import StorageBackend
+from tests._tcp import free_port
 
 URL_ENV = "PY_CODE_MODE_TEST_REDIS_URL"
 MISSING = (
@@ -32,13 +33,6 @@ MISSING = (
 def redis_binary() -> str | None:
     """Path of redis-server, or None."""
     return shutil.which("redis-server")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

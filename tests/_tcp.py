@@ -1,4 +1,4 @@
-"""Talking to a worker listening on TCP the way a host would."""
+"""TCP helpers for tests: a free local port, and a worker handshake as a host does it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,13 @@ import socket
 from typing import Any
 
 from py_code_mode.worker import wire
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def attempt_handshake(port: int, token: bytes | None) -> dict[str, Any] | None:

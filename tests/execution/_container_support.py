@@ -1,4 +1,4 @@
-"""Container executor test support: the engine probe and the contract-suite factory.
+"""Container executor test support: the engine probe, the contract-suite factory, a PyPI probe.
 
 Tests use the local base image that ``.ci/docker.sh`` builds without a registry
 (override with ``PY_CODE_MODE_TEST_IMAGE``). They skip, with the reason, only when no
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,15 @@ def require_engine() -> None:
     problem = engine_problem()
     if problem is not None:
         pytest.skip(problem)
+
+
+def pypi_reachable() -> bool:
+    """Whether this machine can reach PyPI (the tests that install packages need it)."""
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+    except OSError:
+        return False
+    return True
 
 
 def container_executor(tools_path: Path | None, **config: Any) -> Executor:

@@ -37,7 +37,7 @@ from py_code_mode.execution.container import (
 )
 from tests._tcp import attempt_handshake
 
-from ._container_support import TEST_IMAGE, require_engine
+from ._container_support import TEST_IMAGE, pypi_reachable, require_engine
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = secrets.token_urlsafe(24)
@@ -560,19 +560,11 @@ async def test_runtime_deps_without_a_network_fail_with_advice(session: Session)
     assert await run_ok(session, "deps.list()") == []
 
 
-def _pypi_reachable() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-    except OSError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 async def test_runtime_deps_install_inside_the_container_with_a_network(
     make_session: Callable[..., Session],
 ) -> None:
-    if not _pypi_reachable():
+    if not pypi_reachable():
         pytest.skip("PyPI is not reachable from this machine")
     bundle = ssl.get_default_verify_paths().openssl_cafile
     async with make_session(network="bridge", ca_bundle=bundle, install_timeout=300) as session:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import ssl
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from py_code_mode import ConfigError, FileStorage, Session
 from py_code_mode.execution import ContainerConfig, ContainerExecutor
 from py_code_mode.execution.container_image import build_image, dockerfile_path
 
-from ._container_support import TEST_IMAGE, require_engine
+from ._container_support import TEST_IMAGE, pypi_reachable, require_engine
 
 BUILT_TAG = "py-code-mode-worker:test"
 
@@ -40,20 +39,12 @@ def test_the_shipped_dockerfile_is_found_and_builds_on_python_slim() -> None:
     assert "USER 10001:10001" in text
 
 
-def _pypi_reachable() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-    except OSError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 async def test_a_built_image_has_uv_and_baked_deps_for_a_session_without_network(
     tmp_path: Path,
 ) -> None:
     require_engine()
-    if not _pypi_reachable():
+    if not pypi_reachable():
         pytest.skip("PyPI is not reachable from this machine: the build installs uv")
     lines: list[str] = []
     built = build_image(

@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from py_code_mode import ConfigError, FileStorage, Session
+from py_code_mode import ConfigError, Session
 from py_code_mode.execution import InProcessConfig, InProcessExecutor
 
 
 @pytest.fixture
-async def session(tmp_path: Path, tools_dir: Path):
-    executor = InProcessExecutor(InProcessConfig(tools_path=tools_dir))
-    async with Session(storage=FileStorage(tmp_path), executor=executor) as started:
-        yield started
+def executor_kind() -> str:
+    """Pins conftest.py's ``session`` fixture to this executor."""
+    return "in-process"
 
 
 async def test_host_output_is_not_captured_while_agent_code_runs(

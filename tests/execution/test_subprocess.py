@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +46,9 @@ def wait_until_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
 
 
 @pytest.fixture
-def make_session(tmp_path: Path, tools_dir: Path) -> Callable[..., Session]:
-    def make(**config: Any) -> Session:
-        config.setdefault("tools_path", tools_dir)
-        executor = SubprocessExecutor(SubprocessConfig(**config))
-        return Session(storage=FileStorage(tmp_path / "data"), executor=executor)
-
-    return make
-
-
-@pytest.fixture
-async def session(make_session: Callable[..., Session]) -> AsyncIterator[Session]:
-    async with make_session() as started:
-        yield started
+def executor_kind() -> str:
+    """Pins conftest.py's ``make_session`` and ``session`` fixtures to this executor."""
+    return "subprocess"
 
 
 def worker_pid(session: Session) -> int:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -24,16 +23,14 @@ from py_code_mode.search.embeddings import (
     get_embedder,
     resolve_model,
 )
+from tests._tcp import free_port
 from tests.search.eval_set import LOAD_TIMEOUT, needs_model
 
 
 @pytest.fixture
 def closed_port() -> int:
     """A local TCP port that refuses connections: an unreachable model hub."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    return free_port()
 
 
 def variant_dir(model_dir: Path, where: Path, config_changes: dict[str, object]) -> Path:

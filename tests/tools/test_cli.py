@@ -72,6 +72,18 @@ async def wait_for_file(path: Path, timeout: float = 10.0) -> str:
     return path.read_text().strip()
 
 
+async def start_call_with_a_child(tmp_path: Path) -> tuple[CliTool, asyncio.Task[Any], int]:
+    """Start a call whose shell waits on a ``sleep 60`` child: the tool, the call, the child pid."""
+    pidfile = tmp_path / "child.pid"
+    tool = sh_tool(
+        'sleep 60 & echo $! > "$1"; wait',
+        positional=[{"name": "pidfile", "required": True}],
+        timeout=60,
+    )
+    task = asyncio.create_task(tool.call(None, {"pidfile": str(pidfile)}))
+    return tool, task, int(await wait_for_file(pidfile))
+
+
 async def process_gone(pid: int, timeout: float = 10.0) -> bool:
     """True once ``pid`` no longer runs (gone, or a zombie nobody reaped yet)."""
     loop = asyncio.get_running_loop()
@@ -441,14 +453,7 @@ async def test_stderr_is_capped_too() -> None:
 
 
 async def test_cancelling_a_call_kills_its_process_group(tmp_path: Path) -> None:
-    pidfile = tmp_path / "child.pid"
-    tool = sh_tool(
-        'sleep 60 & echo $! > "$1"; wait',
-        positional=[{"name": "pidfile", "required": True}],
-        timeout=60,
-    )
-    task = asyncio.create_task(tool.call(None, {"pidfile": str(pidfile)}))
-    child = int(await wait_for_file(pidfile))
+    _tool, task, child = await start_call_with_a_child(tmp_path)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 10)
@@ -456,14 +461,7 @@ async def test_cancelling_a_call_kills_its_process_group(tmp_path: Path) -> None
 
 
 async def test_aclose_kills_running_calls_and_is_idempotent(tmp_path: Path) -> None:
-    pidfile = tmp_path / "child.pid"
-    tool = sh_tool(
-        'sleep 60 & echo $! > "$1"; wait',
-        positional=[{"name": "pidfile", "required": True}],
-        timeout=60,
-    )
-    task = asyncio.create_task(tool.call(None, {"pidfile": str(pidfile)}))
-    child = int(await wait_for_file(pidfile))
+    tool, task, child = await start_call_with_a_child(tmp_path)
     await tool.aclose()
     await tool.aclose()
     with pytest.raises(ToolError, match="killed by signal SIGKILL"):

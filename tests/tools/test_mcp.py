@@ -21,8 +21,10 @@ import pytest
 from py_code_mode import FileStorage, Session
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
 from py_code_mode.execution import InProcessConfig, InProcessExecutor
+from py_code_mode.search.ranker import LexicalRanker
 from py_code_mode.tools.mcp import McpTool, parameters_from_schema
-from py_code_mode.tools.registry import ToolRegistry
+from py_code_mode.tools.registry import ToolRegistry, tool_search_document
+from tests._tcp import free_port
 
 DEMO_SERVER = Path(__file__).parent / "fixtures" / "mcp_demo_server.py"
 PYTHON = sys.executable
@@ -62,12 +64,6 @@ async def demo() -> AsyncIterator[McpTool]:
         yield tool
     finally:
         await tool.aclose()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(transport: str, port: int) -> subprocess.Popen[bytes]:
@@ -156,9 +152,10 @@ async def test_server_tools_are_found_by_search(tmp_path: Path) -> None:
     (tmp_path / "demo.yaml").write_text(stdio_yaml())
     registry = await ToolRegistry.from_directory(tmp_path)
     try:
-        [hit] = await registry.search("add integers total")
-        assert hit["name"] == "demo"
-        assert "callables" in hit["why"] or "description" in hit["why"]
+        documents = [tool_search_document(entry) for entry in await registry.list()]
+        [hit] = await LexicalRanker().rank("add integers total", documents, limit=10)
+        assert hit.id == "demo"
+        assert "callables" in hit.why or "description" in hit.why
     finally:
         await registry.aclose()
 

@@ -57,7 +57,6 @@ __all__ = [
     "Embedder",
     "EmbedderStatus",
     "EmbeddingUnavailableError",
-    "check_embedding_model",
     "embedding_status",
     "get_embedder",
     "resolve_model",
@@ -89,7 +88,7 @@ class EmbeddingUnavailableError(PyCodeModeError):
 
 @dataclass(frozen=True)
 class EmbedderStatus:
-    """What ``doctor`` and search results report about the embedding model.
+    """The embedding model's state and, when it is unusable, why and how to fix it.
 
     Attributes:
         requested: The model as configured: a fastembed name, a directory, or ``off``.
@@ -210,11 +209,6 @@ class Embedder:
             )
 
     # -- state -----------------------------------------------------------------------
-    @property
-    def requested(self) -> str:
-        """The model as configured."""
-        return self._requested
-
     @property
     def ready(self) -> bool:
         """True once the model is loaded and embeds."""
@@ -621,18 +615,5 @@ def get_embedder(model: str | os.PathLike[str] | None = None) -> Embedder:
 
 
 def embedding_status(model: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Status of the shared embedder for ``model`` without loading it (for ``doctor``)."""
+    """Status of the shared embedder for ``model``, as plain data, without loading it."""
     return get_embedder(model).status().to_dict()
-
-
-async def check_embedding_model(
-    model: str | os.PathLike[str] | None = None, timeout: float = 120.0
-) -> dict[str, Any]:
-    """Load the shared embedder for ``model`` (up to ``timeout`` s) and report its status.
-
-    What ``doctor`` calls to say whether semantic search works and, if not, why
-    and how to fix it.
-    """
-    embedder = get_embedder(model)
-    await embedder.wait_ready(timeout)
-    return embedder.status().to_dict()

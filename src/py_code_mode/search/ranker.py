@@ -12,6 +12,11 @@ __all__ = ["LexicalRanker"]
 class LexicalRanker:
     """Ranks by word overlap with names, descriptions, parameters and source.
 
+    The choice for keyword-only search that never imports fastembed or waits
+    for a model: ``Session(..., ranker=LexicalRanker())``. The default
+    :class:`~py_code_mode.search.semantic.HybridRanker` ranks the same way while
+    no model is available, and notes that in ``why``.
+
     The documents' index is kept between searches, so searching an unchanged
     library again does not tokenise it again (see
     :class:`~py_code_mode.search.lexical.LexicalIndexCache`).

@@ -43,6 +43,7 @@ from py_code_mode.search.lexical import (
     LexicalIndex,
     SearchDocument,
     SearchHit,
+    _check_limit,
     merge_field_weights,
     query_terms,
 )
@@ -137,7 +138,7 @@ class HybridRanker:
         embed_fields: Fields whose text is embedded, in order.
         load_wait: Seconds a search may wait for the model after loading began;
             later searches rank lexically until it is ready. Loading starts with
-            the first search, or with :meth:`start`.
+            the first search (or :meth:`index`).
 
     Raises:
         ConfigError: A weight or wait is negative or not a number.
@@ -173,10 +174,6 @@ class HybridRanker:
         self._warned: set[str] = set()
 
     # -- public ----------------------------------------------------------------------
-    def start(self) -> None:
-        """Begin loading the model in the background; returns at once."""
-        self.embedder.start_loading()
-
     def status(self) -> dict[str, Any]:
         """How search ranks right now (``hybrid`` or ``lexical``) and the model's status."""
         status = self.embedder.status().to_dict()
@@ -191,8 +188,7 @@ class HybridRanker:
         Raises:
             ConfigError: ``limit`` is not a positive integer.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigError(f"limit must be a positive integer, got {limit!r}")
+        _check_limit(limit)
         if not isinstance(query, str):
             raise ConfigError(f"query must be a string, got {type(query).__name__}")
         terms = query_terms(query)
@@ -290,6 +286,8 @@ class HybridRanker:
         if corpus.matrix is not None and corpus.matrix_model == model_id:
             return
         async with self._fill_lock:
+            if corpus.matrix is not None and corpus.matrix_model == model_id:
+                return  # a concurrent search filled it while this one waited for the lock
             if self._vectors_model != model_id:
                 self._vectors = {}
                 self._vectors_model = model_id
@@ -305,7 +303,9 @@ class HybridRanker:
                 fresh = dict(zip(missing, embedded, strict=True))
                 vectors.update(fresh)
                 await self._store(model_id, fresh)
-            corpus.matrix = np.stack([vectors[d.key] for d in corpus.docs]).astype(np.float32)
+            corpus.matrix = np.stack([vectors[d.key] for d in corpus.docs]).astype(
+                np.float32, copy=False
+            )
             corpus.matrix_model = model_id
             if len(vectors) > 2 * len(corpus.docs) + 1_000:
                 keep = {d.key for c in self._corpora.values() for d in c.docs}
