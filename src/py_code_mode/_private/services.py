@@ -196,16 +196,12 @@ class HostServices:
         """Validate and store a workflow, replacing one of the same name."""
         if metadata is not None and not isinstance(metadata, Mapping):
             raise WorkflowError("metadata must be a dict of JSON data")
-        previous = await self.storage.get_workflow(validate_workflow_name(name))
-        record: WorkflowRecord = analyze_workflow(
-            name,
-            source,
-            description or "",
-            metadata=metadata,
-            created_at=previous.created_at if previous is not None else None,
-        )
+        record = analyze_workflow(name, source, description or "", metadata=metadata)
         await self.storage.save_workflow(record)
-        return record.to_dict(include_source=False)
+        # Read back: the backend keeps the first created_at of a replaced workflow. Not
+        # read before saving, so a save can repair a broken hand-written file.
+        stored = await self.storage.get_workflow(name)
+        return (stored or record).to_dict(include_source=False)
 
     async def workflows_delete(self, name: str) -> bool:
         """Remove a workflow; ``False`` when it did not exist."""

@@ -23,6 +23,7 @@ from py_code_mode._private.services import error_payload
 from py_code_mode.errors import ExecutorError
 from py_code_mode.result import ExecutionResult
 from py_code_mode.worker import wire
+from py_code_mode.worker.errors import namespace_error_type
 
 if TYPE_CHECKING:
     from py_code_mode._private.services import HostServices
@@ -47,12 +48,6 @@ REAP_TIMEOUT = 5.0
 MAX_RPC_IN_FLIGHT = 64
 STDERR_TAIL = 4000
 """Bytes of a worker's own diagnostics (its stderr) kept for error messages."""
-NAMESPACE_ERRORS = {
-    "tools": "ToolError",
-    "workflows": "WorkflowError",
-    "artifacts": "ArtifactError",
-    "deps": "DependencyError",
-}
 
 
 class WorkerDiedError(Exception):
@@ -160,10 +155,7 @@ def with_notice(result: ExecutionResult, notice: str) -> ExecutionResult:
 
 def namespace_payload(method: str, message: str) -> dict[str, Any]:
     """An error payload of the namespace ``method`` belongs to."""
-    return {
-        "type": NAMESPACE_ERRORS.get(method.split(".", 1)[0], "ExecutorError"),
-        "message": message,
-    }
+    return {"type": namespace_error_type(method), "message": message}
 
 
 # -- one worker ------------------------------------------------------------------------

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode._private.config import FieldCheck
-from py_code_mode._private.installed import installed_in, unsatisfied
+from py_code_mode._private.installed import missing_from
 from py_code_mode._private.services import error_payload
 from py_code_mode._private.uv import run_uv
 from py_code_mode.errors import ExecutorError, SessionClosedError
 from py_code_mode.execution._configured import ConfiguredExecutor
+from py_code_mode.execution._worker_client import elapsed_ms
 from py_code_mode.result import ExecutionResult
 from py_code_mode.worker.errors import RunInterrupted, error_from_payload
 from py_code_mode.worker.runtime import RunOutcome, WorkerRuntime
@@ -196,7 +197,11 @@ class InProcessExecutor(ConfiguredExecutor[InProcessConfig]):
             extra_internal_dirs=(_LIBRARY_DIR,),
         )
         wanted = list(dict.fromkeys([*self.configured_deps, *await host.storage.list_deps()]))
-        missing = await asyncio.to_thread(_unsatisfied_here, wanted) if wanted else []
+        missing = (
+            await asyncio.to_thread(missing_from, wanted, [Path(p) for p in sys.path if p])
+            if wanted
+            else []
+        )
         if missing:
             logger.info("installing %d missing package(s): %s", len(missing), ", ".join(missing))
             await self.install(missing)
@@ -257,7 +262,13 @@ class InProcessExecutor(ConfiguredExecutor[InProcessConfig]):
             outcome = await asyncio.wait_for(asyncio.shield(job.future), timeout)
         except TimeoutError:
             return await self._interrupt(runner, job, timeout or 0.0, started)
-        return _result(outcome, started)
+        return ExecutionResult(
+            value=outcome.value,
+            stdout=outcome.stdout,
+            error=outcome.error,
+            error_type=outcome.error_type,
+            execution_time_ms=elapsed_ms(started),
+        )
 
     async def _interrupt(
         self, runner: _Runner, job: _Job, timeout: float, started: float
@@ -279,31 +290,12 @@ class InProcessExecutor(ConfiguredExecutor[InProcessConfig]):
                 "running in a background thread of the host process; variables are kept but "
                 "that code may still change them.",
                 "TimeoutError",
-                execution_time_ms=_elapsed_ms(started),
+                execution_time_ms=elapsed_ms(started),
             )
         return ExecutionResult.failure(
             f"TimeoutError: the run exceeded its {timeout:g} s timeout and was interrupted; "
             "variables are kept.",
             "TimeoutError",
             stdout=outcome.stdout,
-            execution_time_ms=_elapsed_ms(started),
+            execution_time_ms=elapsed_ms(started),
         )
-
-
-def _unsatisfied_here(specs: list[str]) -> list[str]:
-    """Specs the running interpreter's environment does not satisfy (blocking)."""
-    return unsatisfied(specs, installed_in([Path(p) for p in sys.path if p]))
-
-
-def _elapsed_ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000.0
-
-
-def _result(outcome: RunOutcome, started: float) -> ExecutionResult:
-    return ExecutionResult(
-        value=outcome.value,
-        stdout=outcome.stdout,
-        error=outcome.error,
-        error_type=outcome.error_type,
-        execution_time_ms=_elapsed_ms(started),
-    )

@@ -24,6 +24,7 @@ __all__ = [
     "WorkflowError",
     "WorkflowNotFoundError",
     "error_from_payload",
+    "namespace_error_type",
 ]
 
 
@@ -103,6 +104,19 @@ for _cls in ERROR_TYPES.values():
     _cls.__module__ = "builtins"
 
 _ALIASES = {"ConfigError": "HostError", "ExecutorError": "HostError"}
+
+
+_NAMESPACE_ERRORS = {
+    "tools": "ToolError",
+    "workflows": "WorkflowError",
+    "artifacts": "ArtifactError",
+    "deps": "DependencyError",
+}
+
+
+def namespace_error_type(method: str) -> str:
+    """Name of the error class for a failed host call ``method`` (``"tools.call"``, ...)."""
+    return _NAMESPACE_ERRORS.get(method.split(".", 1)[0], "HostError")
 
 
 def error_from_payload(payload: dict[str, Any]) -> NamespaceError:

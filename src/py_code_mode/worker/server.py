@@ -39,7 +39,7 @@ from typing import Any, BinaryIO, NoReturn
 
 from . import wire
 from .capture import OutputBuffer
-from .errors import error_from_payload
+from .errors import error_from_payload, namespace_error_type
 from .runtime import DEFAULT_OUTPUT_LIMIT, RunOutcome, WorkerRuntime
 
 __all__ = ["apply_limits", "main"]
@@ -48,12 +48,6 @@ _STREAM_INTERVAL = 0.25
 """Seconds between output chunks streamed to the host during a run."""
 _READ_CHUNK = 65536
 _PIPE_SIZE = 1 << 20
-_NAMESPACE_ERRORS = {
-    "tools": "ToolError",
-    "workflows": "WorkflowError",
-    "artifacts": "ArtifactError",
-    "deps": "DependencyError",
-}
 
 
 # -- transport ---------------------------------------------------------------------------
@@ -681,8 +675,7 @@ def _str_list(value: Any) -> list[str]:
 
 
 def _namespace_error(method: str, message: str) -> Exception:
-    name = _NAMESPACE_ERRORS.get(method.split(".", 1)[0], "HostError")
-    return error_from_payload({"type": name, "message": message})
+    return error_from_payload({"type": namespace_error_type(method), "message": message})
 
 
 def _libc_fflush() -> Callable[[], None] | None:
