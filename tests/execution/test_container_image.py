@@ -9,7 +9,7 @@ import pytest
 
 from py_code_mode import ConfigError, FileStorage, Session
 from py_code_mode.execution import ContainerConfig, ContainerExecutor
-from py_code_mode.execution.container_image import build_image, dockerfile_path
+from py_code_mode.execution.container.image import build_image, dockerfile_path
 
 from ._container_support import TEST_IMAGE, pypi_reachable, require_engine
 

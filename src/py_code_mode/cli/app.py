@@ -551,7 +551,7 @@ def image_build(
     ] = False,
 ) -> None:
     """Build the container executor's image from docker/Dockerfile, showing progress."""
-    from py_code_mode.execution.container_image import build_image
+    from py_code_mode.execution.container.image import build_image
 
     try:
         build_image(

@@ -14,9 +14,9 @@ import logging
 import threading
 from collections import deque
 
-from py_code_mode.execution._container_launch import Launched, launch
-from py_code_mode.execution._container_spec import Spec
-from py_code_mode.execution._docker_engine import remove_all_live
+from py_code_mode.execution.container.engine import remove_all_live
+from py_code_mode.execution.container.launch import Launched, launch
+from py_code_mode.execution.container.spec import Spec
 
 __all__ = ["WarmPool", "pool"]
 

@@ -13,11 +13,11 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode.errors import ExecutorError
-from py_code_mode.execution._container_launch import Launched
-from py_code_mode.execution._container_watch import GONE
-from py_code_mode.execution._docker_engine import remove_in_background
-from py_code_mode.execution._docker_stream import AttachProtocol
-from py_code_mode.execution._worker_client import WorkerConnection, describe_exit
+from py_code_mode.execution._isolated.client import WorkerConnection, describe_exit
+from py_code_mode.execution.container.engine import remove_in_background
+from py_code_mode.execution.container.launch import Launched
+from py_code_mode.execution.container.stream import AttachProtocol
+from py_code_mode.execution.container.watch import GONE
 from py_code_mode.worker import wire
 
 if TYPE_CHECKING:

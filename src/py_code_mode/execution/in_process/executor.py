@@ -29,7 +29,7 @@ from py_code_mode._private.services import error_payload
 from py_code_mode._private.uv import run_uv
 from py_code_mode.errors import ExecutorError, SessionClosedError
 from py_code_mode.execution._configured import ConfiguredExecutor
-from py_code_mode.execution._worker_client import elapsed_ms
+from py_code_mode.execution._isolated.client import elapsed_ms
 from py_code_mode.result import ExecutionResult
 from py_code_mode.worker.errors import RunInterrupted, error_from_payload
 from py_code_mode.worker.runtime import RunOutcome, WorkerRuntime
@@ -41,7 +41,7 @@ __all__ = ["InProcessConfig", "InProcessExecutor"]
 
 logger = logging.getLogger(__name__)
 
-_LIBRARY_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_LIBRARY_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _HOST_WAIT_SLICE = 0.1
 
 

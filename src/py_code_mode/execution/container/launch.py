@@ -16,10 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode.errors import ConfigError, ExecutorError
-from py_code_mode.execution._container_reaper import LABEL_SESSION, reap_once
-from py_code_mode.execution._container_spec import Spec, build_spec
-from py_code_mode.execution._container_watch import ExitWatch, oom_events
-from py_code_mode.execution._docker_engine import (
+from py_code_mode.execution.container.engine import (
     api,
     check_image,
     docker_errors,
@@ -27,11 +24,14 @@ from py_code_mode.execution._docker_engine import (
     remove_container,
     track,
 )
-from py_code_mode.execution._docker_stream import DockerDemux
+from py_code_mode.execution.container.reaper import LABEL_SESSION, reap_once
+from py_code_mode.execution.container.spec import Spec, build_spec
+from py_code_mode.execution.container.stream import DockerDemux
+from py_code_mode.execution.container.watch import ExitWatch, oom_events
 from py_code_mode.worker import wire
 
 if TYPE_CHECKING:
-    from py_code_mode.execution.container import ContainerConfig
+    from py_code_mode.execution.container.executor import ContainerConfig
 
 __all__ = ["Launched", "launch", "prepare_engine"]
 

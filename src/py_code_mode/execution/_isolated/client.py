@@ -7,7 +7,7 @@ worker's namespace calls from :class:`HostServices` and notices when the worker 
 gone. Subclasses say how the worker is stopped and report its exit status.
 
 The executor half (runs, timeouts, restarts) is
-:mod:`py_code_mode.execution._worker_runner`.
+:mod:`py_code_mode.execution._isolated.runner`.
 """
 
 from __future__ import annotations

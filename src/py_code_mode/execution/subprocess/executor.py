@@ -43,12 +43,12 @@ from typing import TYPE_CHECKING
 
 from py_code_mode._private.config import FieldCheck, resolve_env
 from py_code_mode.errors import ConfigError, DependencyError, ExecutorError
-from py_code_mode.execution._interpreter import check_python_version, resolve_interpreter
-from py_code_mode.execution._venv import Venv, default_cache_dir, prepare_venv
-from py_code_mode.execution._worker_client import WorkerDiedError, start_failure
-from py_code_mode.execution._worker_process import WorkerProcess, popen_worker
-from py_code_mode.execution._worker_runner import WorkerRunner
-from py_code_mode.execution._worker_source import worker_root
+from py_code_mode.execution._isolated.client import WorkerDiedError, start_failure
+from py_code_mode.execution._isolated.process import WorkerProcess, popen_worker
+from py_code_mode.execution._isolated.runner import WorkerRunner
+from py_code_mode.execution._isolated.source import worker_root
+from py_code_mode.execution.subprocess.interpreter import check_python_version, resolve_interpreter
+from py_code_mode.execution.subprocess.venv import Venv, default_cache_dir, prepare_venv
 
 if TYPE_CHECKING:
     from py_code_mode._private.services import HostServices

@@ -1,7 +1,7 @@
 """Packages installed at run time inside a container, where the worker imports them.
 
 Installs go to a directory of the tmpfs work dir that is on the worker's
-``sys.path`` (:data:`~py_code_mode.execution._container_spec.SITE_DIR`), with
+``sys.path`` (:data:`~py_code_mode.execution.container.spec.SITE_DIR`), with
 ``uv`` when the image has it, else pip (bootstrapped into a venv when missing); the
 image's own packages are never changed. Each step is a small Python script run with
 ``docker exec`` as the worker's user. Without a network nothing can be installed:
@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from py_code_mode._private.installed import unsatisfied, versions_from_pairs
 from py_code_mode.errors import DependencyError
-from py_code_mode.execution._container_spec import PRIVATE_DIR, SITE_DIR, WORKDIR
-from py_code_mode.execution._docker_engine import api, docker_errors
+from py_code_mode.execution.container.engine import api, docker_errors
+from py_code_mode.execution.container.spec import PRIVATE_DIR, SITE_DIR, WORKDIR
 
 if TYPE_CHECKING:
-    from py_code_mode.execution.container import ContainerConfig
+    from py_code_mode.execution.container.executor import ContainerConfig
 
 __all__ = ["ContainerPackages"]
 

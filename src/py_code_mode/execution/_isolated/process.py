@@ -17,8 +17,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from py_code_mode.execution._worker_client import STDERR_TAIL, WorkerConnection
-from py_code_mode.execution._worker_source import WORKER_PACKAGE
+from py_code_mode.execution._isolated.client import STDERR_TAIL, WorkerConnection
+from py_code_mode.execution._isolated.source import WORKER_PACKAGE
 
 if TYPE_CHECKING:
     from py_code_mode._private.services import HostServices

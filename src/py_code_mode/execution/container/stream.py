@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from py_code_mode.execution._worker_client import STDERR_TAIL
+from py_code_mode.execution._isolated.client import STDERR_TAIL
 
 __all__ = ["AttachProtocol", "DockerDemux"]
 

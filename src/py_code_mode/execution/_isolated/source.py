@@ -22,7 +22,7 @@ WORKER_PACKAGE = "py_code_mode_worker"
 """Top-level name the worker package is copied under, so it never shadows (or needs)
 an installed ``py_code_mode`` in the agent's environment."""
 
-_SOURCE_DIR = Path(__file__).resolve().parent.parent / "worker"
+_SOURCE_DIR = Path(__file__).resolve().parents[2] / "worker"
 _sources_lock = threading.Lock()
 _sources: dict[str, bytes] = {}
 _roots: dict[Path, Path] = {}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from py_code_mode.errors import ConfigError, DependencyError, ExecutorError
-from py_code_mode.execution._worker_source import WORKER_PACKAGE, worker_source_files
+from py_code_mode.execution._isolated.source import WORKER_PACKAGE, worker_source_files
 
 __all__ = ["DEFAULT_BASE_IMAGE", "ImageBuild", "build_image", "dockerfile_path"]
 
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_BASE_IMAGE = "python:3.12-slim"
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _TAG_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$")
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True, slots=True)

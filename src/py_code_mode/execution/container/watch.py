@@ -16,8 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from py_code_mode.execution._container_reaper import LABEL_OWNER_PID
-from py_code_mode.execution._docker_engine import api, docker_errors
+from py_code_mode.execution.container.engine import api, docker_errors
+from py_code_mode.execution.container.reaper import LABEL_OWNER_PID
 
 __all__ = ["GONE", "ExitWatch", "oom_events"]
 

@@ -52,11 +52,13 @@ from typing import TYPE_CHECKING, Literal
 
 from py_code_mode._private.config import FieldCheck, parse_size
 from py_code_mode.errors import ConfigError, DependencyError, ExecutorError
-from py_code_mode.execution._container_connection import ContainerWorker, adopt
-from py_code_mode.execution._container_launch import launch, prepare_engine
-from py_code_mode.execution._container_packages import ContainerPackages
-from py_code_mode.execution._container_pool import pool
-from py_code_mode.execution._container_reaper import (
+from py_code_mode.execution._isolated.client import WorkerDiedError, start_failure
+from py_code_mode.execution._isolated.runner import WorkerRunner
+from py_code_mode.execution.container.connection import ContainerWorker, adopt
+from py_code_mode.execution.container.launch import launch, prepare_engine
+from py_code_mode.execution.container.packages import ContainerPackages
+from py_code_mode.execution.container.pool import pool
+from py_code_mode.execution.container.reaper import (
     LABEL_OWNER_HOST,
     LABEL_OWNER_PID,
     LABEL_OWNER_START,
@@ -64,9 +66,7 @@ from py_code_mode.execution._container_reaper import (
     LABEL_SESSION,
     reap_strays,
 )
-from py_code_mode.execution._container_spec import SITE_DIR, WORKDIR, Spec, build_spec
-from py_code_mode.execution._worker_client import WorkerDiedError, start_failure
-from py_code_mode.execution._worker_runner import WorkerRunner
+from py_code_mode.execution.container.spec import SITE_DIR, WORKDIR, Spec, build_spec
 
 if TYPE_CHECKING:
     from py_code_mode._private.services import HostServices

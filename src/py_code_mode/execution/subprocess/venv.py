@@ -32,7 +32,7 @@ from pathlib import Path
 from py_code_mode._private.installed import installed_in, missing_from
 from py_code_mode._private.uv import run_uv
 from py_code_mode.errors import ConfigError, ExecutorError
-from py_code_mode.execution._interpreter import MIN_PYTHON, Interpreter, probe_version
+from py_code_mode.execution.subprocess.interpreter import MIN_PYTHON, Interpreter, probe_version
 
 __all__ = ["Venv", "default_cache_dir", "file_lock", "prepare_venv", "venv_key"]
 

@@ -1,7 +1,7 @@
 """The executor half of running the worker out of process (subprocess, container).
 
 :class:`WorkerRunner` owns an executor's lifecycle around one
-:class:`~py_code_mode.execution._worker_client.WorkerConnection`: start, runs with
+:class:`~py_code_mode.execution._isolated.client.WorkerConnection`: start, runs with
 their timeout (interrupt, then kill and replace the worker), crash reporting, reset
 and close, worded the same way whichever way the worker is started. Executors say
 how to get ready (:meth:`WorkerRunner._prepare`), how to start one worker
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from py_code_mode.errors import ConfigError, ExecutorError, SessionClosedError
 from py_code_mode.execution._configured import ConfiguredExecutor, ExecutorConfig
-from py_code_mode.execution._worker_client import (
+from py_code_mode.execution._isolated.client import (
     WorkerConnection,
     WorkerDiedError,
     closed_result,

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode._private.config import parse_size, resolve_env
-from py_code_mode.execution._container_reaper import LABEL_POOL, owner_labels
-from py_code_mode.execution._worker_source import WORKER_PACKAGE, worker_sources
+from py_code_mode.execution._isolated.source import WORKER_PACKAGE, worker_sources
+from py_code_mode.execution.container.reaper import LABEL_POOL, owner_labels
 
 if TYPE_CHECKING:
-    from py_code_mode.execution.container import ContainerConfig
+    from py_code_mode.execution.container.executor import ContainerConfig
 
 __all__ = ["PRIVATE_DIR", "SITE_DIR", "WORKDIR", "Spec", "build_spec"]
 

@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 
-from py_code_mode.execution._docker_engine import api, docker_errors
+from py_code_mode.execution.container.engine import api, docker_errors
 
 __all__ = [
     "LABEL_OWNER_HOST",
