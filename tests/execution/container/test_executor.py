@@ -37,9 +37,9 @@ from py_code_mode.execution.container import (
 )
 from tests._tcp import attempt_handshake
 
-from ._container_support import TEST_IMAGE, pypi_reachable, require_engine
+from .._container_support import TEST_IMAGE, pypi_reachable, require_engine
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TOKEN = secrets.token_urlsafe(24)
 
 

@@ -11,7 +11,7 @@ from py_code_mode import ConfigError, FileStorage, Session
 from py_code_mode.execution import ContainerConfig, ContainerExecutor
 from py_code_mode.execution.container.image import build_image, dockerfile_path
 
-from ._container_support import TEST_IMAGE, pypi_reachable, require_engine
+from .._container_support import TEST_IMAGE, pypi_reachable, require_engine
 
 BUILT_TAG = "py-code-mode-worker:test"
 
