@@ -1,15 +1,13 @@
-"""In-process specifics: output routing, native-code timeouts, config validation."""
+"""In-process specifics: output routing, native-code timeouts, deps."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 
 import pytest
 
-from py_code_mode import ConfigError, Session
-from py_code_mode.execution import InProcessConfig, InProcessExecutor
+from py_code_mode import Session
 
 
 @pytest.fixture
@@ -61,34 +59,6 @@ async def test_errors_in_tracebacks_never_show_library_frames(session: Session) 
     assert result.error_type == "ToolError"
     assert "py_code_mode" not in (result.error or "")
     assert "site-packages/asyncio" not in (result.error or "")
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "fragment"),
-    [
-        ({"default_timeout": -1}, "default_timeout"),
-        ({"interrupt_grace": 0}, "interrupt_grace"),
-        ({"deps": ["--index-url=http://x"]}, "installer option"),
-        ({"deps": "requests"}, "list of requirement strings"),
-        ({"tools_path": 3}, "tools_path"),
-        ({"allow_runtime_deps": "yes"}, "allow_runtime_deps"),
-    ],
-)
-def test_invalid_config_values_are_refused_with_the_field_named(
-    kwargs: dict[str, object], fragment: str
-) -> None:
-    with pytest.raises(ConfigError, match=fragment):
-        InProcessConfig(**kwargs)  # type: ignore[arg-type]
-
-
-def test_a_deps_file_is_read_and_validated(tmp_path: Path) -> None:
-    req = tmp_path / "requirements.txt"
-    req.write_text("# comment\nsix>=1.10\n\nattrs\n")
-    config = InProcessConfig(deps=("six",), deps_file=req)
-    assert InProcessExecutor(config).configured_deps == ["six", "six>=1.10", "attrs"]
-    req.write_text("six\n--extra-index-url http://evil\n")
-    with pytest.raises(ConfigError, match="line 2"):
-        InProcessConfig(deps_file=req)
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from py_code_mode.errors import ConfigError, ExecutorError, SessionClosedError
 from py_code_mode.execution._configured import ConfiguredExecutor, ExecutorConfig
@@ -35,31 +35,12 @@ from py_code_mode.worker import wire
 if TYPE_CHECKING:
     from py_code_mode._private.services import HostServices
 
-__all__ = ["WorkerConfig", "WorkerRunner"]
+__all__ = ["WorkerRunner"]
 
 RESET_TIMEOUT = 10.0
 
 
-class WorkerConfig(ExecutorConfig, Protocol):
-    """The config fields an executor with an out-of-process worker reads here."""
-
-    @property
-    def default_timeout(self) -> float | None:
-        """Seconds a run may take when ``run`` gets no timeout."""
-        ...
-
-    @property
-    def interrupt_grace(self) -> float:
-        """Seconds an interrupted run gets before the worker is killed."""
-        ...
-
-    @property
-    def output_limit(self) -> int:
-        """Characters of output kept per run."""
-        ...
-
-
-ConfigT = TypeVar("ConfigT", bound=WorkerConfig)
+ConfigT = TypeVar("ConfigT", bound=ExecutorConfig)
 HandleT = TypeVar("HandleT", bound=WorkerConnection)
 
 
@@ -99,10 +80,6 @@ class WorkerRunner(ConfiguredExecutor[ConfigT], Generic[ConfigT, HandleT]):
     async def _cleanup(self) -> None:
         """Free what :meth:`_prepare` made; after a failed start and at close."""
 
-    def _default_timeout(self) -> float | None:
-        """The timeout of a run that was given none."""
-        return self.config.default_timeout
-
     # -- Executor protocol -------------------------------------------------------------
     async def start(self, host: HostServices) -> None:
         """Prepare the worker's environment and start the worker.
@@ -137,7 +114,7 @@ class WorkerRunner(ConfiguredExecutor[ConfigT], Generic[ConfigT, HandleT]):
         if not self._started or self._host is None:
             raise SessionClosedError("executor is not started")
         if timeout is None:
-            timeout = self._default_timeout()
+            timeout = self.config.timeout
         async with self._lock:
             if self._closed:
                 return closed_result()

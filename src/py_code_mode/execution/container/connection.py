@@ -41,7 +41,7 @@ class ContainerWorker(WorkerConnection):
         *,
         launched: Launched,
         attach: asyncio.BaseTransport,
-        memory_limit: str | int | None,
+        memory_limit: int | None,
         max_frame: int,
         output_limit: int,
     ) -> None:
@@ -90,7 +90,7 @@ class ContainerWorker(WorkerConnection):
         if 128 < returncode < 160:  # Docker's (and the init's) way to report a signal
             returncode = 128 - returncode
         if returncode == -9 and self.launched.watch.oom:
-            limit = "" if self._memory_limit is None else f" ({self._memory_limit})"
+            limit = "" if self._memory_limit is None else f" ({self._memory_limit >> 20} MiB)"
             return f"was killed by the kernel: the container reached its memory limit{limit}"
         return describe_exit(returncode)
 
@@ -100,7 +100,7 @@ async def adopt(
     host: HostServices,
     *,
     token: bytes | None,
-    memory_limit: str | int | None,
+    memory_limit: int | None,
     max_frame: int,
     output_limit: int,
 ) -> tuple[ContainerWorker, dict[str, Any] | None]:

@@ -45,15 +45,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from py_code_mode._private.config import FieldCheck, parse_size
-from py_code_mode.errors import ConfigError, DependencyError, ExecutorError
+from py_code_mode.errors import DependencyError, ExecutorError
 from py_code_mode.execution._isolated.client import WorkerDiedError, start_failure
 from py_code_mode.execution._isolated.runner import WorkerRunner
+from py_code_mode.execution.container.config import DEFAULT_IMAGE, ContainerConfig
 from py_code_mode.execution.container.connection import ContainerWorker, adopt
 from py_code_mode.execution.container.launch import launch, prepare_engine
 from py_code_mode.execution.container.packages import ContainerPackages
@@ -85,160 +83,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_IMAGE = "py-code-mode-worker:latest"
-"""The image built from ``docker/`` by ``py-code-mode image build``."""
-
-_MAX_POOL = 32
-
-
-# -- configuration -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class ContainerConfig:
-    """Settings of the container executor.
-
-    Attributes:
-        image: Image to run; any image with ``python`` >= 3.11 works (the worker is
-            copied in at start). The default is the image ``docker/`` builds.
-        python: Interpreter inside the image.
-        tools_path: Directory of tool YAML files (tools run on the host).
-        deps: Requirement specs the session needs; missing ones are installed at
-            start when the container has a network, else the start fails.
-        deps_file: A requirements file read at construction (ignored when absent).
-        allow_runtime_deps: Let agent code add and remove packages.
-        timeout: Seconds a run may take when ``run`` gets no timeout; None for no
-            limit. ``default_timeout`` is the same setting under the subprocess
-            executor's name; give one of them.
-        default_timeout: See ``timeout``.
-        startup_timeout: Seconds a container may take to start and answer.
-        install_timeout: Seconds one install inside the container may take.
-        interrupt_grace: Seconds an interrupted run gets to stop before the container
-            is removed and replaced.
-        output_limit: Characters of output kept per run.
-        memory_limit: Memory of the container (``"512m"``, ``"2g"``, or bytes);
-            None for no limit. Swap is not added on top.
-        cpu_limit: CPUs the container may use (``1.5``); None for no limit.
-        pids_limit: Processes and threads in the container; None for no limit.
-        network: ``"none"`` (no network, the default), ``"bridge"`` or the name of a
-            Docker network. ``"host"`` is refused: it would expose the host's network.
-        environment: Variables set in the container. A string value sets the
-            variable; ``None`` copies it from the host when set there. Nothing else
-            from the host environment enters the container.
-        workdir_size: Size of the writable tmpfs work dir ``/work`` (also the home
-            directory and where runtime deps go).
-        user: ``uid:gid`` (or a user name of the image) the worker runs as.
-        transport: ``"stdio"`` (the container's attached stdin/stdout; works without
-            a network) or ``"tcp"`` (a port published on 127.0.0.1, authenticated with
-            ``auth_token``; needs a network).
-        auth_token: Shared secret every TCP connection must present (at least 16
-            characters); ignored with the stdio transport.
-        allow_unauthenticated: Allow ``transport="tcp"`` without ``auth_token``. Only
-            for networks where every client is trusted.
-        tcp_port: Port the worker listens on inside the container (TCP transport).
-        warm_pool: Started containers to keep ready for new sessions with this
-            configuration (process-wide); 0 disables the pool.
-        ca_bundle: A PEM file copied into the container and used by installers and
-            Python's ``ssl`` (``SSL_CERT_FILE``): for HTTPS behind an intercepting proxy.
-    """
-
-    image: str = DEFAULT_IMAGE
-    python: str = "python3"
-    tools_path: Path | None = None
-    deps: tuple[str, ...] = ()
-    deps_file: Path | None = None
-    allow_runtime_deps: bool = True
-    timeout: float | None = None
-    default_timeout: float | None = None
-    startup_timeout: float = 30.0
-    install_timeout: float = 600.0
-    interrupt_grace: float = 0.5
-    output_limit: int = 1_000_000
-    memory_limit: str | int | None = "1g"
-    cpu_limit: float | None = 1.0
-    pids_limit: int | None = 256
-    network: str = "none"
-    environment: Mapping[str, str | None] = field(default_factory=dict)
-    workdir_size: str | int = "512m"
-    user: str = "65534:65534"
-    transport: Literal["stdio", "tcp"] = "stdio"
-    auth_token: str | None = field(default=None, repr=False)
-    allow_unauthenticated: bool = False
-    tcp_port: int = 8777
-    warm_pool: int = 0
-    ca_bundle: Path | None = None
-    _validated_deps: list[str] = field(default_factory=list, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        check = FieldCheck(self)
-        owner = check.owner
-        check.common()
-        check.paths("ca_bundle")
-        for name in ("image", "python", "user", "network"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
-                raise ConfigError(f"{owner}.{name} must be a non-empty string, got {value!r}")
-        if self.network == "host" or self.network.startswith("container:"):
-            raise ConfigError(
-                f"{owner}.network={self.network!r} would share another network stack and "
-                "defeat the sandbox; use 'none' (the default), 'bridge' or a Docker network name"
-            )
-        check.flags("allow_unauthenticated")
-        check.numbers("timeout", "cpu_limit", allow_none=True)
-        if (
-            self.timeout is not None
-            and self.default_timeout is not None
-            and self.timeout != self.default_timeout
-        ):
-            raise ConfigError(
-                f"{owner}: timeout and default_timeout are the same setting; give only one"
-            )
-        check.numbers("startup_timeout", "install_timeout")
-        check.integers("output_limit", "tcp_port")
-        check.integers("pids_limit", minimum=8, allow_none=True)
-        if self.tcp_port > 65535:
-            raise ConfigError(f"{owner}.tcp_port must be at most 65535, got {self.tcp_port}")
-        pool_size = self.warm_pool
-        if (
-            isinstance(pool_size, bool)
-            or not isinstance(pool_size, int)
-            or not 0 <= pool_size <= _MAX_POOL
-        ):
-            raise ConfigError(f"{owner}.warm_pool must be an integer from 0 to {_MAX_POOL}")
-        if self.memory_limit is not None:
-            parse_size(owner, "memory_limit", self.memory_limit, minimum=64 << 20)
-        parse_size(owner, "workdir_size", self.workdir_size, minimum=16 << 20)
-        if self.transport not in ("stdio", "tcp"):
-            raise ConfigError(f"{owner}.transport must be 'stdio' or 'tcp', got {self.transport!r}")
-        self._check_auth(owner)
-        if self.ca_bundle is not None and not self.ca_bundle.is_file():
-            raise ConfigError(f"{owner}.ca_bundle {self.ca_bundle} is not a file")
-        check.env("environment")
-        check.deps()
-
-    def _check_auth(self, owner: str) -> None:
-        token = self.auth_token
-        if token is not None and (not isinstance(token, str) or len(token) < 16):
-            raise ConfigError(
-                f"{owner}.auth_token must be a string of at least 16 characters; make one "
-                "with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
-            )
-        if self.transport != "tcp":
-            return
-        if token is None and not self.allow_unauthenticated:
-            raise ConfigError(
-                f"{owner}: transport='tcp' needs an auth_token so that only this host can "
-                "drive the worker; set allow_unauthenticated=True only on a trusted network"
-            )
-        if self.network == "none":
-            raise ConfigError(
-                f"{owner}: transport='tcp' needs a network; set network='bridge' (or a Docker "
-                "network name), or use transport='stdio', which works without one"
-            )
-
-    @property
-    def run_timeout(self) -> float | None:
-        """The default run timeout (``timeout`` or ``default_timeout``)."""
-        return self.timeout if self.timeout is not None else self.default_timeout
 
 
 # -- process-wide housekeeping ---------------------------------------------------------------
@@ -335,9 +179,6 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
             return await self._packages.uninstall(handle.container_id, names)
 
     # -- lifecycle hooks -------------------------------------------------------------------
-    def _default_timeout(self) -> float | None:
-        return self.config.run_timeout
-
     async def _prepare(self, host: HostServices) -> None:
         """Reach the engine, clean up strays once and check the image."""
         self._spec = await asyncio.to_thread(prepare_engine, self.config)

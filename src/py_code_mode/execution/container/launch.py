@@ -13,9 +13,10 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from py_code_mode.errors import ConfigError, ExecutorError
+from py_code_mode.execution.container.config import ContainerConfig
 from py_code_mode.execution.container.engine import (
     api,
     check_image,
@@ -29,9 +30,6 @@ from py_code_mode.execution.container.spec import Spec, build_spec
 from py_code_mode.execution.container.stream import DockerDemux
 from py_code_mode.execution.container.watch import ExitWatch, oom_events
 from py_code_mode.worker import wire
-
-if TYPE_CHECKING:
-    from py_code_mode.execution.container.executor import ContainerConfig
 
 __all__ = ["Launched", "launch", "prepare_engine"]
 

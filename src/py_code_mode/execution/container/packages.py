@@ -13,15 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from py_code_mode._private.installed import unsatisfied, versions_from_pairs
 from py_code_mode.errors import DependencyError
+from py_code_mode.execution.container.config import ContainerConfig
 from py_code_mode.execution.container.engine import api, docker_errors
 from py_code_mode.execution.container.spec import PRIVATE_DIR, SITE_DIR, WORKDIR
-
-if TYPE_CHECKING:
-    from py_code_mode.execution.container.executor import ContainerConfig
 
 __all__ = ["ContainerPackages"]
 

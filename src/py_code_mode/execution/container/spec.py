@@ -14,14 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from py_code_mode._private.config import parse_size, resolve_env
+from py_code_mode.execution._configured import resolve_env
 from py_code_mode.execution._isolated.source import WORKER_PACKAGE, worker_sources
+from py_code_mode.execution.container.config import ContainerConfig
 from py_code_mode.execution.container.reaper import LABEL_POOL, owner_labels
-
-if TYPE_CHECKING:
-    from py_code_mode.execution.container.executor import ContainerConfig
 
 __all__ = ["PRIVATE_DIR", "SITE_DIR", "WORKDIR", "Spec", "build_spec"]
 
@@ -88,7 +86,7 @@ class Spec:
 def _host_config(config: ContainerConfig) -> dict[str, Any]:
     """The hardened run options (``create_host_config`` arguments) of ``config``."""
     tmpfs_opts = "rw,exec,nosuid,nodev,mode=1777"
-    workdir = parse_size("ContainerConfig", "workdir_size", config.workdir_size, minimum=0)
+    workdir = config.workdir_size
     # Docker gives a tmpfs over a directory of the image that directory's owner and
     # mode; owning it by the worker's numeric user keeps it writable in any image.
     owner = "".join(
@@ -111,9 +109,8 @@ def _host_config(config: ContainerConfig) -> dict[str, Any]:
         "ipc_mode": "private",
     }
     if config.memory_limit is not None:
-        memory = parse_size("ContainerConfig", "memory_limit", config.memory_limit, minimum=0)
-        host_config["mem_limit"] = memory
-        host_config["memswap_limit"] = memory
+        host_config["mem_limit"] = config.memory_limit
+        host_config["memswap_limit"] = config.memory_limit
     if config.cpu_limit is not None:
         host_config["nano_cpus"] = int(config.cpu_limit * 1e9)
     if config.pids_limit is not None:
@@ -139,7 +136,7 @@ def build_spec(config: ContainerConfig) -> Spec:
         files[CA_FILE] = config.ca_bundle.read_text(encoding="utf-8")
         for name in ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
             environment[name] = CA_FILE
-    environment.update(resolve_env(config.environment))
+    environment.update(resolve_env(config.env))
     token: bytes | None = None
     if config.transport == "tcp":
         module = f"{WORKER_PACKAGE}.listen"

@@ -19,17 +19,17 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from py_code_mode._private.config import FieldCheck
 from py_code_mode._private.installed import missing_from
 from py_code_mode._private.services import error_payload
 from py_code_mode._private.uv import run_uv
 from py_code_mode.errors import ExecutorError, SessionClosedError
 from py_code_mode.execution._configured import ConfiguredExecutor
 from py_code_mode.execution._isolated.client import elapsed_ms
+from py_code_mode.execution.in_process.config import InProcessConfig
 from py_code_mode.result import ExecutionResult
 from py_code_mode.worker.errors import RunInterrupted, error_from_payload
 from py_code_mode.worker.runtime import RunOutcome, WorkerRuntime
@@ -43,37 +43,6 @@ logger = logging.getLogger(__name__)
 
 _LIBRARY_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _HOST_WAIT_SLICE = 0.1
-
-
-@dataclass(frozen=True)
-class InProcessConfig:
-    """Settings of the in-process executor.
-
-    Attributes:
-        tools_path: Directory of tool YAML files.
-        deps: Requirement specs to make sure are installed at start.
-        deps_file: A requirements file read at construction (ignored when absent).
-        allow_runtime_deps: Let agent code add and remove packages.
-        default_timeout: Seconds a run may take when ``run`` gets no timeout; None
-            for no limit.
-        interrupt_grace: Seconds to wait for an interrupted run to stop.
-        output_limit: Characters of output kept per run.
-    """
-
-    tools_path: Path | None = None
-    deps: tuple[str, ...] = ()
-    deps_file: Path | None = None
-    allow_runtime_deps: bool = True
-    default_timeout: float | None = None
-    interrupt_grace: float = 1.0
-    output_limit: int = 1_000_000
-    _validated_deps: list[str] = field(default_factory=list, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        check = FieldCheck(self)
-        check.common()
-        check.numbers("output_limit")
-        check.deps()
 
 
 class _LoopChannel:
@@ -211,7 +180,7 @@ class InProcessExecutor(ConfiguredExecutor[InProcessConfig]):
         if self._runtime is None:
             raise SessionClosedError("executor is not started")
         if timeout is None:
-            timeout = self.config.default_timeout
+            timeout = self.config.timeout
         async with self._lock:
             return await self._run_locked(code, timeout)
 

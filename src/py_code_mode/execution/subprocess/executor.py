@@ -36,18 +36,18 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from py_code_mode._private.config import FieldCheck, resolve_env
-from py_code_mode.errors import ConfigError, DependencyError, ExecutorError
+from py_code_mode.errors import DependencyError, ExecutorError
+from py_code_mode.execution._configured import resolve_env
 from py_code_mode.execution._isolated.client import WorkerDiedError, start_failure
 from py_code_mode.execution._isolated.process import WorkerProcess, popen_worker
 from py_code_mode.execution._isolated.runner import WorkerRunner
 from py_code_mode.execution._isolated.source import worker_root
-from py_code_mode.execution.subprocess.interpreter import check_python_version, resolve_interpreter
+from py_code_mode.execution.subprocess.config import SubprocessConfig
+from py_code_mode.execution.subprocess.interpreter import resolve_interpreter
 from py_code_mode.execution.subprocess.venv import Venv, default_cache_dir, prepare_venv
 
 if TYPE_CHECKING:
@@ -69,99 +69,6 @@ _ENV_ALLOWLIST = frozenset(
         "SSL_CERT_DIR",
     }
 )
-
-
-@dataclass(frozen=True)
-class SubprocessConfig:
-    """Settings of the subprocess executor.
-
-    Attributes:
-        python_version: Interpreter for the worker: ``"3.12"``, ``"3.12.1"`` or a path
-            to a ``python3`` executable (>= 3.11); the host's version when omitted.
-            Versions are looked up in pyenv, uv-managed Pythons and ``PATH``.
-        venv_path: Use (or create) this venv instead of a cached one; deps are
-            installed into it when missing.
-        cache_venv: Reuse a venv cached by Python version and deps set (the default);
-            ``False`` builds a private venv per session, deleted at close.
-        cache_dir: Where cached venvs and the worker's code live; defaults to
-            ``$PY_CODE_MODE_CACHE_DIR``, else ``$XDG_CACHE_HOME/py-code-mode``, else
-            ``~/.cache/py-code-mode``.
-        tools_path: Directory of tool YAML files.
-        deps: Requirement specs installed in the worker's environment.
-        deps_file: A requirements file read at construction (ignored when absent).
-        allow_runtime_deps: Let agent code add and remove packages.
-        default_timeout: Seconds a run may take when ``run`` gets no timeout; None
-            for no limit.
-        startup_timeout: Seconds the worker process may take to start and answer
-            (venv creation and installs are not included).
-        install_timeout: Seconds one ``uv`` venv creation or install may take.
-        interrupt_grace: Seconds an interrupted run gets to stop before the worker
-            is killed.
-        output_limit: Characters of output kept per run; the rest is dropped with a
-            marker.
-        memory_limit_mb: Address-space limit of the worker and its children (MiB);
-            None for no limit. Programs that reserve huge address ranges (browsers,
-            some JITs) need it raised.
-        max_processes: Processes and threads the worker may add to its user's count
-            (``RLIMIT_NPROC``, not enforced for root); None for no limit.
-        max_open_files: Open file descriptors per process; None for no limit.
-        max_file_size_mb: Largest file the worker may write (MiB); None for no limit.
-        env: Extra environment variables for the worker. A string value sets the
-            variable; ``None`` copies it from the host when set there. Everything
-            else from the host environment is withheld except a short allowlist
-            (``PATH``, ``HOME``, ``USER``, ``LOGNAME``, ``LANG``, ``LC_*``, ``TZ``,
-            ``TMPDIR``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``).
-        working_dir: The worker's working directory; a private temporary directory,
-            removed at close, when omitted.
-    """
-
-    python_version: str | None = None
-    venv_path: Path | None = None
-    cache_venv: bool = True
-    cache_dir: Path | None = None
-    tools_path: Path | None = None
-    deps: tuple[str, ...] = ()
-    deps_file: Path | None = None
-    allow_runtime_deps: bool = True
-    default_timeout: float | None = None
-    startup_timeout: float = 30.0
-    install_timeout: float = 600.0
-    interrupt_grace: float = 0.5
-    output_limit: int = 1_000_000
-    memory_limit_mb: int | None = 4096
-    max_processes: int | None = 256
-    max_open_files: int | None = 1024
-    max_file_size_mb: int | None = 1024
-    env: Mapping[str, str | None] = field(default_factory=dict)
-    working_dir: Path | None = None
-    _validated_deps: list[str] = field(default_factory=list, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        check = FieldCheck(self)
-        check.common()
-        check.paths("venv_path", "cache_dir", "working_dir")
-        check_python_version(check.owner, self.python_version)
-        check.flags("cache_venv")
-        check.numbers("startup_timeout", "install_timeout")
-        check.integers("output_limit")
-        check.integers(
-            "memory_limit_mb",
-            "max_processes",
-            "max_open_files",
-            "max_file_size_mb",
-            allow_none=True,
-        )
-        if self.memory_limit_mb is not None and self.memory_limit_mb < 64:
-            raise ConfigError(
-                f"{check.owner}.memory_limit_mb must be at least 64 (MiB) for Python to start, "
-                f"got {self.memory_limit_mb}"
-            )
-        if self.max_open_files is not None and self.max_open_files < 32:
-            raise ConfigError(
-                f"{check.owner}.max_open_files must be at least 32, got {self.max_open_files}"
-            )
-        check.env("env")
-        check.deps()
 
 
 class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
@@ -282,10 +189,11 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
             output_limit=config.output_limit,
         )
         try:
+            memory_mb = None if config.memory_limit is None else config.memory_limit >> 20
             async with asyncio.timeout(config.startup_timeout):
                 await handle.configure(
                     limits={
-                        "memory_mb": config.memory_limit_mb,
+                        "memory_mb": memory_mb,
                         "max_processes": config.max_processes,
                         "max_open_files": config.max_open_files,
                         "max_file_size_mb": config.max_file_size_mb,

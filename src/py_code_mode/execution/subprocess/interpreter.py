@@ -44,32 +44,29 @@ class Interpreter:
         return f"{self.version[0]}.{self.version[1]}"
 
 
-def check_python_version(owner: str, value: Any) -> None:
+def check_python_version(value: Any) -> None:
     """Refuse a ``python_version`` setting that can never work (config time, no I/O).
 
     Raises:
-        ConfigError: Not a version or path, or a version older than 3.11.
+        ValueError: Not a version or path, or a version older than 3.11 (the
+            config reports it as a :class:`ConfigError` naming the field).
     """
     if value is None:
         return
     if not isinstance(value, str | Path) or not str(value).strip():
-        raise ConfigError(
-            f"{owner}.python_version must be a version such as '3.12' or a path to a python "
-            f"executable, got {value!r}"
+        raise ValueError(
+            f"must be a version such as '3.12' or a path to a python executable, got {value!r}"
         )
     text = str(value).strip()
     match = _VERSION_RE.match(text)
     if match is None:
         if os.sep in text or text.startswith("~"):
             return  # a path, checked when the executor starts
-        raise ConfigError(
-            f"{owner}.python_version must look like '3.12' or '3.12.1' or be a path to a "
-            f"python executable, got {value!r}"
+        raise ValueError(
+            f"must look like '3.12' or '3.12.1' or be a path to a python executable, got {value!r}"
         )
     if (int(match[1]), int(match[2])) < MIN_PYTHON:
-        raise ConfigError(
-            f"{owner}.python_version {text!r} is too old: the worker needs Python 3.11 or newer"
-        )
+        raise ValueError(f"{text!r} is too old: the worker needs Python 3.11 or newer")
 
 
 _probe_cache: dict[tuple[str, float], tuple[int, int, int] | None] = {}

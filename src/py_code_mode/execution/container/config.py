@@ -1,0 +1,131 @@
+"""Settings of the container executor."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from py_code_mode.execution._configured import (
+    EnvSetting,
+    ExecutorConfig,
+    Flag,
+    OptionalPath,
+    Seconds,
+    SizeInput,
+    at_least_mib,
+)
+
+__all__ = ["DEFAULT_IMAGE", "ContainerConfig"]
+
+DEFAULT_IMAGE = "py-code-mode-worker:latest"
+"""The image built from ``docker/`` by ``py-code-mode image build``."""
+
+MAX_WARM_POOL = 32
+
+
+def _word(value: str) -> str:
+    if not value.strip() or any(c.isspace() for c in value):
+        raise ValueError("must be a non-empty string without spaces")
+    return value
+
+
+def _own_network(network: str) -> str:
+    if network == "host" or network.startswith("container:"):
+        raise ValueError(
+            f"{network!r} would share another network stack and defeat the sandbox; use "
+            "'none' (the default), 'bridge' or a Docker network name"
+        )
+    return network
+
+
+def _token(token: str | None) -> str | None:
+    if token is not None and len(token) < 16:
+        raise ValueError(
+            "must be at least 16 characters; make one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    return token
+
+
+def _is_file(path: object) -> object:
+    if path is not None and not getattr(path, "is_file", lambda: False)():
+        raise ValueError(f"{path} is not a file")
+    return path
+
+
+Word = Annotated[str, Field(strict=True), AfterValidator(_word)]
+
+
+class ContainerConfig(ExecutorConfig):
+    """Settings of the container executor (besides those of :class:`ExecutorConfig`).
+
+    Attributes:
+        image: Image to run; any image with ``python`` >= 3.11 works (the worker is
+            copied in at start). The default is the image ``docker/`` builds.
+        python: Interpreter inside the image.
+        startup_timeout: Seconds a container may take to start and answer.
+        install_timeout: Seconds one install inside the container may take.
+        memory_limit: Memory of the container (``"512m"``, ``"2g"`` or bytes, at
+            least 64 MiB; 1 GiB by default); None for no limit. Swap is not added on top.
+        cpu_limit: CPUs the container may use (``1.5``); None for no limit.
+        pids_limit: Processes and threads in the container (at least 8); None for no
+            limit.
+        network: ``"none"`` (no network, the default), ``"bridge"`` or the name of a
+            Docker network. ``"host"`` is refused: it would expose the host's network.
+        env: Variables set in the container. A string value sets the variable;
+            ``None`` copies it from the host when set there. Nothing else from the
+            host environment enters the container. (``environment`` is accepted as
+            a deprecated alias.)
+        workdir_size: Size of the writable tmpfs work dir ``/work`` (also the home
+            directory and where runtime deps go; at least 16 MiB).
+        user: ``uid:gid`` (or a user name of the image) the worker runs as.
+        transport: ``"stdio"`` (the container's attached stdin/stdout; works without
+            a network) or ``"tcp"`` (a port published on 127.0.0.1, authenticated with
+            ``auth_token``; needs a network).
+        auth_token: Shared secret every TCP connection must present (at least 16
+            characters); ignored with the stdio transport.
+        allow_unauthenticated: Allow ``transport="tcp"`` without ``auth_token``. Only
+            for networks where every client is trusted.
+        tcp_port: Port the worker listens on inside the container (TCP transport).
+        warm_pool: Started containers to keep ready for new sessions with this
+            configuration (process-wide); 0 disables the pool.
+        ca_bundle: A PEM file copied into the container and used by installers and
+            Python's ``ssl`` (``SSL_CERT_FILE``): for HTTPS behind an intercepting proxy.
+    """
+
+    _renamed: ClassVar[dict[str, str]] = {**ExecutorConfig._renamed, "environment": "env"}
+
+    image: Word = DEFAULT_IMAGE
+    python: Word = "python3"
+    startup_timeout: Seconds = 30.0
+    install_timeout: Seconds = 600.0
+    memory_limit: Annotated[int, SizeInput, Field(strict=True), at_least_mib(64)] | None = 1 << 30
+    cpu_limit: Seconds | None = 1.0
+    pids_limit: Annotated[int, Field(ge=8, strict=True)] | None = 256
+    network: Annotated[Word, AfterValidator(_own_network)] = "none"
+    env: EnvSetting = {}
+    workdir_size: Annotated[int, SizeInput, Field(strict=True), at_least_mib(16)] = 512 << 20
+    user: Word = "65534:65534"
+    transport: Literal["stdio", "tcp"] = "stdio"
+    auth_token: Annotated[str | None, AfterValidator(_token)] = Field(default=None, repr=False)
+    allow_unauthenticated: Flag = False
+    tcp_port: Annotated[int, Field(ge=1, le=65535, strict=True)] = 8777
+    warm_pool: Annotated[int, Field(ge=0, le=MAX_WARM_POOL, strict=True)] = 0
+    ca_bundle: Annotated[OptionalPath, AfterValidator(_is_file)] = None
+
+    @model_validator(mode="after")
+    def _tcp_needs_a_token_and_a_network(self) -> ContainerConfig:
+        if self.transport != "tcp":
+            return self
+        if self.auth_token is None and not self.allow_unauthenticated:
+            raise ValueError(
+                "transport='tcp' needs an auth_token so that only this host can drive the "
+                "worker; set allow_unauthenticated=True only on a trusted network"
+            )
+        if self.network == "none":
+            raise ValueError(
+                "transport='tcp' needs a network; set network='bridge' (or a Docker network "
+                "name), or use transport='stdio', which works without one"
+            )
+        return self

@@ -1,0 +1,88 @@
+"""Settings of the subprocess executor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field, field_validator
+
+from py_code_mode.execution._configured import (
+    Count,
+    EnvSetting,
+    ExecutorConfig,
+    Flag,
+    OptionalPath,
+    Seconds,
+    SizeInput,
+    at_least_mib,
+)
+from py_code_mode.execution.subprocess.interpreter import check_python_version
+
+__all__ = ["SubprocessConfig"]
+
+
+class SubprocessConfig(ExecutorConfig):
+    """Settings of the subprocess executor (besides those of :class:`ExecutorConfig`).
+
+    Attributes:
+        python_version: Interpreter for the worker: ``"3.12"``, ``"3.12.1"`` or a path
+            to a ``python3`` executable (>= 3.11); the host's version when omitted.
+            Versions are looked up in pyenv, uv-managed Pythons and ``PATH``.
+        venv_path: Use (or create) this venv instead of a cached one; deps are
+            installed into it when missing.
+        cache_venv: Reuse a venv cached by Python version and deps set (the default);
+            ``False`` builds a private venv per session, deleted at close.
+        cache_dir: Where cached venvs and the worker's code live; defaults to
+            ``$PY_CODE_MODE_CACHE_DIR``, else ``$XDG_CACHE_HOME/py-code-mode``, else
+            ``~/.cache/py-code-mode``.
+        startup_timeout: Seconds the worker process may take to start and answer
+            (venv creation and installs are not included).
+        install_timeout: Seconds one ``uv`` venv creation or install may take.
+        memory_limit: Address-space limit of the worker and its children (``"4g"``,
+            ``"512m"`` or bytes, at least 64 MiB); None for no limit. Programs that
+            reserve huge address ranges (browsers, some JITs) need it raised.
+            (``memory_limit_mb`` is accepted as a deprecated alias.)
+        max_processes: Processes and threads the worker may add to its user's count
+            (``RLIMIT_NPROC``, not enforced for root); None for no limit.
+        max_open_files: Open file descriptors per process (at least 32); None for no
+            limit.
+        max_file_size_mb: Largest file the worker may write (MiB); None for no limit.
+        env: Extra environment variables for the worker. A string value sets the
+            variable; ``None`` copies it from the host when set there. Everything
+            else from the host environment is withheld except a short allowlist
+            (``PATH``, ``HOME``, ``USER``, ``LOGNAME``, ``LANG``, ``LC_*``, ``TZ``,
+            ``TMPDIR``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``).
+        working_dir: The worker's working directory; a private temporary directory,
+            removed at close, when omitted.
+    """
+
+    _renamed: ClassVar[dict[str, str]] = {
+        **ExecutorConfig._renamed,
+        "memory_limit_mb": "memory_limit",
+    }
+
+    python_version: str | Path | None = None
+    venv_path: OptionalPath = None
+    cache_venv: Flag = True
+    cache_dir: OptionalPath = None
+    startup_timeout: Seconds = 30.0
+    install_timeout: Seconds = 600.0
+    memory_limit: Annotated[int, SizeInput, Field(strict=True), at_least_mib(64)] | None = 4 << 30
+    max_processes: Count | None = 256
+    max_open_files: Annotated[int, Field(ge=32, strict=True)] | None = 1024
+    max_file_size_mb: Count | None = 1024
+    env: EnvSetting = {}
+    working_dir: OptionalPath = None
+
+    @classmethod
+    def _convert_renamed(cls, old: str, value: Any) -> Any:
+        if old == "memory_limit_mb" and isinstance(value, int) and not isinstance(value, bool):
+            return value << 20
+        return value
+
+    @field_validator("python_version", mode="before")
+    @classmethod
+    def _check_python_version(cls, value: Any) -> Any:
+        check_python_version(value)
+        return value
