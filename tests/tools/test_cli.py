@@ -10,13 +10,14 @@ import pytest
 
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
 from py_code_mode.tools.cli import CliTool
+from py_code_mode.tools.models import load_cli_tool
 from py_code_mode.tools.protocol import CallableSpec, ToolAdapter
 
 PRINT_ARGV = "import json, sys; print(json.dumps(sys.argv[1:]))"
 
 
 def make(data: dict[str, Any], **kwargs: Any) -> CliTool:
-    return CliTool.from_mapping({"name": "demo", **data}, **kwargs)
+    return load_cli_tool({"name": "demo", **data}, **kwargs)
 
 
 def argv_tool(**extra: Any) -> CliTool:

@@ -16,7 +16,7 @@ import pytest
 
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
 from py_code_mode.search.ranker import LexicalRanker
-from py_code_mode.tools.cli import CliTool
+from py_code_mode.tools.models import load_cli_tool
 from py_code_mode.tools.protocol import CallableSpec, ToolLoadProblem
 from py_code_mode.tools.registry import ToolRegistry, tool_search_document
 
@@ -212,9 +212,9 @@ async def test_every_broken_file_is_reported_and_logged(
 
 
 def test_the_constructor_refuses_two_tools_with_one_name() -> None:
-    tool = CliTool.from_mapping({"name": "x", "command": "echo"})
+    tool = load_cli_tool({"name": "x", "command": "echo"})
     with pytest.raises(ConfigError, match="two tools are named 'x'"):
-        ToolRegistry([tool, CliTool.from_mapping({"name": "x", "command": "true"})])
+        ToolRegistry([tool, load_cli_tool({"name": "x", "command": "true"})])
 
 
 # -- lookup and calls ----------------------------------------------------------------

@@ -1,14 +1,20 @@
-"""Executors: where agent code runs (in-process, subprocess, container)."""
+"""Executors: where agent code runs (in-process, subprocess, container).
+
+Each executor is a package holding its executor and its ``config.py``; what the two
+isolated executors share lives in ``_isolated``. The executors are imported on first
+use, so ``import py_code_mode`` loads none of them (nor pydantic or the docker SDK).
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from py_code_mode.execution.in_process import InProcessConfig, InProcessExecutor
 from py_code_mode.execution.protocol import Executor, PackageEnvironment
 
 if TYPE_CHECKING:
     from py_code_mode.execution.container import ContainerConfig, ContainerExecutor
+    from py_code_mode.execution.in_process import InProcessConfig, InProcessExecutor
     from py_code_mode.execution.subprocess import SubprocessConfig, SubprocessExecutor
 
 __all__ = [
@@ -23,6 +29,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "InProcessConfig": "py_code_mode.execution.in_process",
+    "InProcessExecutor": "py_code_mode.execution.in_process",
     "SubprocessConfig": "py_code_mode.execution.subprocess",
     "SubprocessExecutor": "py_code_mode.execution.subprocess",
     "ContainerConfig": "py_code_mode.execution.container",
@@ -31,10 +39,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    # The subprocess and container executors pull in heavier modules (docker SDK).
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'py_code_mode.execution' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(module), name)

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from py_code_mode.result import ExecutionResult
+from py_code_mode.storage.protocol import StorageBackend
 
-if TYPE_CHECKING:
-    from py_code_mode._private.services import HostServices
+__all__ = ["Executor", "Host", "PackageEnvironment"]
 
-__all__ = ["Executor", "PackageEnvironment"]
+
+class Host(Protocol):
+    """What an executor needs of the host: the storage and one entry for namespace calls.
+
+    The session passes its host services at :meth:`Executor.start`; executors depend
+    on this protocol, not on the class, so the execution layer never imports the layer
+    that drives it.
+    """
+
+    @property
+    def storage(self) -> StorageBackend:
+        """Where the deps list lives (read at start to install what it names)."""
+        ...
+
+    async def dispatch(self, method: str, params: Mapping[str, Any]) -> Any:
+        """Run one namespace call from agent code; its errors are the library's."""
+        ...
 
 
 @runtime_checkable
@@ -33,7 +49,7 @@ class PackageEnvironment(Protocol):
 
 @runtime_checkable
 class Executor(PackageEnvironment, Protocol):
-    """Runs agent code against namespaces backed by :class:`HostServices`.
+    """Runs agent code against namespaces backed by the :class:`Host`.
 
     An executor owns the tool directory and the Python environment; the session owns
     storage and wires both together at :meth:`start`.
@@ -54,7 +70,7 @@ class Executor(PackageEnvironment, Protocol):
         """Requirement specs from the executor's config (``deps`` and ``deps_file``)."""
         ...
 
-    async def start(self, host: HostServices) -> None:
+    async def start(self, host: Host) -> None:
         """Start the worker; namespace calls from agent code go to ``host``."""
         ...
 

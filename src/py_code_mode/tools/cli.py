@@ -37,7 +37,6 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final, Literal
 
 from py_code_mode._private.tool_calls import reject_missing, reject_unknown, show
@@ -52,7 +51,6 @@ __all__ = [
     "CliTool",
     "CliToolSpec",
     "describe_type_error",
-    "load_cli_tool",
 ]
 
 logger = logging.getLogger(__name__)
@@ -264,8 +262,8 @@ def _excerpt(text: str) -> str:
 class CliTool:
     """A command line program exposed as a tool (implements ``ToolAdapter``).
 
-    Build one from a YAML mapping with :meth:`from_mapping` (or
-    :func:`load_cli_tool`), or from an already validated :class:`CliToolSpec`.
+    Build one from a YAML mapping with :func:`py_code_mode.tools.models.load_cli_tool`,
+    or from an already validated :class:`CliToolSpec`.
     """
 
     def __init__(self, spec: CliToolSpec, *, output_limit: int = DEFAULT_OUTPUT_LIMIT) -> None:
@@ -279,31 +277,6 @@ class CliTool:
         self._arguments = {arg.name: arg for arg in spec.arguments}
         self._recipes = {recipe.name: recipe for recipe in spec.recipes}
         self._running: set[int] = set()
-
-    @classmethod
-    def from_mapping(
-        cls,
-        data: Mapping[str, Any],
-        *,
-        source: Path | str | None = None,
-        output_limit: int = DEFAULT_OUTPUT_LIMIT,
-    ) -> CliTool:
-        """Validate a parsed YAML mapping and build the tool.
-
-        Args:
-            data: The YAML document (``name``, ``command``, ``schema``, ...).
-            source: The file it came from: named in messages, and the base for
-                a relative ``command`` path such as ``./bin/tool``.
-            output_limit: Bytes kept of each of stdout and stderr.
-
-        Raises:
-            pydantic.ValidationError: The mapping does not describe a valid CLI tool.
-        """
-        from py_code_mode.tools.models import CliToolConfig  # pydantic is slow to import
-
-        config = CliToolConfig.model_validate(data)
-        path = Path(source) if source is not None else None
-        return cls(config.to_spec(source=path), output_limit=output_limit)
 
     def __repr__(self) -> str:
         return f"CliTool(name={self.name!r}, command={self.spec.command!r})"
@@ -506,12 +479,3 @@ class CliTool:
             detail = f"(no stderr; stdout:) {out_excerpt}"
         message = f"{where} {status}" + (f": {detail}" if detail else " (no output)")
         raise ToolError(message, tool=self.name, stderr=err_text)
-
-
-def load_cli_tool(data: Mapping[str, Any], source: Path) -> CliTool:
-    """Loader registered for ``type: cli`` in the tool registry.
-
-    Raises:
-        pydantic.ValidationError: The mapping does not describe a valid CLI tool.
-    """
-    return CliTool.from_mapping(data, source=source)

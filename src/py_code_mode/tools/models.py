@@ -36,7 +36,7 @@ A CLI tool file::
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
 
@@ -53,9 +53,11 @@ from pydantic import (
 
 from py_code_mode._private.names import is_keyword
 from py_code_mode.tools.cli import (
+    DEFAULT_OUTPUT_LIMIT,
     ArgType,
     CliArgument,
     CliRecipe,
+    CliTool,
     CliToolSpec,
     describe_type_error,
 )
@@ -75,6 +77,7 @@ __all__ = [
     "ToolFileConfig",
     "ToolName",
     "describe_validation_error",
+    "load_cli_tool",
     "validate_tool_name",
 ]
 
@@ -464,3 +467,25 @@ def describe_validation_error(exc: ValidationError, *, limit: int = 10) -> str:
     if len(errors) > limit:
         parts.append(f"... and {len(errors) - limit} more problem(s)")
     return "; ".join(parts)
+
+
+def load_cli_tool(
+    data: Mapping[str, Any],
+    source: Path | str | None = None,
+    *,
+    output_limit: int = DEFAULT_OUTPUT_LIMIT,
+) -> CliTool:
+    """Validate a parsed YAML mapping and build the CLI tool (the loader of ``type: cli``).
+
+    Args:
+        data: The YAML document (``name``, ``command``, ``schema``, ...).
+        source: The file it came from: named in messages, and the base for a
+            relative ``command`` path such as ``./bin/tool``.
+        output_limit: Bytes kept of each of stdout and stderr.
+
+    Raises:
+        pydantic.ValidationError: The mapping does not describe a valid CLI tool.
+    """
+    config = CliToolConfig.model_validate(data)
+    path = Path(source) if source is not None else None
+    return CliTool(config.to_spec(source=path), output_limit=output_limit)

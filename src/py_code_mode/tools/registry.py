@@ -47,7 +47,7 @@ turns either into a load problem.
 """
 
 TOOL_LOADERS: Final[dict[str, str]] = {
-    "cli": "py_code_mode.tools.cli:load_cli_tool",
+    "cli": "py_code_mode.tools.models:load_cli_tool",
     "mcp": "py_code_mode.tools.mcp:load_mcp_tool",
     "http": "py_code_mode.tools.http:load_http_tool",
 }

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from .channel import HostChannel
 from .errors import ToolNotFoundError, WorkflowError, WorkflowNotFoundError
-
-if TYPE_CHECKING:
-    from .runtime import WorkerRuntime
 
 _Records = list[dict[str, Any]]
 _Names = list[str]
@@ -31,7 +28,19 @@ __all__ = [
 ]
 
 
-def build_namespaces(host: HostChannel, runtime: WorkerRuntime) -> dict[str, Any]:
+class WorkflowRunner(Protocol):
+    """What the workflows namespace needs of the runtime that builds it."""
+
+    def compile_workflow(self, name: str, source: str) -> dict[str, Any]:
+        """Execute workflow source into a fresh module namespace and return it."""
+        ...
+
+    def run_coroutine(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run a coroutine to completion from synchronous code."""
+        ...
+
+
+def build_namespaces(host: HostChannel, runtime: WorkflowRunner) -> dict[str, Any]:
     """The four namespaces, wired to ``host``."""
     workflows = WorkflowsNamespace(host, runtime)
     return {
@@ -140,7 +149,7 @@ class ToolsNamespace:
 class WorkflowsNamespace:
     """The shared library of reusable recipes: search before writing new code."""
 
-    def __init__(self, host: HostChannel, runtime: WorkerRuntime) -> None:
+    def __init__(self, host: HostChannel, runtime: WorkflowRunner) -> None:
         self._host = host
         self._runtime = runtime
         self._modules: dict[str, tuple[str, dict[str, Any]]] = {}

@@ -3,7 +3,7 @@
 :class:`WorkerConnection` speaks :mod:`py_code_mode.worker.wire` with one worker over
 an asyncio stream pair (a socket pair for a child process, a container's attached
 stdio or a TCP socket for a container): it sends runs, collects output, serves the
-worker's namespace calls from :class:`HostServices` and notices when the worker is
+worker's namespace calls from :class:`Host` and notices when the worker is
 gone. Subclasses say how the worker is stopped and report its exit status.
 
 The executor half (runs, timeouts, restarts) is
@@ -26,7 +26,7 @@ from py_code_mode.worker import wire
 from py_code_mode.worker.errors import namespace_error_type
 
 if TYPE_CHECKING:
-    from py_code_mode._private.services import HostServices
+    from py_code_mode.execution.protocol import Host
 
 __all__ = [
     "WorkerConnection",
@@ -196,7 +196,7 @@ class WorkerConnection:
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        host: HostServices,
+        host: Host,
         *,
         label: str,
         max_frame: int,

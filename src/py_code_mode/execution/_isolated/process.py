@@ -21,7 +21,7 @@ from py_code_mode.execution._isolated.client import STDERR_TAIL, WorkerConnectio
 from py_code_mode.execution._isolated.source import WORKER_PACKAGE
 
 if TYPE_CHECKING:
-    from py_code_mode._private.services import HostServices
+    from py_code_mode.execution.protocol import Host
 
 __all__ = ["WorkerProcess", "popen_worker"]
 
@@ -72,7 +72,7 @@ class WorkerProcess(WorkerConnection):
         proc: subprocess.Popen[bytes],
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        host: HostServices,
+        host: Host,
         *,
         max_frame: int,
         output_limit: int,

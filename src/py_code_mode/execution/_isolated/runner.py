@@ -33,7 +33,7 @@ from py_code_mode.result import ExecutionResult
 from py_code_mode.worker import wire
 
 if TYPE_CHECKING:
-    from py_code_mode._private.services import HostServices
+    from py_code_mode.execution.protocol import Host
 
 __all__ = ["WorkerRunner"]
 
@@ -57,7 +57,7 @@ class WorkerRunner(ConfiguredExecutor[ConfigT], Generic[ConfigT, HandleT]):
 
     def __init__(self, config: ConfigT | None, config_type: type[ConfigT]) -> None:
         super().__init__(config, config_type)
-        self._host: HostServices | None = None
+        self._host: Host | None = None
         self._handle: HandleT | None = None
         self._lock = asyncio.Lock()
         self._install_lock = asyncio.Lock()
@@ -67,21 +67,21 @@ class WorkerRunner(ConfiguredExecutor[ConfigT], Generic[ConfigT, HandleT]):
         self._max_frame = max_frame_for(self.config.output_limit)
 
     # -- executor hooks ----------------------------------------------------------------
-    async def _prepare(self, host: HostServices) -> None:
+    async def _prepare(self, host: Host) -> None:
         """Get everything ready to spawn workers (environment, engine); once, at start."""
 
     async def _spawn(self) -> HandleT:
         """Start one worker and return its connection once it is ready."""
         raise NotImplementedError
 
-    async def _after_spawn(self, host: HostServices) -> None:
+    async def _after_spawn(self, host: Host) -> None:
         """Finish starting with the first worker running (a failure stops it)."""
 
     async def _cleanup(self) -> None:
         """Free what :meth:`_prepare` made; after a failed start and at close."""
 
     # -- Executor protocol -------------------------------------------------------------
-    async def start(self, host: HostServices) -> None:
+    async def start(self, host: Host) -> None:
         """Prepare the worker's environment and start the worker.
 
         Raises:

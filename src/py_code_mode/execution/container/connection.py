@@ -21,7 +21,7 @@ from py_code_mode.execution.container.watch import GONE
 from py_code_mode.worker import wire
 
 if TYPE_CHECKING:
-    from py_code_mode._private.services import HostServices
+    from py_code_mode.execution.protocol import Host
 
 __all__ = ["ContainerWorker", "adopt"]
 
@@ -37,7 +37,7 @@ class ContainerWorker(WorkerConnection):
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        host: HostServices,
+        host: Host,
         *,
         launched: Launched,
         attach: asyncio.BaseTransport,
@@ -97,7 +97,7 @@ class ContainerWorker(WorkerConnection):
 
 async def adopt(
     launched: Launched,
-    host: HostServices,
+    host: Host,
     *,
     token: bytes | None,
     memory_limit: int | None,

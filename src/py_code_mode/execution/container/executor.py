@@ -67,7 +67,7 @@ from py_code_mode.execution.container.reaper import (
 from py_code_mode.execution.container.spec import SITE_DIR, WORKDIR, Spec, build_spec
 
 if TYPE_CHECKING:
-    from py_code_mode._private.services import HostServices
+    from py_code_mode.execution.protocol import Host
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -179,11 +179,11 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
             return await self._packages.uninstall(handle.container_id, names)
 
     # -- lifecycle hooks -------------------------------------------------------------------
-    async def _prepare(self, host: HostServices) -> None:
+    async def _prepare(self, host: Host) -> None:
         """Reach the engine, clean up strays once and check the image."""
         self._spec = await asyncio.to_thread(prepare_engine, self.config)
 
-    async def _after_spawn(self, host: HostServices) -> None:
+    async def _after_spawn(self, host: Host) -> None:
         """Make sure the configured and stored deps are there (installing if allowed)."""
         wanted = [*self.configured_deps, *await host.storage.list_deps()]
         await self._ensure_deps(list(dict.fromkeys(wanted)), strict=True)

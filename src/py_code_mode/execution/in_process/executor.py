@@ -35,7 +35,7 @@ from py_code_mode.worker.errors import RunInterrupted, error_from_payload
 from py_code_mode.worker.runtime import RunOutcome, WorkerRuntime
 
 if TYPE_CHECKING:
-    from py_code_mode._private.services import HostServices
+    from py_code_mode.execution.protocol import Host
 
 __all__ = ["InProcessConfig", "InProcessExecutor"]
 
@@ -48,7 +48,7 @@ _HOST_WAIT_SLICE = 0.1
 class _LoopChannel:
     """Host channel for a worker thread: schedules host calls on the session's loop."""
 
-    def __init__(self, host: HostServices, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, host: Host, loop: asyncio.AbstractEventLoop) -> None:
         self._host = host
         self._loop = loop
 
@@ -153,7 +153,7 @@ class InProcessExecutor(ConfiguredExecutor[InProcessConfig]):
         self._closed = False
 
     # -- Executor protocol -----------------------------------------------------------
-    async def start(self, host: HostServices) -> None:
+    async def start(self, host: Host) -> None:
         """Create the runtime and make sure configured and stored deps are installed."""
         if self._closed:
             raise SessionClosedError("this executor was closed; create a new one")

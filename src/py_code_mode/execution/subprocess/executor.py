@@ -51,7 +51,7 @@ from py_code_mode.execution.subprocess.interpreter import resolve_interpreter
 from py_code_mode.execution.subprocess.venv import Venv, default_cache_dir, prepare_venv
 
 if TYPE_CHECKING:
-    from py_code_mode._private.services import HostServices
+    from py_code_mode.execution.protocol import Host
 
 __all__ = ["SubprocessConfig", "SubprocessExecutor"]
 
@@ -120,7 +120,7 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
             raise DependencyError("the executor is not started, so it has no environment yet")
         return self._venv
 
-    async def _prepare(self, host: HostServices) -> None:
+    async def _prepare(self, host: Host) -> None:
         """Find the interpreter, make the scratch dir and the venv, copy the worker."""
         config = self.config
         wanted = list(dict.fromkeys([*self.configured_deps, *await host.storage.list_deps()]))
