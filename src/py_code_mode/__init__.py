@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from py_code_mode._version import __version__
 from py_code_mode.errors import (
     ArtifactError,
     ArtifactNotFoundError,
@@ -52,8 +53,6 @@ __all__ = [
     "WorkflowNotFoundError",
     "__version__",
 ]
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:

@@ -60,6 +60,7 @@ from py_code_mode._private.tool_calls import (
     require_json,
     show,
 )
+from py_code_mode._version import __version__
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
 from py_code_mode.tools._expand import Redactor, expand_headers, expand_value
 from py_code_mode.tools.models import EntryMap, Seconds, StrictModel, ToolFileConfig
@@ -646,8 +647,6 @@ class HttpTool:
     def _client_for_loop(self) -> httpx2.AsyncClient:
         if self._client is None:
             import httpx2
-
-            from py_code_mode import __version__
 
             self._client = httpx2.AsyncClient(
                 headers={"User-Agent": f"py-code-mode/{__version__}", **self.spec.headers},

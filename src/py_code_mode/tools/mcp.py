@@ -61,6 +61,7 @@ from py_code_mode._private.tool_calls import (
     reject_missing,
     require_json,
 )
+from py_code_mode._version import __version__
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
 from py_code_mode.tools._expand import Redactor, expand_headers, expand_value
 from py_code_mode.tools.models import Seconds, ToolFileConfig
@@ -564,8 +565,6 @@ class _Connection:
     async def _open(self, stack: contextlib.AsyncExitStack) -> Client:
         from mcp.client import Client
         from mcp_types import Implementation
-
-        from py_code_mode import __version__
 
         spec = self._spec
         if spec.transport == "stdio":
