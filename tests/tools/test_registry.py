@@ -315,10 +315,10 @@ async def test_search_ties_are_ordered_by_name(tmp_path: Path) -> None:
 # -- cheap imports -------------------------------------------------------------------
 
 
-def test_the_registry_cli_and_lexical_modules_do_not_import_pydantic_or_yaml() -> None:
+def test_the_cli_adapter_and_lexical_modules_do_not_import_pydantic_or_yaml() -> None:
     code = (
         "import sys\n"
-        "import py_code_mode.tools.registry, py_code_mode.tools.cli, py_code_mode.search.lexical\n"
+        "import py_code_mode.tools.cli, py_code_mode.search.lexical\n"
         "print(sorted(m for m in ('pydantic', 'yaml') if m in sys.modules))\n"
     )
     out = subprocess.run(

@@ -8,8 +8,12 @@ question of it, answered here once.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 __all__ = ["installed_in", "missing_from", "unsatisfied", "versions_from_pairs"]
 
@@ -20,10 +24,6 @@ def installed_in(paths: Sequence[Path]) -> dict[str, str]:
     Blocking (reads metadata from disk); the first distribution of a name wins, as on
     ``sys.path``.
     """
-    from importlib import metadata
-
-    from packaging.utils import canonicalize_name
-
     found: dict[str, str] = {}
     existing = [str(p) for p in paths if p.is_dir()]
     if not existing:
@@ -37,8 +37,6 @@ def installed_in(paths: Sequence[Path]) -> dict[str, str]:
 
 def versions_from_pairs(pairs: Any) -> dict[str, str]:
     """Canonical name -> version from ``[[name, version], ...]`` (malformed items skipped)."""
-    from packaging.utils import canonicalize_name
-
     installed: dict[str, str] = {}
     items: Iterable[Any] = pairs if isinstance(pairs, list) else ()
     for pair in items:
@@ -49,9 +47,6 @@ def versions_from_pairs(pairs: Any) -> dict[str, str]:
 
 def unsatisfied(specs: Sequence[str], installed: Mapping[str, str]) -> list[str]:
     """Specs that no distribution in ``installed`` (canonical name -> version) satisfies."""
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
     missing = []
     for spec in specs:
         req = Requirement(spec)

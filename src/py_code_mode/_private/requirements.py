@@ -35,6 +35,7 @@ def validate_requirement(spec: object) -> str:
         DependencyError: Not a string, an installer option, a URL or path, shell
             syntax, environment markers, or not parseable as PEP 508.
     """
+    # packaging.requirements costs ~40 ms, and this module loads with `import py_code_mode`
     from packaging.requirements import InvalidRequirement, Requirement
 
     if not isinstance(spec, str) or not spec.strip():
@@ -63,6 +64,7 @@ def validate_requirement(spec: object) -> str:
 
 def dependency_name(spec: str) -> str:
     """Canonical distribution name of a spec (or of a bare name)."""
+    # packaging.requirements costs ~40 ms, and this module loads with `import py_code_mode`
     from packaging.requirements import InvalidRequirement, Requirement
 
     try:

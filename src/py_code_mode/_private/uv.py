@@ -24,7 +24,7 @@ def uv_binary() -> str:
     Raises:
         DependencyError: No ``uv`` can be found.
     """
-    try:
+    try:  # the bundled uv wheel may be missing (distro packages): fall back to PATH
         from uv import find_uv_bin
 
         return str(find_uv_bin())

@@ -38,6 +38,8 @@ import logging
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -498,7 +500,7 @@ class Embedder:
         return vector
 
     def _run_model(self, loaded: _Loaded, texts: list[str]) -> NDArray[np.float32]:
-        import numpy as np
+        import numpy as np  # numpy comes with the optional [search] extra
 
         if not texts:
             return np.zeros((0, loaded.dim), dtype=np.float32)
@@ -548,9 +550,6 @@ def _fingerprint(directory: Path, model_file: str, pooling: str) -> str:
 
 def _probe(endpoint: str, timeout: float) -> str | None:
     """``None`` when ``endpoint`` answers HTTP at all, else why it did not."""
-    import urllib.error
-    import urllib.request
-
     request = urllib.request.Request(endpoint, method="HEAD")  # noqa: S310 - http(s) endpoint
     try:
         with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310

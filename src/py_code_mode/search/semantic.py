@@ -280,7 +280,7 @@ class HybridRanker:
         return "lexical only, embedding model unavailable"
 
     async def _fill_vectors(self, corpus: _Corpus) -> None:
-        import numpy as np
+        import numpy as np  # numpy comes with the optional [search] extra
 
         model_id = self.embedder.model_id
         if corpus.matrix is not None and corpus.matrix_model == model_id:
@@ -314,7 +314,7 @@ class HybridRanker:
     async def _load_cached(
         self, model_id: str, keys: list[str], into: dict[str, NDArray[np.float32]]
     ) -> None:
-        import numpy as np
+        import numpy as np  # numpy comes with the optional [search] extra
 
         if self.storage is None:
             return
@@ -355,7 +355,7 @@ class HybridRanker:
         terms: Mapping[str, str],
         limit: int,
     ) -> list[SearchHit]:
-        import numpy as np
+        import numpy as np  # numpy comes with the optional [search] extra
 
         assert corpus.matrix is not None
         cosine = (corpus.matrix @ query_vector).astype(np.float64)

@@ -43,13 +43,15 @@ import asyncio
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, Self
+from typing import Any, Final, Literal, Self
 from urllib.parse import parse_qsl, quote, urlsplit
 
+import httpx2
 from pydantic import Field, field_validator, model_validator
 
 from py_code_mode._private.names import is_keyword
@@ -65,9 +67,6 @@ from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
 from py_code_mode.tools._expand import Redactor, expand_headers, expand_value
 from py_code_mode.tools.models import EntryMap, Seconds, StrictModel, ToolFileConfig
 from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
-
-if TYPE_CHECKING:
-    import httpx2
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -515,8 +514,6 @@ class HttpTool:
             pydantic.ValidationError: The mapping does not describe a valid HTTP tool.
             ConfigError: A referenced environment variable is not set.
         """
-        import os
-
         config = HttpToolConfig.model_validate(data)
         spec = config.to_spec(source=source, environ=os.environ if environ is None else environ)
         return cls(spec)
@@ -646,8 +643,6 @@ class HttpTool:
 
     def _client_for_loop(self) -> httpx2.AsyncClient:
         if self._client is None:
-            import httpx2
-
             self._client = httpx2.AsyncClient(
                 headers={"User-Agent": f"py-code-mode/{__version__}", **self.spec.headers},
                 timeout=httpx2.Timeout(self.spec.timeout),
@@ -656,8 +651,6 @@ class HttpTool:
         return self._client
 
     async def _send(self, request: _Request) -> _Response:
-        import httpx2
-
         client = self._client_for_loop()
         url = _join(self.spec.base_url, request.path)
         # The client would replace a query string of the URL with `params`: merge them.

@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
+import anyio
+import httpx2
 from pydantic import Field, field_validator, model_validator
 
 from py_code_mode._private.names import is_keyword
@@ -68,7 +70,6 @@ from py_code_mode.tools.models import Seconds, ToolFileConfig
 from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
 
 if TYPE_CHECKING:
-    import anyio
     from mcp.client import Client
     from mcp_types import CallToolResult, ContentBlock, Tool
 
@@ -414,8 +415,6 @@ class _Connection:
     """One MCP client session, owned by one task that serves calls from a queue."""
 
     def __init__(self, spec: McpToolSpec) -> None:
-        import anyio
-
         loop = asyncio.get_running_loop()
         self._spec = spec
         self._queue: asyncio.Queue[_Call | None] = asyncio.Queue()
@@ -486,8 +485,6 @@ class _Connection:
             self._queue.put_nowait(None)
 
     async def _main(self) -> None:
-        import anyio
-
         failure: BaseException | None = None
         scope = self._scope
         try:
@@ -563,6 +560,8 @@ class _Connection:
         self._pending.clear()
 
     async def _open(self, stack: contextlib.AsyncExitStack) -> Client:
+        # The SDK is imported only when a server connects: with mcp 1.x installed
+        # (beside frameworks that pin it), everything else of the library still works.
         from mcp.client import Client
         from mcp_types import Implementation
 
@@ -570,7 +569,7 @@ class _Connection:
         if spec.transport == "stdio":
             transport = await self._stdio_transport(stack)
         elif spec.transport == "streamable-http":
-            import httpx2
+            # the SDK is imported at connect time (see _open)
             from mcp.client.streamable_http import streamable_http_client
 
             assert spec.url is not None
@@ -582,6 +581,7 @@ class _Connection:
             await stack.enter_async_context(http)
             transport = streamable_http_client(spec.url, http_client=http)
         else:
+            # the SDK is imported at connect time (see _open)
             from mcp.client.sse import sse_client
 
             assert spec.url is not None
@@ -596,6 +596,7 @@ class _Connection:
         return await stack.enter_async_context(client)
 
     async def _stdio_transport(self, stack: contextlib.AsyncExitStack) -> Any:
+        # the SDK is imported at connect time (see _open)
         from mcp.client.stdio import StdioServerParameters, stdio_client
 
         spec = self._spec
@@ -629,7 +630,7 @@ class _Connection:
         return _server_tools(tools)
 
     async def _serve(self, client: Client, call: _Call) -> None:
-        import anyio
+        # the SDK is imported at connect time (see _open)
         from mcp.shared.exceptions import MCPError
         from mcp_types import CONNECTION_CLOSED
 

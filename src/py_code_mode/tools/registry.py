@@ -6,8 +6,8 @@ line. A broken file never stops the others from loading: it becomes a
 :class:`~py_code_mode.tools.protocol.ToolLoadProblem` naming the file and the
 field, is logged as a warning, and is listed in :attr:`ToolRegistry.problems`.
 
-Parsing (PyYAML, pydantic) happens in a worker thread and only when a folder is
-loaded; importing this module stays cheap.
+Parsing (PyYAML, pydantic) happens in a worker thread when a folder is loaded; the
+adapters of each ``type`` are imported on first use.
 """
 
 from __future__ import annotations
@@ -20,8 +20,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, cast
 
+import yaml
+from pydantic import ValidationError
+
 from py_code_mode.errors import ConfigError, PyCodeModeError, ToolNotFoundError
 from py_code_mode.search.lexical import SearchDocument
+from py_code_mode.tools.models import describe_validation_error
 from py_code_mode.tools.protocol import (
     CallableSpec,
     DirectlyCallable,
@@ -68,8 +72,6 @@ def _resolve_loader(tool_type: str) -> ToolLoader:
 
 
 def _read_yaml(path: Path) -> Any:
-    import yaml
-
     try:
         if path.stat().st_size > MAX_TOOL_FILE_BYTES:
             raise _FileProblemError(f"file is larger than {MAX_TOOL_FILE_BYTES} bytes")
@@ -108,10 +110,6 @@ def _load_tool_file(path: Path) -> ToolAdapter:
         raise _FileProblemError(
             f"type: unknown tool type {tool_type!r}; expected one of: {', '.join(TOOL_LOADERS)}"
         )
-    from pydantic import ValidationError
-
-    from py_code_mode.tools.models import describe_validation_error
-
     try:
         return _resolve_loader(tool_type)(data, path)
     except ValidationError as exc:

@@ -51,7 +51,7 @@ def api(kind: Literal["default", "unbounded"] = "default") -> docker.APIClient:
         client = _clients.get(kind)
         if client is not None:
             return client
-        try:
+        try:  # the docker SDK is the optional [container] extra
             import docker
         except ImportError as exc:
             raise ConfigError(
@@ -74,7 +74,7 @@ def api(kind: Literal["default", "unbounded"] = "default") -> docker.APIClient:
 
 def docker_errors() -> Any:
     """The ``docker.errors`` module (imported lazily)."""
-    import docker.errors
+    import docker.errors  # the optional [container] extra; callers have a client already
 
     return docker.errors
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from py_code_mode._private.requirements import validate_requirement
 from py_code_mode.errors import ConfigError, DependencyError, ExecutorError
 from py_code_mode.execution._isolated.source import WORKER_PACKAGE, worker_source_files
 
@@ -117,8 +118,6 @@ def build_image(
         ExecutorError: No engine is reachable, or the build failed (the message ends
             with the build's last output lines).
     """
-    from py_code_mode._private.requirements import validate_requirement
-
     _check_tag(tag, "tag")
     _check_tag(base_image, "base image")
     try:
@@ -128,7 +127,7 @@ def build_image(
     if ca_bundle is not None and not Path(ca_bundle).is_file():
         raise ConfigError(f"the CA bundle {ca_bundle} is not a file")
     report = on_progress or (lambda line: logger.info("%s", line))
-    try:
+    try:  # the docker SDK is the optional [container] extra
         import docker
         import docker.errors
     except ImportError as exc:

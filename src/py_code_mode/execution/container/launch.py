@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -123,8 +124,6 @@ class Launched:
 
 
 def _raw_socket(attached: Any) -> socket.socket:
-    import ssl
-
     raw = getattr(attached, "_sock", attached)
     if not isinstance(raw, socket.socket) or isinstance(raw, ssl.SSLSocket):
         raise ExecutorError(

@@ -15,7 +15,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from packaging.requirements import Requirement
+
 from py_code_mode._private.installed import unsatisfied, versions_from_pairs
+from py_code_mode._private.requirements import canonical_name
 from py_code_mode.errors import DependencyError
 from py_code_mode.execution.container.config import ContainerConfig
 from py_code_mode.execution.container.engine import api, docker_errors
@@ -193,8 +196,6 @@ class ContainerPackages:
             removed = [str(n) for n in json.loads(output.strip().splitlines()[-1])]
         except (ValueError, IndexError):
             removed = []
-        from py_code_mode._private.requirements import canonical_name
-
         gone = {canonical_name(n) for n in removed}
         self.runtime_specs = [
             s for s in self.runtime_specs if canonical_name(_spec_name(s)) not in gone
@@ -239,8 +240,6 @@ def _exec_blocking(container_id: str, command: list[str], user: str) -> tuple[in
 
 
 def _spec_name(spec: str) -> str:
-    from packaging.requirements import Requirement
-
     return Requirement(spec).name
 
 

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import ctypes
+import importlib
 import logging
 import os
 import queue
@@ -206,8 +207,6 @@ class InProcessExecutor(ConfiguredExecutor[InProcessConfig]):
         output = await run_uv(
             ["pip", "install", "--python", sys.executable, *specs], what="uv pip install"
         )
-        import importlib
-
         importlib.invalidate_caches()
         return output
 

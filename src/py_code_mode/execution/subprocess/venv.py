@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -28,6 +29,9 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from py_code_mode._private.installed import installed_in, missing_from
 from py_code_mode._private.uv import run_uv
@@ -94,8 +98,6 @@ class Venv:
                 what="uv pip uninstall",
             )
         assert self.overlay is not None
-        from packaging.utils import canonicalize_name
-
         in_overlay = await asyncio.to_thread(installed_in, [self.overlay])
         removable = [n for n in names if canonicalize_name(n) in in_overlay]
         kept = [n for n in names if canonicalize_name(n) not in in_overlay]
@@ -136,9 +138,6 @@ def default_cache_dir() -> Path:
 
 
 def _spec_key(spec: str) -> str:
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
     req = Requirement(spec)
     extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
     return f"{canonicalize_name(req.name)}{extras}{req.specifier}"
@@ -174,8 +173,6 @@ async def file_lock(path: Path) -> AsyncIterator[None]:
     Raises:
         ExecutorError: Still held by another process after :data:`LOCK_TIMEOUT` s.
     """
-    import fcntl
-
     fd = await asyncio.to_thread(_open_lock_file, path)
     try:
         deadline = time.monotonic() + LOCK_TIMEOUT
