@@ -4,7 +4,7 @@ Configs are frozen pydantic models. The field types below carry the rules (posit
 seconds, counts, sizes, paths, environments, requirement specs), so each executor's
 ``config.py`` only declares its fields. pydantic's errors are translated at
 construction into one :class:`ConfigError` with one line per mistake, each naming
-the field: ``SubprocessConfig.output_limit: Input should be greater than 0, got -1``.
+the field: ``SubprocessConfig.timeout: Input should be greater than 0, got -1``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ __all__ = [
     "EnvSetting",
     "ExecutorConfig",
     "Flag",
+    "MemoryLimit",
+    "OptionalPath",
     "Seconds",
     "SizeInput",
     "at_least_mib",
@@ -56,11 +58,12 @@ Flag = StrictBool
 """Exactly True or False (not ``"yes"`` or 1)."""
 
 
-def _path(value: Path) -> Path:
-    return value.expanduser()
+def _expand_user(path: Path | None) -> Path | None:
+    return None if path is None else path.expanduser()
 
 
-OptionalPath = Annotated[Path | None, AfterValidator(lambda p: None if p is None else _path(p))]
+OptionalPath = Annotated[Path | None, AfterValidator(_expand_user)]
+"""A path (str or Path, ``~`` expanded) or None."""
 
 
 def _env_name(name: str) -> str:
@@ -104,6 +107,10 @@ def at_least_mib(minimum: int) -> AfterValidator:
         return size
 
     return AfterValidator(check)
+
+
+MemoryLimit = Annotated[int, SizeInput, Field(strict=True), at_least_mib(64)]
+"""Memory of an isolated worker in bytes; Python needs at least 64 MiB to start."""
 
 
 def _requirement(spec: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -10,6 +11,7 @@ from py_code_mode.execution._configured import (
     EnvSetting,
     ExecutorConfig,
     Flag,
+    MemoryLimit,
     OptionalPath,
     Seconds,
     SizeInput,
@@ -48,8 +50,8 @@ def _token(token: str | None) -> str | None:
     return token
 
 
-def _is_file(path: object) -> object:
-    if path is not None and not getattr(path, "is_file", lambda: False)():
+def _is_file(path: Path | None) -> Path | None:
+    if path is not None and not path.is_file():
         raise ValueError(f"{path} is not a file")
     return path
 
@@ -100,7 +102,7 @@ class ContainerConfig(ExecutorConfig):
     python: Word = "python3"
     startup_timeout: Seconds = 30.0
     install_timeout: Seconds = 600.0
-    memory_limit: Annotated[int, SizeInput, Field(strict=True), at_least_mib(64)] | None = 1 << 30
+    memory_limit: MemoryLimit | None = 1 << 30
     cpu_limit: Seconds | None = 1.0
     pids_limit: Annotated[int, Field(ge=8, strict=True)] | None = 256
     network: Annotated[Word, AfterValidator(_own_network)] = "none"

@@ -12,10 +12,9 @@ from py_code_mode.execution._configured import (
     EnvSetting,
     ExecutorConfig,
     Flag,
+    MemoryLimit,
     OptionalPath,
     Seconds,
-    SizeInput,
-    at_least_mib,
 )
 from py_code_mode.execution.subprocess.interpreter import check_python_version
 
@@ -68,7 +67,7 @@ class SubprocessConfig(ExecutorConfig):
     cache_dir: OptionalPath = None
     startup_timeout: Seconds = 30.0
     install_timeout: Seconds = 600.0
-    memory_limit: Annotated[int, SizeInput, Field(strict=True), at_least_mib(64)] | None = 4 << 30
+    memory_limit: MemoryLimit | None = 4 << 30
     max_processes: Count | None = 256
     max_open_files: Annotated[int, Field(ge=32, strict=True)] | None = 1024
     max_file_size_mb: Count | None = 1024
