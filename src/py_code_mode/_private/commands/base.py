@@ -45,6 +45,7 @@ class Command(Generic[_In]):
         read_only: Changes nothing.
         destructive: Removes or overwrites data.
         needs_executor: Needs a started executor, not only storage and tools.
+        open_world: May reach outside the library (tools, the network, package indexes).
         agent: Agent code may call it through its namespaces.
     """
 
@@ -56,6 +57,7 @@ class Command(Generic[_In]):
     read_only: bool = False
     destructive: bool = False
     needs_executor: bool = False
+    open_world: bool = False
     agent: bool = True
 
     def parse(self, params: Mapping[str, Any]) -> _In:
