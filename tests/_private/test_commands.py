@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from py_code_mode.mcp_server.server import build_server
 
 
 @pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names of the table entries called; each call then fails, so nothing runs."""
     names: list[str] = []
 
@@ -44,7 +43,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         raise HostError("recorded")
 
     monkeypatch.setattr(HostServices, "call", record)
-    yield names
+    return names
 
 
 # -- every adapter maps to table entries ---------------------------------------------------
@@ -86,9 +85,7 @@ FACADE_ARGS: dict[str, dict[str, Any]] = {
 }
 
 
-async def test_every_facade_method_is_one_table_entry(
-    tmp_path: Path, recorded: list[str]
-) -> None:
+async def test_every_facade_method_is_one_table_entry(tmp_path: Path, recorded: list[str]) -> None:
     methods = {
         name
         for name, member in inspect.getmembers(Session, inspect.iscoroutinefunction)
@@ -211,9 +208,14 @@ async def host(tmp_path: Path) -> Any:
         ("workflows.get", {}, WorkflowError, "missing required argument 'name'"),
         ("workflows.get", {"name": "list"}, InvalidNameError, "clashes with the method"),
         ("workflows.create", {"name": "w", "source": "x = ("}, WorkflowError, "syntax error"),
+        ("workflows.create", {"name": "w", "source": b"def run(): pass"}, WorkflowError,
+         "argument 'source': input should be a valid string"),
         ("artifacts.load", {"name": "../x"}, InvalidNameError, "escape the artifact store"),
         ("artifacts.save", {"name": "a", "data": 1, "metadata": "m"}, ArtifactError,
-         "argument 'metadata'"),
+         "argument 'metadata': input should be a valid dictionary, got str \"m\"; send a dict"),
+        ("artifacts.save", {"name": "a", "data": 1, "description": 3}, ArtifactError,
+         "argument 'description': input should be a valid string, got int 3"),
+        ("artifacts.save", {"name": None, "data": 1}, InvalidNameError, "non-empty string"),
         ("deps.add", {"spec": "x @ https://e.org/x.whl"}, DependencyError, "URL"),
     ],
 )  # fmt: skip
@@ -225,6 +227,34 @@ async def test_bad_input_is_one_library_error_naming_the_argument(
     assert message in str(caught.value)
     assert "pydantic" not in str(caught.value)
     assert "errors.pydantic.dev" not in str(caught.value)
+
+
+BAD_ARTIFACT_NAMES = ["../x", "/etc/passwd", "a\x00b", "", ".hidden", "a/../../b", "a\\b", "a//b"]
+BAD_WORKFLOW_NAMES = ["../x", "/etc/passwd", "a\x00b", "", ".hidden", "list", "class", "_private"]
+
+
+@pytest.mark.parametrize("name", [*BAD_ARTIFACT_NAMES, None, 3])
+async def test_unsafe_artifact_names_are_refused_by_every_artifact_command(
+    host: HostServices, name: Any
+) -> None:
+    for method in ("save", "load", "exists", "info", "delete"):
+        params = {"name": name, "data": "x"} if method == "save" else {"name": name}
+        with pytest.raises(InvalidNameError):
+            await host.dispatch(f"artifacts.{method}", params)
+    assert await host.call("artifacts.list") == []
+
+
+@pytest.mark.parametrize("name", [*BAD_WORKFLOW_NAMES, None])
+async def test_unusable_workflow_names_are_refused_by_every_workflow_command(
+    host: HostServices, name: Any
+) -> None:
+    for method in ("get", "delete", "create"):
+        params = {"name": name, "source": "def run():\n    pass\n"}
+        if method != "create":
+            del params["source"]
+        with pytest.raises(InvalidNameError):
+            await host.dispatch(f"workflows.{method}", params)
+    assert await host.call("workflows.list") == []
 
 
 async def test_each_mistake_gets_its_own_line_in_one_error(host: HostServices) -> None:

@@ -36,8 +36,7 @@ class Named(Input):
 
 
 class Create(Input):
-    # The name is checked by analyze_workflow, with the source: once.
-    name: str = Field(description="a workflow name (a Python identifier)")
+    name: WorkflowName
     source: str = Field(description="Python source defining run(...)")
     description: Description = ""
     metadata: Metadata = None
