@@ -13,6 +13,9 @@ in :class:`~py_code_mode.ExecutionResult`.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from py_code_mode.worker.errors import (
     ArtifactError,
     ArtifactNotFoundError,
@@ -46,5 +49,25 @@ __all__ = [
     "ToolNotFoundError",
     "WorkflowError",
     "WorkflowNotFoundError",
-    "translate",
 ]
+
+logger = logging.getLogger(__name__)
+
+
+def error_payload(exc: BaseException) -> dict[str, Any]:
+    """Describe a host-side failure as JSON for the worker to re-raise.
+
+    Library errors keep their class name and message. Anything else becomes the class
+    :func:`translate` gives it, with a message free of host details (paths, URLs):
+    those go to the host's log with the traceback.
+    """
+    if isinstance(exc, PyCodeModeError):
+        payload: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+        if isinstance(exc, ToolError) and exc.stderr:
+            payload["stderr"] = exc.stderr
+        return payload
+    logger.error("host service failed", exc_info=exc)
+    return {
+        "type": type(translate(exc, "the host call")).__name__,
+        "message": f"internal error on the host: {type(exc).__name__}",
+    }

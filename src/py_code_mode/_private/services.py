@@ -10,12 +10,11 @@ credentials that must never reach the worker.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode._private.commands import COMMANDS, Command
-from py_code_mode.errors import ExecutorError, HostError, PyCodeModeError, ToolError, translate
+from py_code_mode.errors import ExecutorError, PyCodeModeError
 from py_code_mode.execution.protocol import Executor
 
 if TYPE_CHECKING:
@@ -24,28 +23,7 @@ if TYPE_CHECKING:
     from py_code_mode.storage.protocol import StorageBackend
     from py_code_mode.tools.registry import ToolRegistry
 
-__all__ = ["HostServices", "error_payload"]
-
-logger = logging.getLogger(__name__)
-
-
-def error_payload(exc: BaseException) -> dict[str, Any]:
-    """Describe a host-side failure as JSON for the worker to re-raise.
-
-    Library errors keep their class name and message; third-party errors become the
-    library class :data:`~py_code_mode.worker.errors.TRANSLATIONS` gives them, and
-    anything else is a bug on the host, logged here with its traceback and reported
-    to the agent without internals.
-    """
-    error = translate(exc, "the host call")
-    if error is not exc:
-        logger.error("host service failed", exc_info=exc)
-    payload: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
-    if isinstance(error, ToolError) and error.stderr:
-        payload["stderr"] = error.stderr
-    if isinstance(error, HostError) and error is not exc:
-        payload["message"] = f"internal error on the host: {type(exc).__name__}"
-    return payload
+__all__ = ["HostServices"]
 
 
 class HostServices:

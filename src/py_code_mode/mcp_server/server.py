@@ -396,7 +396,7 @@ async def serve(options: ServerOptions) -> None:
                 "can run code; put it behind an authenticating proxy",
                 options.host,
             )
-        import uvicorn
+        import uvicorn  # only the HTTP transport needs it
 
         app = server.streamable_http_app(host=options.host, max_sessions=MAX_HTTP_SESSIONS)
         # log_config=None: uvicorn's records go through the stderr handler the entry

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from py_code_mode._private.commands.base import Input
 from py_code_mode._private.commands.fields import Limit, Query, capped
+from py_code_mode.tools.registry import tool_search_document
 
 if TYPE_CHECKING:
     from py_code_mode._private.services import HostServices
@@ -33,9 +34,6 @@ async def names(host: HostServices, _: Input) -> list[str]:
 
 
 async def search(host: HostServices, args: Search) -> list[dict[str, Any]]:
-    # Function-level: the registry imports every tool adapter's module.
-    from py_code_mode.tools.registry import tool_search_document
-
     entries = {entry["name"]: entry for entry in await host.tools.list()}
     docs = [tool_search_document(entry) for entry in entries.values()]
     hits = await host.ranker.rank(args.query, docs, limit=capped(args.limit, 10))

@@ -17,11 +17,11 @@ from py_code_mode._private.commands.fields import (
 )
 from py_code_mode._private.workflow_source import analyze_workflow
 from py_code_mode.errors import WorkflowNotFoundError
+from py_code_mode.search.lexical import SearchDocument
 
 if TYPE_CHECKING:
     from py_code_mode._private.services import HostServices
     from py_code_mode.models import WorkflowRecord
-    from py_code_mode.search.protocol import SearchDocument
 
 _SOURCE_CHARS_FOR_SEARCH = 2_000
 
@@ -81,9 +81,6 @@ async def delete(host: HostServices, args: Named) -> bool:
 
 
 def _document(record: WorkflowRecord) -> SearchDocument:
-    # Function-level: keeps the search package out of `import py_code_mode`.
-    from py_code_mode.search.lexical import SearchDocument
-
     params = " ".join(f"{p.name} {p.type}" for p in record.parameters)
     return SearchDocument(
         id=record.name,
