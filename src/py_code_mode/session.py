@@ -143,9 +143,10 @@ class Session:
             if self._state == "closed":
                 raise SessionClosedError("this session is closed; create a new Session")
             if self._host is None:
-                # Function-level: pydantic and the tool adapters load with the first
-                # session, keeping `import py_code_mode` fast.
+                # Function-level: pydantic, search and the tool adapters load with the
+                # first session, keeping `import py_code_mode` fast.
                 from py_code_mode._private.services import HostServices
+                from py_code_mode.search.semantic import default_ranker
                 from py_code_mode.tools.registry import ToolRegistry
 
                 await self.storage.open()
@@ -154,8 +155,8 @@ class Session:
                     storage=self.storage,
                     tools=tools,
                     environment=self.executor,
+                    ranker=self._ranker or default_ranker(self.storage),
                     allow_runtime_deps=self.executor.allow_runtime_deps,
-                    ranker=self._ranker,
                 )
             return self._host
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode._private.commands import COMMANDS, Command
 from py_code_mode.errors import ExecutorError, PyCodeModeError
-from py_code_mode.execution.protocol import Executor
+from py_code_mode.execution.protocol import Executor, PackageEnvironment
 
 if TYPE_CHECKING:
-    from py_code_mode.execution.protocol import PackageEnvironment
     from py_code_mode.search.protocol import Ranker
     from py_code_mode.storage.protocol import StorageBackend
     from py_code_mode.tools.registry import ToolRegistry
@@ -26,39 +26,24 @@ if TYPE_CHECKING:
 __all__ = ["HostServices"]
 
 
+@dataclass
 class HostServices:
     """The capabilities a session offers to agent code and to its adapters.
 
-    Args:
+    Attributes:
         storage: Where workflows, artifacts and the deps list live.
         tools: Loaded tool registry.
         environment: Where ``deps`` installs packages: the executor, or ``None``.
+        ranker: Ranks search results.
         allow_runtime_deps: Whether ``deps.add``/``remove`` may change the environment.
-        ranker: Ranks search results; when omitted, by meaning and words
-            (:func:`~py_code_mode.search.semantic.default_ranker`, embeddings cached
-            in ``storage``), lexically until or unless a model loads.
     """
 
-    def __init__(
-        self,
-        *,
-        storage: StorageBackend,
-        tools: ToolRegistry,
-        environment: PackageEnvironment | None,
-        allow_runtime_deps: bool = True,
-        ranker: Ranker | None = None,
-    ) -> None:
-        if ranker is None:
-            # Function-level: the search package (and numpy, fastembed) loads on first use.
-            from py_code_mode.search.semantic import default_ranker
-
-            ranker = default_ranker(storage)
-        self.storage = storage
-        self.tools = tools
-        self.environment = environment
-        self.allow_runtime_deps = allow_runtime_deps
-        self.ranker = ranker
-        self.deps_lock = asyncio.Lock()
+    storage: StorageBackend
+    tools: ToolRegistry
+    environment: PackageEnvironment | None
+    ranker: Ranker
+    allow_runtime_deps: bool = True
+    deps_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def executor(self) -> Executor:

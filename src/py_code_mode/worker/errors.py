@@ -191,6 +191,7 @@ _NAMESPACE_ERRORS = {
     "workflows": "WorkflowError",
     "artifacts": "ArtifactError",
     "deps": "DependencyError",
+    "session": "ConfigError",
 }
 
 

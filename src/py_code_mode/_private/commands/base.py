@@ -7,13 +7,13 @@ adapters (the worker channel, the facade, MCP, the CLI) and later policy read.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from py_code_mode._private.tool_calls import show
 from py_code_mode.errors import PyCodeModeError
 from py_code_mode.worker.errors import ERROR_TYPES, namespace_error_type
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["Command", "Input"]
 
 _In = TypeVar("_In", bound="Input")
-_SHOW_CHARS = 60
 
 
 class Input(BaseModel):
@@ -91,22 +90,10 @@ class Command(Generic[_In]):
                 lines.append(f"missing required argument {arg!r}")
                 continue
             line = f"argument {arg!r}: {error['msg'][0].lower()}{error['msg'][1:]}"
-            line += f", got {_show(error['input'])}"
+            line += f", got {show(error['input'])}"
             field = fields.get(str(error["loc"][0])) if error["loc"] else None
             if field is not None and field.description:
                 line += f"; send {field.description}"
             lines.append(line)
-        error_class = ERROR_TYPES.get(namespace_error_type(self.name), PyCodeModeError)
-        if self.name.startswith("session."):
-            error_class = ERROR_TYPES["ConfigError"]
+        error_class = ERROR_TYPES[namespace_error_type(self.name)]
         return error_class(f"{self.name}: " + "; ".join(lines))
-
-
-def _show(value: Any) -> str:
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    if len(text) > _SHOW_CHARS:
-        text = text[: _SHOW_CHARS - 3] + "..."
-    return f"{type(value).__name__} {text}"
