@@ -89,7 +89,11 @@ class Command(Generic[_In]):
             if error["type"] == "missing":
                 lines.append(f"missing required argument {arg!r}")
                 continue
-            line = f"argument {arg!r}: {error['msg'][0].lower()}{error['msg'][1:]}"
+            name, *inside = (str(part) for part in error["loc"])
+            where = f"argument {name!r}"
+            if inside:  # inside a dict argument: which key, or the key itself
+                where += f" key {inside[0]}" if inside[-1] == "[key]" else f" at {'.'.join(inside)}"
+            line = f"{where}: {error['msg'][0].lower()}{error['msg'][1:]}"
             line += f", got {show(error['input'])}"
             field = fields.get(str(error["loc"][0])) if error["loc"] else None
             if field is not None and field.description:
