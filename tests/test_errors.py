@@ -27,12 +27,13 @@ def test_the_host_module_re_exports_the_worker_tree_unchanged() -> None:
 @pytest.mark.parametrize("name", sorted(worker_errors.ERROR_TYPES))
 def test_every_class_survives_the_trip_through_a_payload(name: str) -> None:
     cls = worker_errors.ERROR_TYPES[name]
-    original = cls("it failed", stderr="boom") if issubclass(cls, ToolError) else cls("it failed")
+    tool = issubclass(cls, ToolError)
+    original = cls("it failed", tool="curl", stderr="boom") if tool else cls("it failed")
     rebuilt = worker_errors.error_from_payload(error_payload(original))
     assert type(rebuilt) is cls
     assert str(rebuilt) == "it failed"
     if isinstance(rebuilt, ToolError):
-        assert rebuilt.stderr == "boom"
+        assert (rebuilt.tool, rebuilt.stderr) == ("curl", "boom")
 
 
 def test_third_party_errors_are_translated_by_the_table() -> None:

@@ -63,8 +63,8 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
     """
     if isinstance(exc, PyCodeModeError):
         payload: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
-        if isinstance(exc, ToolError) and exc.stderr:
-            payload["stderr"] = exc.stderr
+        if isinstance(exc, ToolError):
+            payload.update(tool=exc.tool, stderr=exc.stderr)
         return payload
     logger.error("host service failed", exc_info=exc)
     return {

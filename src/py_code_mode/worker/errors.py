@@ -205,5 +205,7 @@ def error_from_payload(payload: dict[str, Any]) -> PyCodeModeError:
     cls = ERROR_TYPES.get(str(payload.get("type", "HostError")), HostError)
     message = str(payload.get("message", "host call failed"))
     if issubclass(cls, ToolError):
-        return cls(message, stderr=str(payload.get("stderr", "")))
+        return cls(
+            message, tool=str(payload.get("tool", "")), stderr=str(payload.get("stderr", ""))
+        )
     return cls(message)
