@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import Mapping
@@ -10,9 +11,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from py_code_mode.errors import ConfigError, SessionClosedError
+from py_code_mode.errors import ConfigError, SessionClosedError, WorkflowNotFoundError
 from py_code_mode.execution.protocol import Executor
 from py_code_mode.result import ExecutionResult
+from py_code_mode.storage.file import FileStorage
 from py_code_mode.storage.protocol import StorageBackend
 
 if TYPE_CHECKING:
@@ -63,6 +65,7 @@ class Session:
                 f"got {type(storage).__name__}"
             )
         if executor is None:
+            # Function-level: the executors load only when a session needs one.
             from py_code_mode.execution.subprocess import SubprocessExecutor
 
             executor = SubprocessExecutor()
@@ -99,8 +102,6 @@ class Session:
             executor: ``"subprocess"`` (the default), ``"in-process"`` or ``"container"``.
             **config: Extra fields for the executor's config class.
         """
-        from py_code_mode.storage.file import FileStorage
-
         base_path = Path(base).expanduser()
         tools = base_path / "tools"
         settings: dict[str, Any] = {"tools_path": tools if tools.is_dir() else None, **config}
@@ -142,7 +143,10 @@ class Session:
             if self._state == "closed":
                 raise SessionClosedError("this session is closed; create a new Session")
             if self._host is None:
+                # Function-level: pydantic, search and the tool adapters load with the
+                # first session, keeping `import py_code_mode` fast.
                 from py_code_mode._private.services import HostServices
+                from py_code_mode.search.semantic import default_ranker
                 from py_code_mode.tools.registry import ToolRegistry
 
                 await self.storage.open()
@@ -151,8 +155,8 @@ class Session:
                     storage=self.storage,
                     tools=tools,
                     environment=self.executor,
+                    ranker=self._ranker or default_ranker(self.storage),
                     allow_runtime_deps=self.executor.allow_runtime_deps,
-                    ranker=self._ranker,
                 )
             return self._host
 
@@ -215,10 +219,8 @@ class Session:
             The result. After :meth:`close` it is a failed result with
             ``error_type == "SessionClosedError"``.
         """
-        if not isinstance(code, str):
+        if not isinstance(code, str):  # a TypeError, as for any Python call
             raise TypeError(f"code must be a str of Python source, got {type(code).__name__}")
-        if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
-            raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if self._state == "closed":
             return ExecutionResult.failure(
                 "SessionClosedError: this session is closed; create a new Session to run code.",
@@ -234,37 +236,39 @@ class Session:
                 type(exc).__name__,
                 execution_time_ms=(time.perf_counter() - started) * 1000,
             )
-        return await self.executor.run(code, timeout=timeout)
+        return await self._call("session.run", code=code, timeout=timeout)  # type: ignore[no-any-return]
 
     async def reset(self) -> None:
         """Clear the agent's variables; storage (workflows, artifacts, deps) is kept."""
-        await self._started()
-        await self.executor.reset()
+        await self._call("session.reset")
 
-    # -- facade: tools ----------------------------------------------------------------
+    # -- facade: every method is one entry of the command table ------------------------
+    async def _call(self, name: str, /, **params: Any) -> Any:
+        host = await self._library()
+        if host.command(name).needs_executor:
+            host = await self._started()
+        return await host.call(name, **params)
+
     async def list_tools(self) -> list[dict[str, Any]]:
         """Every tool with its description and callables."""
-        return await (await self._library()).tools_list()
+        return await self._call("tools.list")  # type: ignore[no-any-return]
 
     async def search_tools(self, query: str, limit: int = 10) -> list[dict[str, Any]]:
         """Tools ranked for ``query``, best first, with ``score`` and ``why``."""
-        return await (await self._library()).tools_search(query, limit)
+        return await self._call("tools.search", query=query, limit=limit)  # type: ignore[no-any-return]
 
-    # -- facade: workflows ------------------------------------------------------------
     async def list_workflows(self) -> list[dict[str, Any]]:
         """All workflows (name, description, parameters; no source)."""
-        return await (await self._library()).workflows_list()
+        return await self._call("workflows.list")  # type: ignore[no-any-return]
 
     async def search_workflows(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
         """Workflows ranked for ``query``, best first, with ``score`` and ``why``."""
-        return await (await self._library()).workflows_search(query, limit)
+        return await self._call("workflows.search", query=query, limit=limit)  # type: ignore[no-any-return]
 
     async def get_workflow(self, name: str) -> dict[str, Any] | None:
         """One workflow including its source, or ``None`` when absent."""
-        from py_code_mode.errors import WorkflowNotFoundError
-
         try:
-            return await (await self._library()).workflows_get(name)
+            return await self._call("workflows.get", name=name)  # type: ignore[no-any-return]
         except WorkflowNotFoundError:
             return None
 
@@ -281,16 +285,21 @@ class Session:
             InvalidNameError: The name is not usable.
             WorkflowError: Syntax error or no ``run`` function; nothing is stored.
         """
-        return await (await self._library()).workflows_create(name, source, description, metadata)
+        return await self._call(  # type: ignore[no-any-return]
+            "workflows.create",
+            name=name,
+            source=source,
+            description=description,
+            metadata=None if metadata is None else dict(metadata),
+        )
 
     async def remove_workflow(self, name: str) -> bool:
         """Delete a workflow; ``False`` when it did not exist."""
-        return await (await self._library()).workflows_delete(name)
+        return await self._call("workflows.delete", name=name)  # type: ignore[no-any-return]
 
-    # -- facade: artifacts ------------------------------------------------------------
     async def list_artifacts(self) -> list[dict[str, Any]]:
         """Index entries of all artifacts."""
-        return await (await self._library()).artifacts_list()
+        return await self._call("artifacts.list")  # type: ignore[no-any-return]
 
     async def save_artifact(
         self,
@@ -300,7 +309,13 @@ class Session:
         metadata: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Store str, bytes or JSON data under ``name``; returns its index entry."""
-        return await (await self._library()).artifacts_save(name, data, description, metadata)
+        return await self._call(  # type: ignore[no-any-return]
+            "artifacts.save",
+            name=name,
+            data=data,
+            description=description,
+            metadata=None if metadata is None else dict(metadata),
+        )
 
     async def load_artifact(self, name: str) -> Any:
         """The stored value, of the type it was saved with.
@@ -308,16 +323,15 @@ class Session:
         Raises:
             ArtifactNotFoundError: No artifact of that name.
         """
-        return await (await self._library()).artifacts_load(name)
+        return await self._call("artifacts.load", name=name)
 
     async def delete_artifact(self, name: str) -> bool:
         """Delete an artifact; ``False`` when it did not exist."""
-        return await (await self._library()).artifacts_delete(name)
+        return await self._call("artifacts.delete", name=name)  # type: ignore[no-any-return]
 
-    # -- facade: deps -----------------------------------------------------------------
     async def list_deps(self) -> list[str]:
         """The persisted requirement specs."""
-        return await (await self._library()).deps_list()
+        return await self._call("deps.list")  # type: ignore[no-any-return]
 
     async def add_dep(self, spec: str) -> dict[str, Any]:
         """Install a package and persist its spec.
@@ -325,15 +339,15 @@ class Session:
         Raises:
             DependencyError: Invalid spec, runtime deps disabled, or install failed.
         """
-        return await (await self._started()).deps_add(spec)
+        return await self._call("deps.add", spec=spec)  # type: ignore[no-any-return]
 
     async def remove_dep(self, spec: str) -> bool:
         """Uninstall a package and drop its spec; ``False`` if it was not listed."""
-        return await (await self._started()).deps_remove(spec)
+        return await self._call("deps.remove", spec=spec)  # type: ignore[no-any-return]
 
     async def sync_deps(self) -> dict[str, Any]:
         """Install every persisted spec into the execution environment."""
-        return await (await self._started()).deps_sync()
+        return await self._call("deps.sync")  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return (
@@ -350,8 +364,6 @@ _EXECUTOR_FACTORIES: dict[str, tuple[str, str, str]] = {
 
 
 def _make_executor(kind: str, settings: dict[str, Any]) -> Executor:
-    import importlib
-
     try:
         module_name, executor_name, config_name = _EXECUTOR_FACTORIES[kind]
     except KeyError:

@@ -10,7 +10,6 @@ import pytest
 from py_code_mode._private.storage_rules import (
     BadEntryError,
     artifact_info_from_entry,
-    artifact_save_args,
     check_model_id,
     check_vector_keys,
     convert_vectors,
@@ -20,40 +19,13 @@ from py_code_mode._private.storage_rules import (
     workflow_source_bytes,
 )
 from py_code_mode.errors import (
-    ArtifactError,
     DependencyError,
-    InvalidNameError,
     StorageError,
     WorkflowError,
 )
 from py_code_mode.models import WorkflowRecord
 
 # -- artifacts -------------------------------------------------------------------------
-
-
-def test_save_arguments_give_the_metadata_back_as_a_new_dict() -> None:
-    given = {"source": "test"}
-    metadata = artifact_save_args("report.json", "weekly", given)
-    assert metadata == given
-    assert metadata is not given
-    assert artifact_save_args("report.json", "", None) == {}
-
-
-def test_save_arguments_refuse_a_description_that_is_not_text() -> None:
-    with pytest.raises(ArtifactError, match="description must be a string"):
-        artifact_save_args("a", 3, None)
-
-
-@pytest.mark.parametrize("metadata", [[("k", 1)], "k=1", 5])
-def test_save_arguments_refuse_metadata_that_is_not_a_mapping(metadata: Any) -> None:
-    expected = f"metadata must be a mapping, got {type(metadata).__name__}"
-    with pytest.raises(ArtifactError, match=expected):
-        artifact_save_args("a", "", metadata)
-
-
-def test_save_arguments_refuse_an_unsafe_name_first() -> None:
-    with pytest.raises(InvalidNameError):
-        artifact_save_args("../escape", 3, [1])
 
 
 def test_names_and_creation_times_kept_outside_an_entry_win() -> None:

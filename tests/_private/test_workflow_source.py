@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from py_code_mode._private.workflow_source import MAX_WORKFLOW_SOURCE, analyze_workflow
-from py_code_mode.errors import InvalidNameError, WorkflowError
+from py_code_mode.errors import WorkflowError
 
 SIMPLE = "def run():\n    return 1\n"
 
@@ -161,22 +161,6 @@ def test_the_source_is_parsed_never_executed(tmp_path: Path) -> None:
 
 
 # -- refusals --------------------------------------------------------------------------
-
-
-def test_an_unusable_name_is_refused() -> None:
-    with pytest.raises(InvalidNameError):
-        analyze_workflow("list", SIMPLE)
-
-
-@pytest.mark.parametrize("source", [None, b"def run(): pass", 3])
-def test_source_must_be_a_string(source: Any) -> None:
-    with pytest.raises(WorkflowError, match="string"):
-        analyze_workflow("flow", source)
-
-
-def test_description_must_be_a_string() -> None:
-    with pytest.raises(WorkflowError, match="description"):
-        analyze_workflow("flow", SIMPLE, 3)  # type: ignore[arg-type]
 
 
 def test_source_longer_than_the_limit_is_refused() -> None:

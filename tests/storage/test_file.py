@@ -21,9 +21,11 @@ from py_code_mode.errors import (
     ArtifactError,
     ArtifactNotFoundError,
     ConfigError,
+    InvalidNameError,
     StorageError,
     WorkflowError,
 )
+from py_code_mode.models import WorkflowRecord
 from py_code_mode.storage import file as file_module
 from py_code_mode.storage.file import DEFAULT_MAX_ARTIFACT_BYTES, FileStorage
 
@@ -48,6 +50,37 @@ async def fs(tmp_path: Path) -> Any:
     await storage.open()
     yield storage
     await storage.close()
+
+
+# Naming rules are the command layer's; never writing outside the base is the backend's.
+@pytest.mark.parametrize("name", ["../x", "a/../../b", "", "a\x00b", "a//b", "./a", None, 3])
+async def test_artifact_names_never_lead_outside_the_base(tmp_path: Path, name: Any) -> None:
+    storage = FileStorage(tmp_path / "lib")
+    await storage.open()
+    with pytest.raises(InvalidNameError, match="plain file names"):
+        await storage.save_artifact(name, "x")
+    with pytest.raises(InvalidNameError):
+        await storage.load_artifact(name)
+    with pytest.raises(InvalidNameError):
+        await storage.delete_artifact(name)
+    with pytest.raises(InvalidNameError):
+        await storage.get_artifact_info(name)
+    assert [p.name for p in tmp_path.iterdir()] == ["lib"]
+    assert await storage.list_artifacts() == []
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a\\b", "a\x00b", "", ".hidden", None])
+async def test_workflow_names_never_lead_outside_the_base(tmp_path: Path, name: Any) -> None:
+    storage = FileStorage(tmp_path / "lib")
+    await storage.open()
+    with pytest.raises(InvalidNameError, match="plain file name"):
+        await storage.get_workflow(name)
+    with pytest.raises(InvalidNameError):
+        await storage.delete_workflow(name)
+    with pytest.raises(InvalidNameError):
+        await storage.save_workflow(WorkflowRecord(name=name, source="def run():\n    pass\n"))
+    assert [p.name for p in tmp_path.iterdir()] == ["lib"]
+    assert await storage.list_workflows() == []
 
 
 def age(path: Path, ns: int = HOUR_NS) -> None:

@@ -248,13 +248,6 @@ def test_integers_are_accepted_as_numbers() -> None:
     assert argv_tool().build_argv(None, {"url": "u", "max_time": 2})[3:5] == ["--max-time", "2"]
 
 
-def test_arguments_must_be_a_mapping_with_string_keys() -> None:
-    with pytest.raises(ToolError, match="must be a mapping"):
-        argv_tool().build_argv(None, ["u"])  # type: ignore[arg-type]
-    with pytest.raises(ToolError, match="argument names must be strings"):
-        argv_tool().build_argv(None, {1: "u"})
-
-
 def test_output_limit_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="output_limit"):
         CliTool(argv_tool().spec, output_limit=0)

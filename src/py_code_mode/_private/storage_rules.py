@@ -14,14 +14,13 @@ from typing import Any, Final, TypeVar
 from py_code_mode._private.artifact_codec import json_bytes
 from py_code_mode._private.names import validate_artifact_name
 from py_code_mode._private.requirements import dependency_name
-from py_code_mode.errors import ArtifactError, DependencyError, StorageError, WorkflowError
+from py_code_mode.errors import DependencyError, StorageError, WorkflowError
 from py_code_mode.models import ArtifactInfo, WorkflowRecord
 
 __all__ = [
     "ARTIFACT_KINDS",
     "BadEntryError",
     "artifact_info_from_entry",
-    "artifact_save_args",
     "check_model_id",
     "check_vector_keys",
     "convert_vectors",
@@ -46,23 +45,6 @@ class BadEntryError(ValueError):
 
 
 # -- artifacts -----------------------------------------------------------------------
-
-
-def artifact_save_args(name: str, description: object, metadata: object) -> dict[str, Any]:
-    """Check the arguments of ``save_artifact``; return the metadata as a plain dict.
-
-    Raises:
-        InvalidNameError: ``name`` is not a safe relative artifact name.
-        ArtifactError: ``description`` is not a string or ``metadata`` not a mapping.
-    """
-    validate_artifact_name(name)
-    if not isinstance(description, str):
-        raise ArtifactError(f"artifact {name!r}: description must be a string")
-    if metadata is not None and not isinstance(metadata, Mapping):
-        raise ArtifactError(
-            f"artifact {name!r}: metadata must be a mapping, got {type(metadata).__name__}"
-        )
-    return dict(metadata or {})
 
 
 def artifact_info_from_entry(

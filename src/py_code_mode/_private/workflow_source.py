@@ -11,7 +11,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from py_code_mode._private.names import validate_workflow_name
 from py_code_mode.errors import WorkflowError
 from py_code_mode.models import WorkflowParameter, WorkflowRecord
 
@@ -36,7 +35,7 @@ def analyze_workflow(
     """Validate a workflow and build its record.
 
     Args:
-        name: Workflow name (validated).
+        name: Workflow name, already checked by the caller (the command table).
         source: Python source that must define ``run`` at module level.
         description: Explicit description; when empty the docstring of ``run`` (or
             of the module) is used.
@@ -45,17 +44,11 @@ def analyze_workflow(
         updated_at: Update timestamp; now when omitted.
 
     Raises:
-        InvalidNameError: The name is unusable.
-        WorkflowError: The source is not str, too long, has a syntax error, or does
+        WorkflowError: The source is too long, has a syntax error, or does
             not define a ``run`` function.
     """
-    validate_workflow_name(name)
-    if not isinstance(source, str):
-        raise WorkflowError(f"workflow {name!r}: source must be a string of Python code")
     if len(source) > MAX_WORKFLOW_SOURCE:
         raise WorkflowError(f"workflow {name!r}: source is longer than {MAX_WORKFLOW_SOURCE} chars")
-    if not isinstance(description, str):
-        raise WorkflowError(f"workflow {name!r}: description must be a string")
     try:
         tree = ast.parse(source, filename=f"<workflow {name}>")
     except SyntaxError as exc:

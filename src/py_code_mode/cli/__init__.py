@@ -10,6 +10,6 @@ __all__ = ["main"]
 
 def main() -> None:
     """Console entry point of ``py-code-mode``."""
-    from py_code_mode.cli.app import app
+    from py_code_mode.cli.app import app  # typer and the commands load only when run
 
     app()

@@ -14,8 +14,20 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, get_type_hi
 
 import typer
 
+from py_code_mode import __version__
+from py_code_mode.cli.doctor import run_checks
 from py_code_mode.cli.library import run_with_progress, using_session
 from py_code_mode.errors import PyCodeModeError
+from py_code_mode.execution.container.image import build_image
+from py_code_mode.mcp_server import main as serve_mcp
+from py_code_mode.mcp_server.formatting import (
+    format_artifacts,
+    format_tools,
+    format_workflow,
+    format_workflows,
+    render_value,
+    workflow_line,
+)
 from py_code_mode.mcp_server.options import (
     DEFAULT_PREFIX,
     DEFAULT_TIMEOUT,
@@ -239,18 +251,14 @@ def _root(
 )
 def mcp(ctx: typer.Context) -> None:
     """Serve over MCP (stdio or HTTP); the same flags as py-code-mode-mcp (see --help)."""
-    from py_code_mode.mcp_server import main
-
     # Same log output as py-code-mode-mcp: drop the CLI's progress level.
     logging.getLogger("py_code_mode").setLevel(logging.NOTSET)
-    main(ctx.args, prog="py-code-mode mcp")
+    serve_mcp(ctx.args, prog="py-code-mode mcp")
 
 
 @app.command()
 def version() -> None:
     """Print the version."""
-    from py_code_mode import __version__
-
     typer.echo(__version__)
 
 
@@ -284,8 +292,6 @@ def run_code(
                 code = Path(file).read_text(encoding="utf-8")
             except OSError as exc:
                 _fail(f"cannot read {file}: {exc.strerror or exc}", code=2)
-    from py_code_mode.mcp_server.formatting import render_value
-
     source = code
     result = flags.started(lambda s: s.run(source, timeout=flags.timeout))
     if flags.as_json:
@@ -306,8 +312,6 @@ def run_code(
 @_with_flags("tools", "as_json")
 def tools_list(*, flags: SharedFlags) -> None:
     """List tools and their callables."""
-    from py_code_mode.mcp_server.formatting import format_tools
-
     flags.show(flags.library(lambda s: s.list_tools()), format_tools)
 
 
@@ -316,8 +320,6 @@ def tools_list(*, flags: SharedFlags) -> None:
 @_with_flags(*_STORE, "as_json")
 def workflows_list(*, flags: SharedFlags) -> None:
     """List workflows with their parameters."""
-    from py_code_mode.mcp_server.formatting import format_workflows
-
     flags.show(flags.library(lambda s: s.list_workflows()), format_workflows)
 
 
@@ -330,8 +332,6 @@ def workflows_search(
     flags: SharedFlags,
 ) -> None:
     """Find workflows for a task, best match first."""
-    from py_code_mode.mcp_server.formatting import format_workflows
-
     found = flags.library(lambda s: s.search_workflows(query, limit))
     flags.show(found, lambda data: format_workflows(data, query=query))
 
@@ -342,8 +342,6 @@ def workflows_show(
     name: Annotated[str, typer.Argument(help="Workflow name.")], *, flags: SharedFlags
 ) -> None:
     """Show a workflow with its source."""
-    from py_code_mode.mcp_server.formatting import format_workflow
-
     record = flags.library(lambda s: s.get_workflow(name))
     if record is None:
         _fail(f"no workflow named {name!r}; `py-code-mode workflows list` shows what exists")
@@ -364,8 +362,6 @@ def workflows_add(
     flags: SharedFlags,
 ) -> None:
     """Add or replace a workflow from a Python file."""
-    from py_code_mode.mcp_server.formatting import workflow_line
-
     source = _read_input(file)
     record = flags.library(lambda s: s.add_workflow(name, source, description))
     typer.echo(f"saved workflow {workflow_line(record)}")
@@ -385,8 +381,6 @@ def workflows_rm(
 @_with_flags(*_STORE, "as_json")
 def artifacts_list(*, flags: SharedFlags) -> None:
     """List artifacts."""
-    from py_code_mode.mcp_server.formatting import format_artifacts
-
     flags.show(flags.library(lambda s: s.list_artifacts()), format_artifacts)
 
 
@@ -522,8 +516,6 @@ def doctor(*, flags: SharedFlags) -> None:
 
     Exits 1 when a required part fails; optional parts (Docker, embeddings) only warn.
     """
-    from py_code_mode.cli.doctor import run_checks
-
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
     checks = run_checks(flags.base_dir, flags.redis)
     for check in checks:
@@ -551,8 +543,6 @@ def image_build(
     ] = False,
 ) -> None:
     """Build the container executor's image from docker/Dockerfile, showing progress."""
-    from py_code_mode.execution.container.image import build_image
-
     try:
         build_image(
             tag,

@@ -15,9 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
+from py_code_mode._private.uv import uv_binary
+from py_code_mode.errors import DependencyError
+from py_code_mode.mcp_server.options import EXECUTOR_KINDS, default_executor, executor_available
 from py_code_mode.search.embeddings import DEFAULT_MODEL, DISABLED_VALUES, MODEL_ENV_VAR
 
 __all__ = ["Check", "run_checks"]
@@ -87,9 +91,6 @@ def check_other_pythons() -> Check:
 
 def check_uv() -> Check:
     """The ``uv`` binary, which makes the subprocess executor's envs and installs deps."""
-    from py_code_mode._private.uv import uv_binary
-    from py_code_mode.errors import DependencyError
-
     try:
         path = uv_binary()
         version = _run([path, "--version"])
@@ -105,12 +106,6 @@ def check_uv() -> Check:
 
 def check_executors() -> Check:
     """Which executors this installation contains."""
-    from py_code_mode.mcp_server.options import (
-        EXECUTOR_KINDS,
-        default_executor,
-        executor_available,
-    )
-
     have = [k for k in EXECUTOR_KINDS if executor_available(k)]
     detail = f"{', '.join(have)} (default: {default_executor()})"
     if "subprocess" not in have:
@@ -132,7 +127,7 @@ def check_docker() -> Check:
     )
     if importlib.util.find_spec("docker") is not None:
         try:
-            import docker
+            import docker  # the optional `container` extra
 
             client = docker.from_env(timeout=int(PROBE_TIMEOUT))
             try:
@@ -171,7 +166,7 @@ def check_redis(url: str) -> Check:
             "the redis package is not installed",
             "pip install 'py-code-mode[redis]'",
         )
-    import redis
+    import redis  # the optional `redis` extra, like the module below
 
     from py_code_mode.storage.redis import mask_url
 
@@ -205,8 +200,6 @@ def check_embeddings() -> Check:
             "fastembed is not installed: search ranks by keywords",
             "pip install 'py-code-mode[search]' for search by meaning",
         )
-    from importlib import metadata
-
     version = metadata.version("fastembed")
     configured = os.environ.get(MODEL_ENV_VAR, "").strip()
     if not configured:

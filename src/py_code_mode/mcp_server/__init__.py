@@ -5,10 +5,12 @@ Importing this package is cheap; the MCP SDK is loaded by :func:`main`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 
+from py_code_mode.errors import ConfigError
 from py_code_mode.mcp_server.options import ServerOptions, executor_available, parse_args
 
 __all__ = ["ServerOptions", "configure_logging", "main", "parse_args", "run"]
@@ -32,10 +34,6 @@ def run(options: ServerOptions) -> int:
     Returns:
         0 after a normal shutdown, 2 for a configuration error, 130 on Ctrl-C.
     """
-    import asyncio
-
-    from py_code_mode.errors import ConfigError
-
     try:
         options.check()
     except ConfigError as exc:
@@ -52,7 +50,7 @@ def run(options: ServerOptions) -> int:
         options.transport,
         options.executor_kind,
     )
-    from py_code_mode.mcp_server.server import serve
+    from py_code_mode.mcp_server.server import serve  # the MCP SDK: only when serving
 
     try:
         asyncio.run(serve(options))

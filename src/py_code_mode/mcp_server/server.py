@@ -24,6 +24,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from py_code_mode import __version__
+from py_code_mode._private.commands import COMMANDS
 from py_code_mode.errors import PyCodeModeError
 from py_code_mode.mcp_server.formatting import (
     DEFAULT_MAX_CHARS,
@@ -62,9 +63,16 @@ MAX_HTTP_SESSIONS = 64
 """Concurrent HTTP client sessions; each may own a worker process, so they are capped."""
 _T = TypeVar("_T")
 
-_READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
-_WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
-_DELETES = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+
+def _hints(command: str) -> ToolAnnotations:
+    """The MCP hints of a tool: the flags of the command-table entry it runs."""
+    entry = COMMANDS[command]
+    return ToolAnnotations(
+        read_only_hint=entry.read_only,
+        destructive_hint=None if entry.read_only else entry.destructive,
+        open_world_hint=entry.open_world,
+    )
+
 
 Name = Annotated[str, Field(description="workflow name, e.g. 'fetch_json'", min_length=1)]
 Query = Annotated[
@@ -189,7 +197,7 @@ def build_server(
         description=run_code_description(
             allow_runtime_deps=options.allow_runtime_deps, timeout=options.timeout
         ),
-        annotations=ToolAnnotations(read_only_hint=False, open_world_hint=True),
+        annotations=_hints("session.run"),
     )
     async def run_code(
         code: Annotated[str, Field(description="Python source to run")],
@@ -212,7 +220,7 @@ def build_server(
     @server.tool(
         description="Clear the variables of your run_code session. Workflows, artifacts "
         "and installed packages are kept.",
-        annotations=_DELETES,
+        annotations=_hints("session.reset"),
     )
     async def reset_session(ctx: Context[Any, Any]) -> Annotated[CallToolResult, ResetOutput]:
         session, lock = await acquire(ctx)
@@ -223,13 +231,15 @@ def build_server(
     @server.tool(
         description="List the configured tools and their callables (call them in run_code "
         "as tools.<tool>.<callable>(...)).",
-        annotations=_READ_ONLY,
+        annotations=_hints("tools.list"),
     )
     async def list_tools(ctx: Context[Any, Any]) -> Annotated[CallToolResult, ToolListOutput]:
         tools = await _call(library_of(ctx).list_tools())
         return _result(format_tools(tools), ToolListOutput(tools=tools))
 
-    @server.tool(description="Find tools for a task, best match first.", annotations=_READ_ONLY)
+    @server.tool(
+        description="Find tools for a task, best match first.", annotations=_hints("tools.search")
+    )
     async def search_tools(
         query: Query,
         ctx: Context[Any, Any],
@@ -240,7 +250,7 @@ def build_server(
 
     @server.tool(
         description="List saved workflows (reusable recipes) with their parameters.",
-        annotations=_READ_ONLY,
+        annotations=_hints("workflows.list"),
     )
     async def list_workflows(
         ctx: Context[Any, Any],
@@ -251,7 +261,7 @@ def build_server(
     @server.tool(
         description="Find saved workflows for a task, best match first. Do this before "
         "writing new code; invoke a match in run_code as workflows.<name>(...).",
-        annotations=_READ_ONLY,
+        annotations=_hints("workflows.search"),
     )
     async def search_workflows(
         query: Query,
@@ -261,7 +271,10 @@ def build_server(
         hits = await _call(library_of(ctx).search_workflows(query, limit))
         return _result(format_workflows(hits, query=query), SearchOutput(query=query, results=hits))
 
-    @server.tool(description="Show one workflow with its source code.", annotations=_READ_ONLY)
+    @server.tool(
+        description="Show one workflow with its source code.",
+        annotations=_hints("workflows.get"),
+    )
     async def get_workflow(
         name: Name, ctx: Context[Any, Any]
     ) -> Annotated[CallToolResult, WorkflowOutput]:
@@ -275,7 +288,7 @@ def build_server(
         "or async); its parameters and docstring describe it. It may use tools, workflows, "
         "artifacts and deps. Replaces a workflow of the same name. Invoke it in run_code "
         "as workflows.<name>(...).",
-        annotations=_WRITES,
+        annotations=_hints("workflows.create"),
     )
     async def create_workflow(
         name: Annotated[
@@ -296,7 +309,7 @@ def build_server(
         )
         return _result(text, WorkflowOutput(**record))
 
-    @server.tool(description="Delete a saved workflow.", annotations=_DELETES)
+    @server.tool(description="Delete a saved workflow.", annotations=_hints("workflows.delete"))
     async def delete_workflow(
         name: Name, ctx: Context[Any, Any]
     ) -> Annotated[CallToolResult, DeletedOutput]:
@@ -307,7 +320,7 @@ def build_server(
 
     @server.tool(
         description="List stored artifacts (persistent data saved with artifacts.save).",
-        annotations=_READ_ONLY,
+        annotations=_hints("artifacts.list"),
     )
     async def list_artifacts(
         ctx: Context[Any, Any],
@@ -317,7 +330,7 @@ def build_server(
 
     @server.tool(
         description="Read a stored artifact: text as-is, JSON as data, bytes as base64.",
-        annotations=_READ_ONLY,
+        annotations=_hints("artifacts.load"),
     )
     async def load_artifact(
         name: Annotated[str, Field(description="artifact name, e.g. 'report.json'", min_length=1)],
@@ -329,7 +342,7 @@ def build_server(
 
     @server.tool(
         description="List the Python packages of the execution environment (as persisted).",
-        annotations=_READ_ONLY,
+        annotations=_hints("deps.list"),
     )
     async def list_deps(ctx: Context[Any, Any]) -> Annotated[CallToolResult, DepsOutput]:
         deps = await _call(library_of(ctx).list_deps())
@@ -342,7 +355,7 @@ def build_server(
             description="Install a Python package into the execution environment and keep "
             "it listed, e.g. 'pandas' or 'pandas>=2,<3'. Only plain requirements from the "
             "package index are accepted.",
-            annotations=ToolAnnotations(read_only_hint=False, open_world_hint=True),
+            annotations=_hints("deps.add"),
         )
         async def add_dep(
             spec: Annotated[str, Field(description="requirement, e.g. 'requests>=2.31'")],
@@ -358,7 +371,7 @@ def build_server(
 
         @server.tool(
             description="Uninstall a Python package and drop it from the list.",
-            annotations=_DELETES,
+            annotations=_hints("deps.remove"),
         )
         async def remove_dep(
             spec: Annotated[str, Field(description="package name, e.g. 'requests'")],
@@ -383,7 +396,7 @@ async def serve(options: ServerOptions) -> None:
                 "can run code; put it behind an authenticating proxy",
                 options.host,
             )
-        import uvicorn
+        import uvicorn  # only the HTTP transport needs it
 
         app = server.streamable_http_app(host=options.host, max_sessions=MAX_HTTP_SESSIONS)
         # log_config=None: uvicorn's records go through the stderr handler the entry

@@ -56,7 +56,7 @@ from py_code_mode._private.artifact_codec import (
     json_bytes,
     not_found,
 )
-from py_code_mode._private.names import validate_artifact_name, validate_workflow_name
+from py_code_mode._private.names import validate_workflow_name
 from py_code_mode._private.requirements import dependency_name
 from py_code_mode._private.workflow_source import analyze_workflow
 from py_code_mode.errors import (
@@ -84,6 +84,7 @@ _INDEX_VERSION: Final = 1
 _VECTOR_MAGIC: Final = b"PCMVEC1\n"
 _INLINE_COMMENT = re.compile(r"\s+#.*$")
 _UNSAFE_DIR_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_SEPARATORS: Final = frozenset("/\\\0")
 
 _T = TypeVar("_T")
 _StatKey = tuple[int, int, int, int]
@@ -187,10 +188,9 @@ class FileStorage:
         """One workflow, or ``None`` when no file exists for it.
 
         Raises:
-            InvalidNameError: ``name`` cannot name a workflow.
+            InvalidNameError: ``name`` is not a plain file name.
             StorageError: The file exists but is not a valid workflow.
         """
-        validate_workflow_name(name)
         path = self._workflow_path(name)
         return await self._run(self._get_workflow_sync, f"read workflow {name!r}", path, name)
 
@@ -201,20 +201,22 @@ class FileStorage:
         docstring gives, so a docstring edited by hand later still shows.
 
         Raises:
-            InvalidNameError: The record's name is unusable.
+            InvalidNameError: The record's name is not a plain file name.
             WorkflowError: The source is invalid or the metadata is not JSON data.
         """
-        validate_workflow_name(record.name)
         path = self._workflow_path(record.name)
         await self._run(self._save_workflow_sync, f"save workflow {record.name!r}", path, record)
 
     async def delete_workflow(self, name: str) -> bool:
         """Remove the source and sidecar; ``False`` when no source file existed."""
-        validate_workflow_name(name)
         path = self._workflow_path(name)
         return await self._run(self._delete_workflow_sync, f"delete workflow {name!r}", path, name)
 
     def _workflow_path(self, name: str) -> Path:
+        # Storage safety, not a naming rule (those are the command layer's): one plain
+        # file directly in workflows/, whatever a direct caller passes.
+        if not isinstance(name, str) or not name or name.startswith(".") or _SEPARATORS & set(name):
+            raise InvalidNameError(f"workflow name {name!r} is not a plain file name")
         return self._workflows / f"{name}.py"
 
     def _sidecar_path(self, name: str) -> Path:
@@ -443,12 +445,12 @@ class FileStorage:
         """Store ``data`` under ``name``, keeping ``created_at`` of a previous value.
 
         Raises:
-            InvalidNameError: ``name`` is not a safe relative artifact name.
+            InvalidNameError: ``name`` is not a relative path of plain file names.
             ArtifactError: ``data`` is of an unsupported type, larger than
                 ``max_artifact_bytes``, or ``name`` clashes with a folder of artifacts
                 or resolves outside ``artifacts/`` through a symlink.
         """
-        meta = storage_rules.artifact_save_args(name, description, metadata)
+        meta = dict(metadata or {})
         return await self._run(
             self._save_artifact_sync,
             f"save artifact {name!r}",
@@ -463,31 +465,37 @@ class FileStorage:
         """The stored value, of the type it was saved with.
 
         Raises:
-            InvalidNameError: ``name`` is not a safe relative artifact name.
+            InvalidNameError: ``name`` is not a relative path of plain file names.
             ArtifactNotFoundError: No artifact has this name.
             ArtifactError: The payload was changed by hand and no longer decodes,
                 or it resolves outside ``artifacts/`` through a symlink.
         """
-        validate_artifact_name(name)
+        self._artifact_path(name)
         return await self._run(
             self._load_artifact_sync, f"load artifact {name!r}", self._artifacts, name
         )
 
     async def get_artifact_info(self, name: str) -> ArtifactInfo | None:
         """Index entry of one artifact, or ``None`` when absent."""
-        validate_artifact_name(name)
+        self._artifact_path(name)
         index = await self._run(self._read_index, "read the artifact index", self._index)
         return index.get(name)
 
     async def delete_artifact(self, name: str) -> bool:
         """Remove an artifact and its index entry; ``False`` when neither existed."""
-        validate_artifact_name(name)
+        self._artifact_path(name)
         return await self._run(
             self._delete_artifact_sync, f"delete artifact {name!r}", self._artifacts, name
         )
 
     def _artifact_path(self, name: str) -> Path:
-        path = self._artifacts.joinpath(*name.split("/"))
+        # Storage safety: one name is one file under artifacts/, never outside it.
+        segments = name.split("/") if isinstance(name, str) else [""]
+        if any(part in ("", ".", "..") or "\0" in part for part in segments):
+            raise InvalidNameError(
+                f"artifact name {name!r} must be a relative path of plain file names"
+            )
+        path = self._artifacts.joinpath(*segments)
         if not _inside(path, self._artifacts):
             raise ArtifactError(
                 f"artifact {name!r} resolves to {os.path.realpath(path)}, outside the "

@@ -66,8 +66,7 @@ from py_code_mode._private.artifact_codec import (
     json_bytes,
     not_found,
 )
-from py_code_mode._private.names import validate_artifact_name, validate_workflow_name
-from py_code_mode._private.workflow_source import analyze_workflow
+from py_code_mode._private.names import validate_workflow_name
 from py_code_mode.errors import (
     ArtifactError,
     ArtifactNotFoundError,
@@ -368,10 +367,8 @@ class RedisStorage:
         """One workflow, or ``None`` when absent.
 
         Raises:
-            InvalidNameError: ``name`` cannot name a workflow.
             StorageError: Redis failed, or the stored entry is not readable.
         """
-        validate_workflow_name(name)
         raw = await self._run(
             lambda c: _hget(c, self._k_workflows, name), f"read workflow {name!r}"
         )
@@ -380,38 +377,24 @@ class RedisStorage:
     async def save_workflow(self, record: WorkflowRecord) -> None:
         """Create or replace a workflow; an existing one keeps its ``created_at``.
 
-        The record is analysed again from its source, so what is stored (parameters,
-        docstring description) always matches the source.
-
         Raises:
-            InvalidNameError: The record's name is unusable.
-            WorkflowError: The source is invalid or the metadata is not JSON data.
+            WorkflowError: The source is not UTF-8 or the metadata is not JSON data.
         """
-        name = validate_workflow_name(record.name)
+        name = record.name
         metadata = storage_rules.workflow_metadata(record)
-        if isinstance(record.source, str):  # anything else is refused by analyze_workflow
-            storage_rules.workflow_source_bytes(name, record.source)
+        storage_rules.workflow_source_bytes(name, record.source)
         now = time.time()
-        analysed = analyze_workflow(
-            name,
-            record.source,
-            record.description,
-            metadata=metadata,
-            created_at=record.created_at or now,
-            updated_at=record.updated_at or now,
-        )
-        entry = analysed.to_dict()
+        entry = {**record.to_dict(), "metadata": metadata, "updated_at": record.updated_at or now}
         del entry["created_at"]
         await self._run(
             lambda client: _SAVE_ENTRY.run(
-                client, [self._k_workflows], [name, _dump(entry), repr(analysed.created_at)]
+                client, [self._k_workflows], [name, _dump(entry), repr(record.created_at or now)]
             ),
             f"save workflow {name!r}",
         )
 
     async def delete_workflow(self, name: str) -> bool:
         """Remove a workflow; ``False`` when it did not exist."""
-        validate_workflow_name(name)
         removed = await self._run(
             lambda c: c.hdel(self._k_workflows, name), f"delete workflow {name!r}"
         )
@@ -445,12 +428,11 @@ class RedisStorage:
         script, so readers see the old artifact or the new one, never a mix.
 
         Raises:
-            InvalidNameError: ``name`` is not a safe relative artifact name.
             ArtifactError: ``data`` is of an unsupported type, or it (or its metadata)
                 is larger than ``max_value_bytes``.
             StorageError: Redis failed; the previous value is unchanged.
         """
-        meta = storage_rules.artifact_save_args(name, description, metadata)
+        meta = dict(metadata or {})
         kind, payload = encode_artifact(
             name, data, self._max_value_bytes, limit_name="RedisStorage max_value_bytes"
         )
@@ -491,12 +473,10 @@ class RedisStorage:
         """The stored value, of the type it was saved with.
 
         Raises:
-            InvalidNameError: ``name`` is not a safe relative artifact name.
             ArtifactNotFoundError: No artifact has this name.
             ArtifactError: The stored payload does not decode as its recorded kind.
             StorageError: Redis failed.
         """
-        validate_artifact_name(name)
 
         async def read(client: aioredis.Redis) -> list[Any]:
             pipe = client.pipeline(transaction=True)
@@ -518,7 +498,6 @@ class RedisStorage:
 
     async def get_artifact_info(self, name: str) -> ArtifactInfo | None:
         """Index entry of one artifact, or ``None`` when absent."""
-        validate_artifact_name(name)
         raw = await self._run(
             lambda c: _hget(c, self._k_artifacts, name), f"read artifact {name!r}"
         )
@@ -526,7 +505,6 @@ class RedisStorage:
 
     async def delete_artifact(self, name: str) -> bool:
         """Remove an artifact and its index entry; ``False`` when neither existed."""
-        validate_artifact_name(name)
 
         async def delete(client: aioredis.Redis) -> list[Any]:
             pipe = client.pipeline(transaction=True)

@@ -337,16 +337,6 @@ class CliTool:
         self, callable_name: str | None, args: Mapping[str, Any]
     ) -> tuple[str, dict[str, Any]]:
         where = self._where(callable_name)
-        if not isinstance(args, Mapping):
-            raise ToolError(
-                f"{where}: arguments must be a mapping of names to values, got {show(args)}",
-                tool=self.name,
-            )
-        for key in args:
-            if not isinstance(key, str):
-                raise ToolError(
-                    f"{where}: argument names must be strings, got {show(key)}", tool=self.name
-                )
         if callable_name is None:
             reject_unknown(where, args, list(self._arguments), tool=self.name)
             return where, dict(args)

@@ -579,8 +579,6 @@ class HttpTool:
         return endpoint
 
     def _bind(self, where: str, endpoint: HttpEndpoint, args: Mapping[str, Any]) -> _Request:
-        if not isinstance(args, Mapping):
-            raise ToolError(f"{where}: arguments must be keyword arguments", tool=self.name)
         reject_unknown(where, args, [p.name for p in endpoint.parameters], tool=self.name)
         values: dict[str, Any] = {}
         missing: list[str] = []

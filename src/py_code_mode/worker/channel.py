@@ -13,7 +13,7 @@ class HostChannel(Protocol):
     ``method`` is one of the host service names (``"tools.call"``,
     ``"workflows.get"``, ``"artifacts.save"``, ...); ``params`` and the return value
     are JSON data (bytes allowed). Failures raise a
-    :class:`~.errors.NamespaceError` subclass built by
+    :class:`~.errors.PyCodeModeError` subclass built by
     :func:`~.errors.error_from_payload`.
 
     Called from the thread running agent code, never from an event loop the host

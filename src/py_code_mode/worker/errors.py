@@ -1,8 +1,34 @@
-"""Exceptions agent code sees when a namespace call fails.
+"""The one error tree of py-code-mode, shared by the host and the worker.
 
-The host raises its own errors (``py_code_mode.errors``); they cross to the worker
-as a payload ``{"type", "message", ...}`` and are re-raised here under the same
-class name, so ``except ToolError`` reads the same in every executor.
+The host raises these classes from :class:`~py_code_mode.Session`, the MCP server and
+the CLI; agent code sees the same classes (same names, same bases) when a namespace
+call fails, because a host error crosses the wire as ``{"type", "message", ...}`` and
+is rebuilt here by name. Standard library only: this module also runs, as part of the
+copied worker package, in child processes and containers.
+
+Hierarchy::
+
+    PyCodeModeError
+    ├── ConfigError                  (also ValueError)
+    ├── InvalidNameError             (also ValueError)
+    ├── SessionClosedError           (also RuntimeError)
+    ├── ExecutorError
+    ├── HostError                    an internal failure on the host, details logged there
+    ├── StorageError
+    ├── ArtifactError
+    │   └── ArtifactNotFoundError    (also KeyError)
+    ├── WorkflowError
+    │   └── WorkflowNotFoundError    (also KeyError and AttributeError)
+    ├── ToolError                    .tool, .stderr
+    │   └── ToolNotFoundError        (also LookupError and AttributeError)
+    └── DependencyError
+
+    RunInterrupted (BaseException)   stops a run on timeout; not an Exception
+
+The not-found classes are also ``AttributeError`` because agent code meets them as
+attributes (``tools.nope``, ``workflows.nope``): ``hasattr`` must answer ``False``.
+Third-party failures are translated once, by :data:`TRANSLATIONS`, keeping the
+original as ``__cause__``.
 """
 
 from __future__ import annotations
@@ -11,13 +37,17 @@ from typing import Any
 
 __all__ = [
     "ERROR_TYPES",
+    "TRANSLATIONS",
     "ArtifactError",
     "ArtifactNotFoundError",
+    "ConfigError",
     "DependencyError",
+    "ExecutorError",
     "HostError",
     "InvalidNameError",
-    "NamespaceError",
+    "PyCodeModeError",
     "RunInterrupted",
+    "SessionClosedError",
     "StorageError",
     "ToolError",
     "ToolNotFoundError",
@@ -25,85 +55,135 @@ __all__ = [
     "WorkflowNotFoundError",
     "error_from_payload",
     "namespace_error_type",
+    "translate",
 ]
 
 
-class NamespaceError(Exception):
-    """Base of errors raised by ``tools``, ``workflows``, ``artifacts`` and ``deps``."""
+class PyCodeModeError(Exception):
+    """Root of every error raised by py-code-mode, on the host and in agent code."""
 
 
-class HostError(NamespaceError):
-    """The host failed in a way that has no more specific class."""
+class ConfigError(PyCodeModeError, ValueError):
+    """A configuration value is missing, of the wrong type or out of range."""
 
 
-class StorageError(NamespaceError):
-    """The storage backend failed."""
+class InvalidNameError(PyCodeModeError, ValueError):
+    """A workflow or artifact name is not acceptable (unsafe path, keyword, clash)."""
 
 
-class InvalidNameError(NamespaceError, ValueError):
-    """A workflow or artifact name is not acceptable."""
+class SessionClosedError(PyCodeModeError, RuntimeError):
+    """The session was closed; create a new one to keep working."""
 
 
-class ToolError(NamespaceError):
-    """A tool failed; ``stderr`` holds its error output when there is any."""
-
-    def __init__(self, message: str, stderr: str = "") -> None:
-        super().__init__(message)
-        self.stderr = stderr
+class ExecutorError(PyCodeModeError):
+    """The executor could not start or lost its worker in a way it could not recover."""
 
 
-class ToolNotFoundError(ToolError, AttributeError):
-    """No such tool or tool callable."""
+class HostError(PyCodeModeError):
+    """The host failed in a way that has no more specific class (logged on the host)."""
 
 
-class WorkflowError(NamespaceError):
-    """A workflow is invalid or failed."""
+class StorageError(PyCodeModeError):
+    """The storage backend failed to read or write (disk, Redis connection, size limit)."""
 
 
-class WorkflowNotFoundError(WorkflowError, AttributeError):
-    """No such workflow."""
-
-
-class ArtifactError(NamespaceError):
-    """An artifact could not be saved or loaded."""
-
-
-class ArtifactNotFoundError(ArtifactError, KeyError):
-    """No artifact of that name."""
-
+class _NotFoundError(LookupError):
+    # KeyError's str() is the repr of its argument; a message should read as prose.
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 
-class DependencyError(NamespaceError):
-    """A package spec was refused or could not be installed."""
+class ArtifactError(PyCodeModeError):
+    """An artifact could not be saved or loaded."""
+
+
+class ArtifactNotFoundError(ArtifactError, _NotFoundError, KeyError):
+    """No artifact exists under the given name."""
+
+
+class WorkflowError(PyCodeModeError):
+    """A workflow is invalid (syntax, missing ``run``) or failed."""
+
+
+class WorkflowNotFoundError(WorkflowError, _NotFoundError, KeyError, AttributeError):
+    """No workflow exists under the given name."""
+
+
+class ToolError(PyCodeModeError):
+    """A tool failed: non-zero exit, timeout, bad arguments or a remote error.
+
+    Attributes:
+        tool: Name of the tool, when known.
+        stderr: Captured error output of the tool, when there is any.
+    """
+
+    def __init__(self, message: str, *, tool: str = "", stderr: str = "") -> None:
+        super().__init__(message)
+        self.tool = tool
+        self.stderr = stderr
+
+
+class ToolNotFoundError(ToolError, _NotFoundError, AttributeError):
+    """No tool (or no callable of a tool) exists under the given name."""
+
+
+class DependencyError(PyCodeModeError):
+    """A package spec is invalid, runtime deps are disabled, or installation failed."""
 
 
 class RunInterrupted(BaseException):
     """Raised inside a run to stop it (timeout); not catchable by ``except Exception``."""
 
 
-ERROR_TYPES: dict[str, type[NamespaceError]] = {
+ERROR_TYPES: dict[str, type[PyCodeModeError]] = {
     cls.__name__: cls
     for cls in (
+        PyCodeModeError,
+        ConfigError,
+        InvalidNameError,
+        SessionClosedError,
+        ExecutorError,
         HostError,
         StorageError,
-        InvalidNameError,
-        ToolError,
-        ToolNotFoundError,
-        WorkflowError,
-        WorkflowNotFoundError,
         ArtifactError,
         ArtifactNotFoundError,
+        WorkflowError,
+        WorkflowNotFoundError,
+        ToolError,
+        ToolNotFoundError,
         DependencyError,
     )
 }
 for _cls in ERROR_TYPES.values():
-    # Tracebacks shown to agents then read "ToolError: ..." instead of a module path
-    # that differs between executors.
+    # Tracebacks shown to agents then read "ToolError: ..." in every executor, not a
+    # module path that differs between them (the worker runs as a renamed copy).
     _cls.__module__ = "builtins"
 
-_ALIASES = {"ConfigError": "HostError", "ExecutorError": "HostError"}
+TRANSLATIONS: dict[str, type[PyCodeModeError]] = {
+    "redis.exceptions.RedisError": StorageError,
+    "docker.errors.DockerException": ExecutorError,
+    "pydantic_core._pydantic_core.ValidationError": ConfigError,
+    "builtins.TimeoutError": HostError,
+    "builtins.OSError": StorageError,
+}
+"""Third-party (and OS) error classes by qualified name -> the library class they
+become. Names, not imports, so this module needs none of those packages."""
+
+
+def translate(exc: BaseException, what: str) -> PyCodeModeError:
+    """The library error for ``exc``, raised by the caller with ``from exc``.
+
+    Args:
+        exc: Any exception; a library error is returned unchanged.
+        what: What was being done, e.g. ``"reading workflow 'x'"``: starts the message.
+    """
+    if isinstance(exc, PyCodeModeError):
+        return exc
+    for klass in type(exc).__mro__:
+        target = TRANSLATIONS.get(f"{klass.__module__}.{klass.__qualname__}")
+        if target is not None:
+            return target(f"{what} failed: {type(exc).__name__}: {exc}")
+    return HostError(f"{what} failed: internal error {type(exc).__name__}")
 
 
 _NAMESPACE_ERRORS = {
@@ -111,6 +191,7 @@ _NAMESPACE_ERRORS = {
     "workflows": "WorkflowError",
     "artifacts": "ArtifactError",
     "deps": "DependencyError",
+    "session": "ConfigError",
 }
 
 
@@ -119,11 +200,12 @@ def namespace_error_type(method: str) -> str:
     return _NAMESPACE_ERRORS.get(method.split(".", 1)[0], "HostError")
 
 
-def error_from_payload(payload: dict[str, Any]) -> NamespaceError:
-    """Rebuild an agent-facing exception from a host error payload."""
-    name = str(payload.get("type", "HostError"))
-    cls = ERROR_TYPES.get(_ALIASES.get(name, name), HostError)
+def error_from_payload(payload: dict[str, Any]) -> PyCodeModeError:
+    """Rebuild the library exception a host error payload describes."""
+    cls = ERROR_TYPES.get(str(payload.get("type", "HostError")), HostError)
     message = str(payload.get("message", "host call failed"))
     if issubclass(cls, ToolError):
-        return cls(message, str(payload.get("stderr", "")))
+        return cls(
+            message, tool=str(payload.get("tool", "")), stderr=str(payload.get("stderr", ""))
+        )
     return cls(message)

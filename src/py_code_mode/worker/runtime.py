@@ -20,7 +20,7 @@ from typing import Any
 
 from .capture import OutputBuffer, active_buffer, install_routers
 from .channel import HostChannel
-from .errors import RunInterrupted
+from .errors import ERROR_TYPES, RunInterrupted
 from .namespaces import build_namespaces
 
 __all__ = ["DEFAULT_OUTPUT_LIMIT", "RunOutcome", "WorkerRuntime", "to_result_value"]
@@ -175,7 +175,14 @@ class WorkerRuntime:
 
     # -- internals ---------------------------------------------------------------------
     def _fresh_globals(self, module_name: str = "__main__") -> dict[str, Any]:
-        return {"__name__": module_name, "__builtins__": builtins, **self.namespaces}
+        # The library's error classes are predefined, so agent code can write
+        # ``except WorkflowNotFoundError`` in every executor without an import.
+        return {
+            "__name__": module_name,
+            "__builtins__": builtins,
+            **ERROR_TYPES,
+            **self.namespaces,
+        }
 
     def _compile(self, code: str) -> _Compiled:
         cached = self._code_cache.get(code)

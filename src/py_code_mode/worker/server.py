@@ -23,6 +23,7 @@ Process layout:
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import contextlib
 import itertools
@@ -34,6 +35,7 @@ import site
 import socket
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any, BinaryIO, NoReturn
 
@@ -92,7 +94,7 @@ def _redirect_std_fds() -> int:
     """Point fd 0 at /dev/null and fds 1, 2 at a capture pipe; return its read end."""
     read_fd, write_fd = os.pipe()
     try:
-        import fcntl
+        import fcntl  # POSIX only: on other platforms the pipe keeps its default size
 
         fcntl.fcntl(write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_SIZE)
     except (ImportError, OSError):
@@ -188,7 +190,7 @@ def apply_limits(limits: dict[str, Any]) -> list[str]:
     always disabled. Returns warnings for limits that could not be applied as asked.
     """
     try:
-        import resource
+        import resource  # POSIX only
     except ImportError:
         return ["resource limits are not supported on this platform"]
     warnings: list[str] = []
@@ -295,7 +297,7 @@ class _Capture:
         self._lock = threading.Lock()
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         try:
-            import fcntl
+            import fcntl  # POSIX only: elsewhere the usual pipe size is assumed
 
             self._capacity = int(fcntl.fcntl(fd, getattr(fcntl, "F_GETPIPE_SZ", 1032)))
         except (ImportError, OSError):
@@ -416,8 +418,6 @@ class Worker:
 
     def _exit_now(self) -> NoReturn:
         """Exit promptly: run exit handlers, flush, and skip joining agent threads."""
-        import atexit
-
         if self._runtime is not None:
             self._runtime.close()
         try:
@@ -681,7 +681,7 @@ def _namespace_error(method: str, message: str) -> Exception:
 def _libc_fflush() -> Callable[[], None] | None:
     """``fflush(NULL)``, so C-level ``printf`` output reaches the capture pipe."""
     try:
-        import ctypes
+        import ctypes  # optional in minimal interpreters (a missing _ctypes)
 
         libc = ctypes.CDLL(None)
         fflush = libc.fflush
@@ -710,7 +710,5 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return Worker(transport, capture_fd).serve()
     except BaseException:
-        import traceback
-
         traceback.print_exc(file=diagnostics)
         raise

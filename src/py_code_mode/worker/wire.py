@@ -293,7 +293,7 @@ async def read_message_async(
     reader: asyncio.StreamReader, max_size: int = DEFAULT_MAX_FRAME
 ) -> dict[str, Any] | None:
     """Async twin of :func:`read_message`; ``None`` at a clean end of stream."""
-    import asyncio
+    import asyncio  # only the host reads asynchronously; the worker never loads it here
 
     try:
         header = await reader.readexactly(_HEADER.size)

@@ -19,8 +19,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from py_code_mode._private.services import error_payload
-from py_code_mode.errors import ExecutorError
+from py_code_mode.errors import ExecutorError, error_payload
 from py_code_mode.result import ExecutionResult
 from py_code_mode.worker import wire
 from py_code_mode.worker.errors import namespace_error_type

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode._private.installed import missing_from
-from py_code_mode._private.services import error_payload
 from py_code_mode._private.uv import run_uv
-from py_code_mode.errors import ExecutorError, SessionClosedError
+from py_code_mode.errors import ExecutorError, SessionClosedError, error_payload
 from py_code_mode.execution._configured import ConfiguredExecutor
 from py_code_mode.execution._isolated.client import elapsed_ms
 from py_code_mode.execution.in_process.config import InProcessConfig

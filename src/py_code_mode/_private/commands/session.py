@@ -1,0 +1,28 @@
+"""Commands on the session itself: running code and clearing its variables."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from py_code_mode._private.commands.base import Input
+
+if TYPE_CHECKING:
+    from py_code_mode._private.services import HostServices
+    from py_code_mode.result import ExecutionResult
+
+
+class Run(Input):
+    code: str = Field(description="Python source")
+    timeout: float | None = Field(
+        default=None, gt=0, description="a positive number of seconds, or null"
+    )
+
+
+async def run(host: HostServices, args: Run) -> ExecutionResult:
+    return await host.executor.run(args.code, timeout=args.timeout)
+
+
+async def reset(host: HostServices, _: Input) -> None:
+    await host.executor.reset()
