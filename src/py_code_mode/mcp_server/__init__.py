@@ -34,9 +34,11 @@ def run(options: ServerOptions) -> int:
     """
     import asyncio
 
+    from py_code_mode._private.mcp_sdk import require_mcp2
     from py_code_mode.errors import ConfigError
 
     try:
+        require_mcp2("the MCP server")
         options.check()
     except ConfigError as exc:
         print(f"py-code-mode-mcp: error: {exc}", file=sys.stderr)
