@@ -75,14 +75,17 @@ def uv_binary() -> str:
     return find_uv_bin()
 
 
-def _key(requirements: Path, python: Path) -> str:
+def _key(requirements: str, python: Path, *, editable: bool) -> str:
     digest = hashlib.sha256()
-    digest.update(requirements.read_bytes())
+    digest.update(requirements.encode())
     digest.update(str(python.resolve()).encode())
     digest.update(str(REPO).encode())
     pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
-    # Only the dependency list matters: the checkout is installed editable.
+    # Only the dependency list matters for an editable install of the checkout.
     digest.update(pyproject.split("[project.scripts]")[0].encode())
+    if not editable:  # a copy of the checkout: any source change needs a rebuild
+        for path in sorted((REPO / "src").rglob("*.py")):
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -97,26 +100,35 @@ def _index_reachable() -> bool:
 
 
 def example_venv(name: str, python: Path | None) -> ExampleVenv:
-    """The venv of ``examples/<name>``, built when missing; skips the test when impossible.
+    """The venv of ``examples/<name>``: its requirements plus this checkout (editable)."""
+    requirements = (EXAMPLES / name / "requirements.txt").read_text(encoding="utf-8")
+    return build_venv(name, python, requirements, editable=True)
+
+
+def build_venv(
+    label: str, python: Path | None, requirements: str, *, editable: bool
+) -> ExampleVenv:
+    """A cached venv with ``requirements`` and this checkout; skips the test when impossible.
 
     Args:
-        name: The example's directory name.
+        label: Names the venv (and the test's skip reason).
         python: The interpreter to build it on; None skips with the reason.
+        requirements: Requirement lines, as in a requirements file.
+        editable: Install the checkout editable (examples) or as users do (a copy).
     """
     if python is None:
         pytest.skip(
-            f"the {name} example needs Python 3.12: none found (set PY312, or install "
-            "one with pyenv: pyenv install 3.12)"
+            f"{label} needs Python 3.12: none found (set PY312, or install one with "
+            "pyenv: pyenv install 3.12)"
         )
-    requirements = EXAMPLES / name / "requirements.txt"
-    target = cache_root() / f"{name}-{_key(requirements, python)}"
+    target = cache_root() / f"{label}-{_key(requirements, python, editable=editable)}"
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f"{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / _READY).exists():
             return ExampleVenv(target, 0.0, cached=True)
         if not _index_reachable():
-            pytest.skip(f"the {name} example's packages need PyPI, which is not reachable")
+            pytest.skip(f"{label} needs packages from PyPI, which is not reachable")
         shutil.rmtree(target, ignore_errors=True)
         started = time.monotonic()
         uv = uv_binary()
@@ -128,8 +140,11 @@ def example_venv(name: str, python: Path | None) -> ExampleVenv:
             timeout=_BUILD_TIMEOUT,
             env=env,
         )
+        req_file = target / "requirements.in"
+        req_file.write_text(requirements, encoding="utf-8")
+        checkout = ["-e", str(REPO)] if editable else [str(REPO)]
         result = subprocess.run(
-            [uv, "pip", "install", "--quiet", "-r", str(requirements), "-e", str(REPO)],
+            [uv, "pip", "install", "--quiet", "-r", str(req_file), *checkout],
             check=False,
             capture_output=True,
             text=True,
@@ -138,6 +153,6 @@ def example_venv(name: str, python: Path | None) -> ExampleVenv:
         )
         if result.returncode != 0:
             shutil.rmtree(target, ignore_errors=True)
-            raise AssertionError(f"building the {name} venv failed:\n{result.stderr}")
+            raise AssertionError(f"building the {label} venv failed:\n{result.stderr}")
         (target / _READY).write_text(f"{time.time()}\n")
         return ExampleVenv(target, time.monotonic() - started, cached=False)
