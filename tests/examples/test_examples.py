@@ -242,3 +242,22 @@ def test_agentproc_turns_are_processes_that_share_history_and_library_but_not_va
     second_turn = [m.get("content") for m in model.requests[2]["messages"]]
     assert "The total is 6." in second_turn
     _assert_library(base)
+
+
+def test_pybotchi_with_the_session_action_keeps_variables_across_context_starts(
+    py312: Path | None, tmp_path: Path
+) -> None:
+    venv = example_venv("pybotchi", py312)
+    base = tmp_path / "library"
+    with ScriptedModel(RULES) as model:
+        out = _run(
+            [venv.python, "agent_session.py", FIRST, SECOND],
+            _model_env(model, base),
+            EXAMPLES / "pybotchi",
+        )
+    assert out.stdout.splitlines() == ["The total is 6.", "The total is 60."]
+    assert "RunCode" in {t["function"]["name"] for t in model.requests[0]["tools"]}
+    tool_texts = _tool_texts(model)
+    assert "total=6" in tool_texts[0]
+    assert "kept_variables=True" in tool_texts[1]  # one Session spans both starts
+    _assert_library(base)
