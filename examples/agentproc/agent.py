@@ -7,7 +7,6 @@ history files) and the library (workflows, artifacts under CODE_MODE_BASE) carry
 to the next one. Model: OPENAI_BASE_URL, OPENAI_API_KEY, MODEL.
 """
 
-import json
 import uuid
 from os import getenv
 
@@ -24,6 +23,7 @@ SYSTEM = (
 
 
 async def handler(ctx):
+    """One turn: answer the message, running code through py-code-mode as needed."""
     session_id = ctx.session_id or uuid.uuid4().hex
     messages = [{"role": "system", "content": SYSTEM}]
     messages += [{"role": e.role, "content": e.content} for e in load_history(session_id)]
@@ -46,7 +46,10 @@ async def handler(ctx):
     reply = message.content or ""
     append_history(
         session_id,
-        [HistoryEntry(role="user", content=ctx.message), HistoryEntry(role="assistant", content=reply)],
+        [
+            HistoryEntry(role="user", content=ctx.message),
+            HistoryEntry(role="assistant", content=reply),
+        ],
     )
     return AgentResult(response=reply, session_id=session_id)
 
