@@ -101,3 +101,20 @@ def test_py_code_mode_and_pybotchi_mcp_install_together_and_both_run() -> None:
     assert server.returncode == 2
     assert "needs the mcp SDK >= 2.3" in server.stderr
     assert "uvx --from py-code-mode py-code-mode-mcp" in server.stderr
+
+
+def test_the_plain_pybotchi_line_keeps_mcp_2_and_only_pybotchis_mcp_client_needs_mcp_1() -> None:
+    venv = build_venv("line-pybotchi-plain", python312(), "pybotchi[mcp]==4.1.7\n", editable=False)
+    out = _probe(venv.python, "from pybotchi import Action, Context")
+    assert "mcp 2." in out
+    # pybotchi's MCP client imports mcp.server.fastmcp, which mcp 2 removed, and
+    # pybotchi does not cap mcp: that is why its documented line adds 'mcp<2'.
+    client = subprocess.run(
+        [str(venv.python), "-c", "import pybotchi.mcp"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert client.returncode != 0
+    assert "mcp" in client.stderr
