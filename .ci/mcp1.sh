@@ -15,4 +15,5 @@ VIRTUAL_ENV="$venv" uv pip install --quiet -e '.[redis]' 'mcp==1.21.0' \
 "$venv/bin/python" -c 'import importlib.metadata as m; v = m.version("mcp"); assert v.startswith("1."), v; print("mcp", v)'
 "$venv/bin/python" -m pytest -q -p no:cacheprovider -p no:randomly \
   tests/test_session.py tests/integrations/test_specs.py tests/integrations/test_sync.py \
+  tests/integrations/test_call_tool.py \
   tests/_private/test_mcp_sdk.py tests/tools/test_cli.py tests/tools/test_http.py
