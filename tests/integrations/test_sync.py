@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,19 @@ def test_close_is_idempotent_and_later_calls_say_it_is_closed(tmp_path: Path) ->
     assert not code_mode._thread.is_alive()
     with pytest.raises(SessionClosedError, match="closed"):
         code_mode.run("1")
+
+
+def test_a_call_longer_than_call_timeout_raises_timeout_and_the_session_goes_on(
+    tmp_path: Path,
+) -> None:
+    with SyncSession(Session.inprocess(tmp_path), call_timeout=0.5) as code_mode:
+        with pytest.raises(TimeoutError):
+            code_mode.run("import asyncio\nawait asyncio.sleep(3)")
+        # The caller stopped waiting; the session finishes that run, then serves again.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert code_mode.run("2 + 2").value == 4
+                break
+            except TimeoutError:
+                assert time.monotonic() < deadline, "the session never became free again"

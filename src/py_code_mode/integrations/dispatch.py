@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode.errors import PyCodeModeError
@@ -33,10 +34,10 @@ __all__ = ["call_tool", "parse_arguments"]
 _Handler = Callable[["Session", dict[str, Any], "_Options"], Awaitable[str]]
 
 
+@dataclass(frozen=True)
 class _Options:
-    def __init__(self, timeout: float | None, max_chars: int) -> None:
-        self.timeout = timeout
-        self.max_chars = max_chars
+    timeout: float | None
+    max_chars: int
 
 
 class _BadCallError(Exception):

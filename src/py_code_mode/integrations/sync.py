@@ -38,7 +38,9 @@ class SyncSession:
     Args:
         session: A session not used by any other event loop.
         call_timeout: Seconds any one call may block before :class:`TimeoutError`
-            (None: no limit beyond the session's own run timeout).
+            (None: no limit beyond the session's own run timeout). The caller stops
+            waiting; a run already under way still finishes or hits its own timeout,
+            and the next call waits for it.
     """
 
     def __init__(self, session: Session, *, call_timeout: float | None = None) -> None:
