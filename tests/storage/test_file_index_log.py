@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -124,3 +127,62 @@ async def test_a_line_left_unfinished_by_a_crash_is_skipped_and_later_saves_are_
     assert "half" not in names
     assert "bad line" in caplog.text
     assert await fs.load_artifact("after") == "kept"
+
+
+LOG_WRITER = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from pathlib import Path
+    from py_code_mode.storage import file as file_module
+    from py_code_mode.storage.file import FileStorage
+
+    file_module._INDEX_REWRITE_BYTES = 600
+
+    async def main(base: str, wid: int, count: int, go: str) -> None:
+        deadline = time.monotonic() + 60
+        while not Path(go).exists():
+            if time.monotonic() > deadline:
+                raise SystemExit("start signal never came")
+            time.sleep(0.005)
+        fs = FileStorage(base)
+        for i in range(count):
+            await fs.save_artifact(f"w{wid}/a{i}", {"w": wid, "i": i})
+            if i % 4 == 3:
+                assert await fs.delete_artifact(f"w{wid}/a{i}")
+            assert await fs.load_artifact(f"w{wid}/a{i - i % 4}") == {"w": wid, "i": i - i % 4}
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]))
+    """
+)
+
+
+@pytest.mark.slow
+async def test_several_processes_appending_and_compacting_at_once_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    base = tmp_path / "shared-lib"
+    go = tmp_path / "go"
+    workers, count = 4, 30
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOG_WRITER, str(base), str(w), str(count), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for w in range(workers)
+    ]
+    try:
+        go.touch()
+        for proc in procs:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err.decode()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    expected = {f"w{w}/a{i}" for w in range(workers) for i in range(count) if i % 4 != 3}
+    infos = await FileStorage(base).list_artifacts()
+    assert {a.name for a in infos} == expected
+    assert all(info.kind == "json" for info in infos)
