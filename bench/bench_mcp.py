@@ -34,6 +34,18 @@ from py_code_mode.mcp_server.options import default_executor
 READ_TIMEOUT = 120.0
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far; None where unknown.
+
+    Unlike wall time it hardly depends on what else the machine is doing.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """A server process spoken to with newline-delimited JSON-RPC."""
 
@@ -54,6 +66,7 @@ class Server:
         self._sel.register(self.proc.stdout, selectors.EVENT_READ)
         self._buf = b""
         self._next_id = 0
+        self.startup_cpu: float | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         assert self.proc.stdin is not None
@@ -93,6 +106,7 @@ class Server:
             },
         )
         elapsed = time.perf_counter() - self.started
+        self.startup_cpu = process_cpu_seconds(self.proc.pid)
         if "result" not in answer:
             raise RuntimeError(f"initialize failed: {answer}")
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
@@ -115,9 +129,13 @@ class Server:
 
 
 def measure_stdio(
-    executor: str | None, starts: int, calls: int
+    executor: str | None, starts: int, calls: int, startup_cpu: list[float] | None = None
 ) -> tuple[list[float], float, list[float], list[float]]:
-    """Startup seconds per start, first run_code ms, run_code and tools/list round trips (ms)."""
+    """Startup seconds per start, first run_code ms, run_code and tools/list round trips (ms).
+
+    ``startup_cpu``, when given, receives the server's CPU seconds up to each
+    ``initialize`` answer.
+    """
     with tempfile.TemporaryDirectory(prefix="pcm-bench-") as tmp:
         base = Path(tmp) / "base"
         startup: list[float] = []
@@ -125,6 +143,8 @@ def measure_stdio(
             server = Server(base, executor)
             try:
                 startup.append(server.initialize())
+                if startup_cpu is not None and server.startup_cpu is not None:
+                    startup_cpu.append(server.startup_cpu)
             finally:
                 server.close()
 

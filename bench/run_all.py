@@ -129,9 +129,11 @@ async def executor_figures(args: argparse.Namespace) -> dict[str, dict[str, Any]
 def mcp_figures(args: argparse.Namespace) -> dict[str, float]:
     from bench_mcp import measure_stdio
 
-    startup, _first, trips, listings = measure_stdio(None, args.starts, args.calls)
+    cpu: list[float] = []
+    startup, _first, trips, listings = measure_stdio(None, args.starts, args.calls, cpu)
     return {
         "initialize": statistics.median(startup) * 1000,
+        "initialize_cpu": statistics.median(cpu) * 1000 if cpu else float("nan"),
         "run_code": statistics.median(trips),
         "tools_list": statistics.median(listings),
     }
@@ -198,7 +200,8 @@ async def main() -> int:
     bench_executors.show(executors)
     mcp = sources["mcp"]
     print(
-        f"\nMCP stdio (raw JSON-RPC client): initialize {mcp['initialize']:.0f} ms, "
+        f"\nMCP stdio (raw JSON-RPC client): initialize {mcp['initialize']:.0f} ms "
+        f"({mcp['initialize_cpu']:.0f} ms of server CPU), "
         f"run_code('1+1') {mcp['run_code']:.3f} ms, tools/list {mcp['tools_list']:.3f} ms"
     )
     print(
