@@ -10,8 +10,9 @@ Figures (targets from the subprocess executor issue, 2-core machine):
   here, so the RPC-only calls below show the executor's share);
 * RPC-only namespace calls, ``tools.list()`` and ``artifacts.exists('x')``: what
   one round trip to the host costs;
-* an artifact round trip of 100 KB (save then load, from agent code) and a
-  workflow invoke (a trivial workflow, from agent code);
+* a run printing 1,000 lines (``for i in range(1000): print(i)``), timed from the host;
+* an artifact round trip of 100 KB, bytes and str (save then load, from agent code)
+  and a workflow invoke (a trivial workflow, from agent code);
 * ``import py_code_mode`` in a fresh interpreter (< 150 ms);
 * ``while True: pass`` with ``timeout=1``: time until the result is back
   (< 1.5 s), and whether the next run works.
