@@ -157,10 +157,11 @@ async def bench_redis(url: str, count: int, iterations: int) -> dict[str, float]
 def show(columns: dict[str, dict[int, dict[str, float]]], sizes: list[int]) -> None:
     """One row per operation, one column per backend and size (median ms)."""
     heads = [f"{name} {size:,}" for name in columns for size in sizes]
-    print(f"{'median ms':18}" + "".join(f"{h:>18}" for h in heads))
+    width = max(len(h) for h in heads) + 2
+    print(f"{'median ms':18}" + "".join(f"{h:>{width}}" for h in heads))
     for op in OPERATIONS:
         cells = [
-            f"{columns[name][size][op]:>18.3f}" if size in columns[name] else f"{'-':>18}"
+            f"{columns[name][size][op]:>{width}.3f}" if size in columns[name] else f"{'-':>{width}}"
             for name in columns
             for size in sizes
         ]
