@@ -27,11 +27,11 @@ from py_code_mode.errors import (
     WorkflowError,
     WorkflowNotFoundError,
 )
-from py_code_mode.result import ExecutionResult
-from py_code_mode.session import Session
-from py_code_mode.storage.file import FileStorage
 
 if TYPE_CHECKING:
+    from py_code_mode.result import ExecutionResult
+    from py_code_mode.session import Session
+    from py_code_mode.storage.file import FileStorage
     from py_code_mode.storage.redis import RedisStorage
 
 __all__ = [
@@ -57,10 +57,26 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # RedisStorage imports redis-py, which is an optional extra and slow to import.
-    if name == "RedisStorage":
-        from py_code_mode.storage.redis import RedisStorage
+# Imported on first use: ``import py_code_mode`` (a CLI's ``--help``, an MCP server
+# answering ``initialize``) should not pay for asyncio, the executors or redis-py.
+_LAZY = {
+    "ExecutionResult": "py_code_mode.result",
+    "FileStorage": "py_code_mode.storage.file",
+    "RedisStorage": "py_code_mode.storage.redis",  # redis-py is an optional extra
+    "Session": "py_code_mode.session",
+}
 
-        return RedisStorage
-    raise AttributeError(f"module 'py_code_mode' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'py_code_mode' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
