@@ -42,6 +42,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from py_code_mode._private.config import FieldCheck, resolve_env
+from py_code_mode._private.worker_jail import (
+    ISOLATION_MODES,
+    WorkerJail,
+    effective_isolation,
+    open_worker_jail,
+)
 from py_code_mode.errors import ConfigError, DependencyError, ExecutorError
 from py_code_mode.execution._interpreter import check_python_version, resolve_interpreter
 from py_code_mode.execution._venv import Venv, default_cache_dir, prepare_venv
@@ -112,7 +118,16 @@ class SubprocessConfig:
             (``PATH``, ``HOME``, ``USER``, ``LOGNAME``, ``LANG``, ``LC_*``, ``TZ``,
             ``TMPDIR``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``).
         working_dir: The worker's working directory; a private temporary directory,
-            removed at close, when omitted.
+            removed at close, when omitted (in the jail: a private size-capped tmpfs
+            at ``/work``; a given directory is shared read-write with agent code).
+        isolation: ``"bwrap"`` runs every worker in a bubblewrap jail (own user, pid,
+            ipc, uts, net and mount namespaces, uid 65534, no capabilities, the
+            interpreter and venv read-only, private ``/tmp``, no host home, no
+            network) and refuses to start where bwrap cannot; ``"none"`` runs it as a
+            plain child process with your user's access. Default: ``"bwrap"`` on
+            Linux, ``"none"`` elsewhere.
+        tmp_size_mb: Size cap (MiB) of the jail's private ``/tmp`` and working
+            directory, each.
     """
 
     python_version: str | None = None
@@ -134,6 +149,8 @@ class SubprocessConfig:
     max_file_size_mb: int | None = 1024
     env: Mapping[str, str | None] = field(default_factory=dict)
     working_dir: Path | None = None
+    isolation: str | None = None
+    tmp_size_mb: int = 512
     _validated_deps: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -161,6 +178,12 @@ class SubprocessConfig:
                 f"{check.owner}.max_open_files must be at least 32, got {self.max_open_files}"
             )
         check.env("env")
+        check.integers("tmp_size_mb")
+        if self.isolation is not None and self.isolation not in ISOLATION_MODES:
+            raise ConfigError(
+                f"{check.owner}.isolation must be one of {', '.join(ISOLATION_MODES)} "
+                f"(or None for the platform default), got {self.isolation!r}"
+            )
         check.deps()
 
 
@@ -178,6 +201,12 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         self._workdir: Path | None = None
         self._worker_root: Path | None = None
         self._env: dict[str, str] = {}
+        self._jail: WorkerJail | None = None
+
+    @property
+    def isolation(self) -> str:
+        """``"bwrap"`` when workers run jailed, else ``"none"``."""
+        return effective_isolation(self.config.isolation)
 
     @property
     def worker_pid(self) -> int | None:
@@ -235,6 +264,27 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         await asyncio.to_thread(self._workdir.mkdir, parents=True, exist_ok=True)
         self._worker_root = await asyncio.to_thread(worker_root, cache_dir)
         self._env = self._worker_env(self._venv)
+        if self.isolation == "bwrap":
+            await self._open_jail(self._venv, self._worker_root)
+
+    async def _open_jail(self, venv: Venv, root: Path) -> None:
+        config = self.config
+        self._env["PATH"] = os.pathsep.join([*venv.bin_dirs(), "/usr/local/bin:/usr/bin:/bin"])
+        shared = [venv.path, root]
+        if venv.overlay is not None:
+            shared.append(venv.overlay)  # read-only: only the host's uv writes there
+        shared += [Path(self._env[k]) for k in ("SSL_CERT_FILE", "SSL_CERT_DIR") if k in self._env]
+        self._jail = await open_worker_jail(
+            python=venv.python,
+            read_only=shared,
+            workdir=config.working_dir,
+            env=self._env,
+            tmpfs_size=config.tmp_size_mb << 20,
+            memory_bytes=None if config.memory_limit_mb is None else config.memory_limit_mb << 20,
+            max_pids=config.max_processes,
+            opt_out='pass SubprocessConfig(isolation="none") (CLI/MCP: --isolation none)',
+        )
+        self._workdir = self._jail.workdir
 
     def _worker_env(self, venv: Venv) -> dict[str, str]:
         """The host's allowlisted variables, the configured ones, and the venv's paths."""
@@ -250,6 +300,9 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         return env
 
     async def _cleanup(self) -> None:
+        jail, self._jail = self._jail, None
+        if jail is not None:
+            await jail.close()
         scratch, self._scratch = self._scratch, None
         if scratch is not None:
             await asyncio.to_thread(shutil.rmtree, scratch, True)
@@ -265,7 +318,12 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         host_sock, child_sock = socket.socketpair()
         try:
             proc = popen_worker(
-                venv.python, self._worker_root, child_sock.fileno(), self._env, self._workdir
+                venv.python,
+                self._worker_root,
+                child_sock.fileno(),
+                self._env,
+                self._workdir if self._jail is None else self._worker_root,
+                wrap=None if self._jail is None else self._jail.wrap,
             )
         except OSError as exc:
             host_sock.close()
@@ -281,6 +339,7 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
             max_frame=self._max_frame,
             output_limit=config.output_limit,
         )
+        handle.jailed = self._jail is not None
         try:
             async with asyncio.timeout(config.startup_timeout):
                 await handle.configure(
@@ -299,3 +358,11 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
                 exc, f"worker process ({venv.python})", config.startup_timeout, handle.stderr_tail
             ) from None
         return handle
+
+    async def _reset_locked(self) -> None:
+        # Jailed, a reset is a fresh worker: no module state, thread or child survives.
+        if self._jail is None:
+            await super()._reset_locked()
+            return
+        self._jail.kill_all()
+        await self._restart()

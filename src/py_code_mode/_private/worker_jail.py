@@ -1,0 +1,106 @@
+"""A subprocess session's jail: the bwrap spec of its workers and its cgroup.
+
+One per session. Every worker the session starts (the first, and fresh ones after a
+timeout, crash or reset) runs in the same jail spec and joins the same cgroup, so the
+session's memory and process limits hold across all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from py_code_mode._private import cgroups, jail
+
+__all__ = ["ISOLATION_MODES", "WorkerJail", "effective_isolation", "open_worker_jail"]
+
+ISOLATION_MODES = ("bwrap", "none")
+
+JAIL_WORKDIR = Path("/work")
+"""The worker's private working directory inside the jail (a tmpfs)."""
+
+
+def effective_isolation(isolation: str | None) -> str:
+    """The isolation a config asks for: its own, else bubblewrap on Linux, none elsewhere."""
+    if isolation is not None:
+        return isolation
+    return "bwrap" if sys.platform.startswith("linux") else "none"
+
+
+@dataclass(slots=True)
+class WorkerJail:
+    """The jail spec of a session's workers and the cgroup they share."""
+
+    bwrap: str
+    spec: jail.JailSpec
+    cgroup: cgroups.SessionCgroup | None
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """The worker's argv run inside the jail (and the session's cgroup)."""
+        command = jail.jail_argv(self.bwrap, self.spec, argv)
+        return command if self.cgroup is None else self.cgroup.wrap(command)
+
+    @property
+    def workdir(self) -> Path:
+        """The working directory as the worker sees it."""
+        return self.spec.cwd
+
+    def enforced(self) -> dict[str, int]:
+        """Session-wide limits the host enforces (cgroup), by name."""
+        return {} if self.cgroup is None else dict(self.cgroup.limits)
+
+    def kill_all(self) -> None:
+        """Kill every process of the session (blocking, quick)."""
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
+
+    async def close(self) -> None:
+        """Kill what is left and remove the cgroup."""
+        if self.cgroup is not None:
+            await asyncio.to_thread(self.cgroup.close)
+
+
+async def open_worker_jail(
+    *,
+    python: Path,
+    read_only: Sequence[Path],
+    workdir: Path | None,
+    env: Mapping[str, str],
+    tmpfs_size: int,
+    memory_bytes: int | None,
+    max_pids: int | None,
+    opt_out: str,
+) -> WorkerJail:
+    """Check bwrap works here, make the session's cgroup and the workers' spec.
+
+    Args:
+        python: The venv's interpreter.
+        read_only: The venv, the worker's code and the session's overlay.
+        workdir: A host directory the user shares as the working directory (bound
+            read-write), or None for a private tmpfs.
+        env: The worker's environment.
+        tmpfs_size: Cap of the private tmpfs mounts, bytes.
+        memory_bytes: The session's memory limit (cgroup), if any.
+        max_pids: The session's process and thread limit (cgroup), if any.
+        opt_out: How the user runs without a jail, for the error.
+
+    Raises:
+        JailUnavailableError: bwrap is missing or cannot make namespaces here.
+    """
+    bwrap = await asyncio.to_thread(jail.require_jail, "The subprocess executor", opt_out)
+    spec = jail.worker_spec(
+        python=python,
+        read_only=read_only,
+        read_write=() if workdir is None else (workdir,),
+        workdir=JAIL_WORKDIR if workdir is None else workdir,
+        private_workdir=workdir is None,
+        env=env,
+        tmpfs_size=tmpfs_size,
+    )
+    group = await asyncio.to_thread(
+        cgroups.create_session_cgroup, memory_bytes=memory_bytes, max_pids=max_pids
+    )
+    return WorkerJail(bwrap, spec, group)
