@@ -70,8 +70,19 @@ class SessionCgroup:
                 found.update(int(line) for line in text.split())
         return found
 
-    def kill_all(self) -> None:
-        """SIGKILL every process in the cgroup (escaped double forks included)."""
+    def kill_all(self, wait: float = 0.0) -> None:
+        """SIGKILL every process in the cgroup (escaped double forks included).
+
+        Args:
+            wait: Seconds to wait for the cgroup to be empty (blocking).
+        """
+        deadline = time.monotonic() + wait
+        self._kill_once()
+        while self.pids() and time.monotonic() < deadline:
+            time.sleep(0.01)
+            self._kill_once()
+
+    def _kill_once(self) -> None:
         for directory in self.dirs:
             kill = directory / "cgroup.kill"
             if kill.exists():

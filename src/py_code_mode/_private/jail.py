@@ -167,6 +167,7 @@ def jail_argv(bwrap: str, spec: JailSpec, command: Sequence[str]) -> list[str]:
     argv = [
         bwrap,
         "--unshare-all",
+        "--unshare-user",  # --unshare-all only tries; the uid change and userns lock need it
         *([] if not spec.network else ["--share-net"]),
         "--die-with-parent",
         "--new-session",
@@ -180,6 +181,8 @@ def jail_argv(bwrap: str, spec: JailSpec, command: Sequence[str]) -> list[str]:
         spec.hostname,
         "--clearenv",
     ]
+    if _supports(bwrap, "--disable-userns"):  # no nested user namespaces (bwrap >= 0.8)
+        argv.append("--disable-userns")
     for path in system_paths(network=spec.network):
         if path.is_symlink() and str(path) in _SYSTEM_DIRS:  # merged /usr: /bin -> usr/bin
             argv += ["--symlink", os.readlink(path), str(path)]
@@ -192,10 +195,20 @@ def jail_argv(bwrap: str, spec: JailSpec, command: Sequence[str]) -> list[str]:
         argv += ["--size", str(spec.tmpfs_size), "--perms", "1777", "--tmpfs", str(mount)]
     argv += _bind_args("--ro-bind", spec.read_only)
     argv += _bind_args("--bind", spec.read_write)
+    argv += ["--remount-ro", "/"]  # the jail's own root: nothing writable but the tmpfs
     for name, value in spec.env.items():
         argv += ["--setenv", name, value]
     argv += ["--chdir", str(spec.cwd), "--", *command]
     return argv
+
+
+@functools.cache
+def _supports(bwrap: str, option: str) -> bool:
+    try:
+        done = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return option in done.stdout
 
 
 def _find_bwrap() -> str | None:

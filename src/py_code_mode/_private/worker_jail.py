@@ -52,10 +52,10 @@ class WorkerJail:
         """Session-wide limits the host enforces (cgroup), by name."""
         return {} if self.cgroup is None else dict(self.cgroup.limits)
 
-    def kill_all(self) -> None:
-        """Kill every process of the session (blocking, quick)."""
+    async def kill_all(self) -> None:
+        """Kill every process of the session and wait (briefly) until they are gone."""
         if self.cgroup is not None:
-            self.cgroup.kill_all()
+            await asyncio.to_thread(self.cgroup.kill_all, 2.0)
 
     async def close(self) -> None:
         """Kill what is left and remove the cgroup."""

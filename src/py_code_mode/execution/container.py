@@ -139,6 +139,10 @@ class ContainerConfig:
             configuration (process-wide); 0 disables the pool.
         ca_bundle: A PEM file copied into the container and used by installers and
             Python's ``ssl`` (``SSL_CERT_FILE``): for HTTPS behind an intercepting proxy.
+        runtime: The engine's OCI runtime for the container; ``"runsc"`` runs it under
+            gVisor (a user-space kernel between agent code and the host's kernel), which
+            must be registered with dockerd (see docker/README.md). None for the
+            engine's default (runc).
     """
 
     image: str = DEFAULT_IMAGE
@@ -166,6 +170,7 @@ class ContainerConfig:
     tcp_port: int = 8777
     warm_pool: int = 0
     ca_bundle: Path | None = None
+    runtime: str | None = None
     _validated_deps: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -177,6 +182,15 @@ class ContainerConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
                 raise ConfigError(f"{owner}.{name} must be a non-empty string, got {value!r}")
+        if self.runtime is not None and (
+            not isinstance(self.runtime, str)
+            or not self.runtime.strip()
+            or any(c.isspace() for c in self.runtime)
+        ):
+            raise ConfigError(
+                f"{owner}.runtime must be a runtime name registered with the engine (such as "
+                f"'runsc') or None, got {self.runtime!r}"
+            )
         if self.network == "host" or self.network.startswith("container:"):
             raise ConfigError(
                 f"{owner}.network={self.network!r} would share another network stack and "
@@ -356,6 +370,11 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
         except DependencyError as exc:
             logger.warning("the replacement container lacks packages: %s", exc)
         return handle
+
+    async def _reset_locked(self) -> None:
+        # A reset is a fresh container (from the warm pool when there is one): no
+        # poisoned module, thread or process of the old one survives.
+        await self._restart()
 
     # -- internals -------------------------------------------------------------------------
     def _require_handle(self) -> ContainerWorker:

@@ -364,5 +364,8 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         if self._jail is None:
             await super()._reset_locked()
             return
-        self._jail.kill_all()
+        old, self._handle = self._handle, None
+        if old is not None:
+            await old.kill("was replaced by a reset")
+        await self._jail.kill_all()
         await self._restart()
