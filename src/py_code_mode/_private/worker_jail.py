@@ -8,6 +8,7 @@ session's memory and process limits hold across all of them.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,13 @@ from pathlib import Path
 
 from py_code_mode._private import cgroups, jail
 
-__all__ = ["ISOLATION_MODES", "WorkerJail", "effective_isolation", "open_worker_jail"]
+__all__ = [
+    "ISOLATION_MODES",
+    "WorkerJail",
+    "effective_isolation",
+    "open_worker_jail",
+    "process_tree",
+]
 
 ISOLATION_MODES = ("bwrap", "none")
 
@@ -104,3 +111,39 @@ async def open_worker_jail(
         cgroups.create_session_cgroup, memory_bytes=memory_bytes, max_pids=max_pids
     )
     return WorkerJail(bwrap, spec, group)
+
+
+def process_tree(root: int) -> tuple[list[int], int]:
+    """Host pids of ``root`` and its descendants, and their total thread count.
+
+    Read from ``/proc`` (blocking, a few milliseconds). Processes that left the tree
+    (double forks reparented to the jail's init stay in it, since that init is a
+    descendant of ``root``) are counted; anything unreadable is skipped.
+    """
+    parents: dict[int, list[int]] = {}
+    threads: dict[int, int] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return [root], 0
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] in (b"Z", b"X"):
+            continue
+        pid = int(name)
+        parents.setdefault(int(fields[1]), []).append(pid)
+        threads[pid] = int(fields[17])
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        if pid in threads:
+            found.append(pid)
+        todo.extend(parents.get(pid, ()))
+    return found, sum(threads[p] for p in found)

@@ -32,6 +32,7 @@ POSIX only (it relies on ``fcntl``, ``resource`` and process groups).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import socket
@@ -47,6 +48,7 @@ from py_code_mode._private.worker_jail import (
     WorkerJail,
     effective_isolation,
     open_worker_jail,
+    process_tree,
 )
 from py_code_mode.errors import ConfigError, DependencyError, ExecutorError
 from py_code_mode.execution._interpreter import check_python_version, resolve_interpreter
@@ -55,6 +57,7 @@ from py_code_mode.execution._worker_client import WorkerDiedError, start_failure
 from py_code_mode.execution._worker_process import WorkerProcess, popen_worker
 from py_code_mode.execution._worker_runner import WorkerRunner
 from py_code_mode.execution._worker_source import worker_root
+from py_code_mode.result import ExecutionResult
 
 if TYPE_CHECKING:
     from py_code_mode._private.services import HostServices
@@ -202,6 +205,7 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         self._worker_root: Path | None = None
         self._env: dict[str, str] = {}
         self._jail: WorkerJail | None = None
+        self._baseline_tasks = 0
 
     @property
     def isolation(self) -> str:
@@ -340,6 +344,7 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
             output_limit=config.output_limit,
         )
         handle.jailed = self._jail is not None
+        self._baseline_tasks = 0
         try:
             async with asyncio.timeout(config.startup_timeout):
                 await handle.configure(
@@ -352,12 +357,44 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
                     site_dirs=[] if venv.overlay is None else [str(venv.overlay)],
                     sys_path=[str(self._workdir)],
                 )
+            self._baseline_tasks = (await asyncio.to_thread(process_tree, proc.pid))[1]
         except (TimeoutError, WorkerDiedError, ExecutorError) as exc:
             await handle.kill("failed to start")
             raise start_failure(
                 exc, f"worker process ({venv.python})", config.startup_timeout, handle.stderr_tail
             ) from None
         return handle
+
+    async def _run_locked(self, code: str, timeout: float | None) -> ExecutionResult:
+        result = await super()._run_locked(code, timeout)
+        if result.error_type == "TimeoutError" and not result.variables_lost:
+            return await self._end_leftovers(result)
+        return result
+
+    async def _end_leftovers(self, result: ExecutionResult) -> ExecutionResult:
+        """After an interrupted run: replace the worker if the run left threads or children.
+
+        Interrupting stops the run's main thread only; threads and processes it started
+        would run on unseen, so they end with the worker.
+        """
+        handle = self._handle
+        if handle is None or not handle.check_alive():
+            return result
+        pids, tasks = await asyncio.to_thread(process_tree, handle.pid)
+        if tasks <= self._baseline_tasks:
+            return result
+        await handle.kill("was replaced after a timeout")
+        handle.death_reported = True
+        if self._jail is not None:
+            await self._jail.kill_all()
+        extra = tasks - self._baseline_tasks
+        return dataclasses.replace(
+            result,
+            error=(result.error or "").replace("variables are kept.", "")
+            + f"the run left {extra} thread(s) or process(es) running, so the worker was "
+            "replaced to end them; all variables were lost. The next run starts a fresh worker.",
+            variables_lost=True,
+        )
 
     async def _reset_locked(self) -> None:
         # Jailed, a reset is a fresh worker: no module state, thread or child survives.
