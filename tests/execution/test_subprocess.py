@@ -409,7 +409,8 @@ from py_code_mode import FileStorage, Session
 from py_code_mode.execution import SubprocessConfig, SubprocessExecutor
 
 async def main():
-    session = Session(FileStorage(Path(sys.argv[1])), SubprocessExecutor(SubprocessConfig(isolation="none")))
+    executor = SubprocessExecutor(SubprocessConfig(isolation="none"))
+    session = Session(FileStorage(Path(sys.argv[1])), executor)
     await session.start()
     result = await session.run(
         "import os, subprocess\\n"

@@ -51,7 +51,7 @@ class Host:
     def write_targets(self, venv: Path | None) -> list[Path]:
         """Host paths hostile code tries to create; none may exist afterwards."""
         targets = [
-            Path(f"/tmp/pcm-pwn-{self.token}"),  # noqa: S108
+            Path(f"/tmp/pcm-pwn-{self.token}"),
             Path.home() / f"pcm-pwn-{self.token}",
             self.storage / "workflows" / f"pwn_{self.token}.py",
             self.storage / f"pcm-pwn-{self.token}",

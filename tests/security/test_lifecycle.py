@@ -83,7 +83,8 @@ async def test_close_ends_setsid_and_double_fork_escapes(tmp_path: Path) -> None
     assert result.value == "started", result.error
     assert wait_started(marker, 2) == 2
     executor = session.executor
-    assert isinstance(executor, SubprocessExecutor) and executor.worker_pid is not None
+    assert isinstance(executor, SubprocessExecutor)
+    assert executor.worker_pid is not None
     tree, _ = process_tree(executor.worker_pid)
     await session.close()
     assert wait_gone(marker) == []
@@ -106,10 +107,12 @@ async def test_a_timeout_ends_threads_and_processes_the_run_started(tmp_path: Pa
         result = await session.run(code, timeout=1.0)
         assert result.error_type == "TimeoutError"
         assert result.variables_lost
-        assert "left" in (result.error or "") and "replaced" in (result.error or "")
+        assert "left" in (result.error or "")
+        assert "replaced" in (result.error or "")
         assert wait_gone(marker) == []
         after = await session.run("'kept' in globals()")
-        assert after.is_ok and after.value is False
+        assert after.is_ok
+        assert after.value is False
 
 
 async def test_a_timeout_that_left_nothing_running_keeps_the_variables(tmp_path: Path) -> None:

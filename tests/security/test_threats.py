@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - a table of attack code, one line per case
 """Hostile agent code against every isolating executor: nothing leaks, the host holds.
 
 Every case runs in a shared session of each variant (jailed subprocess, container
@@ -23,7 +24,7 @@ from .conftest import Host
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-PRELUDE = '''
+PRELUDE = """
 def _must_fail(fn):
     try:
         got = fn()
@@ -32,7 +33,7 @@ def _must_fail(fn):
             raise
         return "contained"
     return "ESCAPED: " + repr(got)[:300]
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,10 @@ def code(id: str, body: str, **kw: object) -> Case:
 CASES = [
     # -- secrets: environment and /proc ---------------------------------------------------
     code("env-dump", "import os\ndict(os.environ)"),
-    code("env-subprocess", "import subprocess\nsubprocess.run(['env'], capture_output=True, text=True).stdout"),
+    code(
+        "env-subprocess",
+        "import subprocess\nsubprocess.run(['env'], capture_output=True, text=True).stdout",
+    ),
     code("proc-self-environ", "open('/proc/self/environ', 'rb').read()"),
     code("proc-1-environ", "_must_fail(lambda: open('/proc/1/environ', 'rb').read())"),
     code(
@@ -93,12 +97,22 @@ CASES = [
     ),
     fail("proc-host-root-home", "open('/proc/HOST_PID/root' + 'HOME_CANARY_PATH').read()"),
     fail("proc-1-root-home", "open('/proc/1/root' + 'HOME_CANARY_PATH').read()"),
-    fail("proc-parent-root-home", "open(f'/proc/{__import__(\"os\").getppid()}/root' + 'HOME_CANARY_PATH').read()"),
+    fail(
+        "proc-parent-root-home",
+        "open(f'/proc/{__import__(\"os\").getppid()}/root' + 'HOME_CANARY_PATH').read()",
+    ),
     code("proc-self-mountinfo", "open('/proc/self/mountinfo').read()"),
     # -- the host's home and storage base --------------------------------------------------
     fail("home-canary-read", "open('HOME_CANARY_PATH').read()"),
-    code("home-listing", "import os\n_must_fail(lambda: [n for n in os.listdir('HOME_DIR') if 'canary' in n] or 1/0)", must_fail=True),
-    fail("home-ssh-keys", "[open(p).read() for p in __import__('glob').glob('HOME_DIR/.ssh/*')] or 1/0"),
+    code(
+        "home-listing",
+        "import os\n_must_fail(lambda: [n for n in os.listdir('HOME_DIR') if 'canary' in n] or 1/0)",
+        must_fail=True,
+    ),
+    fail(
+        "home-ssh-keys",
+        "[open(p).read() for p in __import__('glob').glob('HOME_DIR/.ssh/*')] or 1/0",
+    ),
     fail("home-bash-history", "open('HOME_DIR/.bash_history').read()"),
     fail("home-docker-config", "open('HOME_DIR/.docker/config.json').read()"),
     fail("storage-canary-read", "open('STORAGE_DIR/canary-TOKEN.txt').read()"),
@@ -139,7 +153,10 @@ CASES = [
         must_fail=True,
     ),
     fail("chmod-python", "__import__('os').chmod(__import__('sys').executable, 0o777)"),
-    fail("replace-python", "open(__import__('os').path.realpath(__import__('sys').executable), 'ab').write(b'x')"),
+    fail(
+        "replace-python",
+        "open(__import__('os').path.realpath(__import__('sys').executable), 'ab').write(b'x')",
+    ),
     # -- venv poisoning --------------------------------------------------------------------
     code(
         "venv-pth",
@@ -150,7 +167,10 @@ CASES = [
         """,
         must_fail=True,
     ),
-    fail("venv-sitecustomize", "open(__import__('sysconfig').get_paths()['purelib'] + '/sitecustomize.py', 'w').write('x')"),
+    fail(
+        "venv-sitecustomize",
+        "open(__import__('sysconfig').get_paths()['purelib'] + '/sitecustomize.py', 'w').write('x')",
+    ),
     fail("stdlib-poison", "open(__import__('os').__file__, 'a').write('# pcm_pwn_TOKEN')"),
     code(
         "worker-code-poison",
@@ -255,7 +275,10 @@ CASES = [
     ),
     # -- signals ---------------------------------------------------------------------------
     fail("signal-host-pid", "__import__('os').kill(HOST_PID, __import__('signal').SIGUSR1)"),
-    fail("signal-host-group", "__import__('os').killpg(__import__('os').getpgid(HOST_PID), __import__('signal').SIGUSR1)"),
+    fail(
+        "signal-host-group",
+        "__import__('os').killpg(__import__('os').getpgid(HOST_PID), __import__('signal').SIGUSR1)",
+    ),
     code(
         "signal-parent-kill",
         "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(2)\n'contained'",
@@ -266,29 +289,61 @@ CASES = [
         "import os, signal\ntry:\n    os.kill(1, signal.SIGKILL)\nexcept OSError:\n    pass\nimport time\ntime.sleep(1)\n'contained'",
         destructive=True,
     ),
-    fail("ptrace-attach", "__import__('ctypes').CDLL(None, use_errno=True).ptrace(16, HOST_PID, 0, 0) == 0 or 1/0"),
+    fail(
+        "ptrace-attach",
+        "__import__('ctypes').CDLL(None, use_errno=True).ptrace(16, HOST_PID, 0, 0) == 0 or 1/0",
+    ),
     # -- network ---------------------------------------------------------------------------
-    fail("raw-socket", "__import__('socket').socket(__import__('socket').AF_INET, __import__('socket').SOCK_RAW, 1)"),
+    fail(
+        "raw-socket",
+        "__import__('socket').socket(__import__('socket').AF_INET, __import__('socket').SOCK_RAW, 1)",
+    ),
     fail("packet-socket", "__import__('socket').socket(17, __import__('socket').SOCK_RAW, 0)"),
     fail("host-loopback", "__import__('socket').create_connection(('127.0.0.1', PORT), timeout=2)"),
     fail("host-loopback-v6", "__import__('socket').create_connection(('::1', PORT), timeout=2)"),
     fail("dns-lookup", "__import__('socket').getaddrinfo('pypi.org', 443)"),
     fail("public-tcp", "__import__('socket').create_connection(('1.1.1.1', 443), timeout=2)"),
-    fail("udp-dns-out", "__import__('socket').socket(__import__('socket').AF_INET, __import__('socket').SOCK_DGRAM).sendto(b'x', ('8.8.8.8', 53)) and __import__('socket').create_connection(('8.8.8.8', 53), timeout=2)"),
-    fail("cloud-metadata", "__import__('urllib.request').request.urlopen('http://169.254.169.254/latest/meta-data/', timeout=2).read()"),
-    fail("docker-bridge-gateway", "__import__('socket').create_connection(('172.17.0.1', 2375), timeout=2)"),
+    fail(
+        "udp-dns-out",
+        "__import__('socket').socket(__import__('socket').AF_INET, __import__('socket').SOCK_DGRAM).sendto(b'x', ('8.8.8.8', 53)) and __import__('socket').create_connection(('8.8.8.8', 53), timeout=2)",
+    ),
+    fail(
+        "cloud-metadata",
+        "__import__('urllib.request').request.urlopen('http://169.254.169.254/latest/meta-data/', timeout=2).read()",
+    ),
+    fail(
+        "docker-bridge-gateway",
+        "__import__('socket').create_connection(('172.17.0.1', 2375), timeout=2)",
+    ),
     # -- namespaces, mounts, privileges ----------------------------------------------------
-    fail("unshare-user", "__import__('ctypes').CDLL(None, use_errno=True).unshare(0x10000000) == 0 or 1/0"),
-    fail("unshare-mount", "__import__('ctypes').CDLL(None, use_errno=True).unshare(0x00020000) == 0 or 1/0", emulated_by_gvisor=True),
-    fail("unshare-command", "__import__('subprocess').run(['unshare', '-r', 'id'], check=True, capture_output=True)", emulated_by_gvisor=True),
-    fail("mount-tmpfs", "__import__('ctypes').CDLL(None, use_errno=True).mount(b'none', b'/tmp', b'tmpfs', 0, None) == 0 or 1/0"),
+    fail(
+        "unshare-user",
+        "__import__('ctypes').CDLL(None, use_errno=True).unshare(0x10000000) == 0 or 1/0",
+    ),
+    fail(
+        "unshare-mount",
+        "__import__('ctypes').CDLL(None, use_errno=True).unshare(0x00020000) == 0 or 1/0",
+        emulated_by_gvisor=True,
+    ),
+    fail(
+        "unshare-command",
+        "__import__('subprocess').run(['unshare', '-r', 'id'], check=True, capture_output=True)",
+        emulated_by_gvisor=True,
+    ),
+    fail(
+        "mount-tmpfs",
+        "__import__('ctypes').CDLL(None, use_errno=True).mount(b'none', b'/tmp', b'tmpfs', 0, None) == 0 or 1/0",
+    ),
     fail("chroot", "__import__('os').chroot('/')"),
     fail("setuid-root", "__import__('os').setuid(0)"),
     fail("setgroups", "__import__('os').setgroups([0])"),
     # -- devices ---------------------------------------------------------------------------
     fail("dev-kmsg", "open('/dev/kmsg', 'rb').read(100)"),
     fail("dev-mem", "open('/dev/mem', 'rb').read(10)"),
-    fail("mknod-block", "__import__('os').mknod('/tmp/sda', 0o600 | 0o060000, __import__('os').makedev(8, 0)) or open('/tmp/sda', 'rb').read(512)"),
+    fail(
+        "mknod-block",
+        "__import__('os').mknod('/tmp/sda', 0o600 | 0o060000, __import__('os').makedev(8, 0)) or open('/tmp/sda', 'rb').read(512)",
+    ),
     code(
         "dev-listing",
         "import os\nbad = [d for d in os.listdir('/dev') if d.startswith(('sd', 'vd', 'nvme', 'mem', 'kmem', 'port'))]\n'contained' if not bad else bad",

@@ -17,6 +17,7 @@ prefixes a command with a tiny ``sh`` that writes its own pid into the cgroup an
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -169,18 +170,13 @@ def _detect() -> CgroupSupport:
     return CgroupSupport("", {}, "no writable cgroup hierarchy (needs root or delegation)")
 
 
-_support: CgroupSupport | None = None
-
-
+@functools.cache
 def support() -> CgroupSupport:
     """What this host lets us enforce (checked once per process)."""
-    global _support
-    if _support is None:
-        try:
-            _support = _detect()
-        except OSError as exc:
-            _support = CgroupSupport("", {}, f"cgroups unreadable: {exc}")
-    return _support
+    try:
+        return _detect()
+    except OSError as exc:
+        return CgroupSupport("", {}, f"cgroups unreadable: {exc}")
 
 
 def create_session_cgroup(

@@ -88,7 +88,8 @@ class JailSpec:
             (``/tmp`` is always one).
         tmpfs_size: Size cap of each tmpfs, in bytes.
         network: Share the host's network namespace (else only a private ``lo``).
-        env: The complete environment; nothing of the host's is inherited.
+        env: The complete environment; nothing of the host's is inherited. None
+            passes on the environment bwrap itself was started with.
         cwd: Working directory inside the jail.
         hostname: The jail's host name (its own uts namespace).
     """
@@ -98,8 +99,8 @@ class JailSpec:
     tmpfs: tuple[Path, ...] = ()
     tmpfs_size: int = 256 << 20
     network: bool = False
-    env: Mapping[str, str] = field(default_factory=dict)
-    cwd: Path = Path("/tmp")
+    env: Mapping[str, str] | None = field(default_factory=dict)
+    cwd: Path = Path("/tmp")  # noqa: S108 - the jail's private tmpfs
     hostname: str = "sandbox"
 
 
@@ -179,8 +180,9 @@ def jail_argv(bwrap: str, spec: JailSpec, command: Sequence[str]) -> list[str]:
         str(SANDBOX_UID),
         "--hostname",
         spec.hostname,
-        "--clearenv",
     ]
+    if spec.env is not None:
+        argv.append("--clearenv")
     if _supports(bwrap, "--disable-userns"):  # no nested user namespaces (bwrap >= 0.8)
         argv.append("--disable-userns")
     for path in system_paths(network=spec.network):
@@ -191,12 +193,12 @@ def jail_argv(bwrap: str, spec: JailSpec, command: Sequence[str]) -> list[str]:
     argv += ["--proc", "/proc", "--dev", "/dev"]
     # Private tmpfs first, so session dirs that live under /tmp on the host are bound
     # on top of it rather than hidden by it.
-    for mount in dict.fromkeys([Path("/tmp"), *spec.tmpfs]):
+    for mount in dict.fromkeys([Path("/tmp"), *spec.tmpfs]):  # noqa: S108 - private tmpfs
         argv += ["--size", str(spec.tmpfs_size), "--perms", "1777", "--tmpfs", str(mount)]
     argv += _bind_args("--ro-bind", spec.read_only)
     argv += _bind_args("--bind", spec.read_write)
     argv += ["--remount-ro", "/"]  # the jail's own root: nothing writable but the tmpfs
-    for name, value in spec.env.items():
+    for name, value in (spec.env or {}).items():
         argv += ["--setenv", name, value]
     argv += ["--chdir", str(spec.cwd), "--", *command]
     return argv
@@ -205,7 +207,9 @@ def jail_argv(bwrap: str, spec: JailSpec, command: Sequence[str]) -> list[str]:
 @functools.cache
 def _supports(bwrap: str, option: str) -> bool:
     try:
-        done = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10)
+        done = subprocess.run(
+            [bwrap, "--help"], check=False, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return option in done.stdout
@@ -292,7 +296,7 @@ def worker_spec(
     """
     jail_env = dict(env)
     jail_env["HOME"] = str(workdir)
-    jail_env["TMPDIR"] = "/tmp"
+    jail_env["TMPDIR"] = "/tmp"  # noqa: S108 - the jail's private tmpfs
     return JailSpec(
         read_only=(*interpreter_paths(python), *read_only),
         read_write=tuple(read_write),

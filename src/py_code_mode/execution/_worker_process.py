@@ -39,6 +39,7 @@ def popen_worker(
     fd: int,
     env: dict[str, str],
     cwd: Path,
+    *,
     wrap: Callable[[list[str]], list[str]] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start the worker from its copy in ``worker_root``, talking over the socket ``fd``.

@@ -380,7 +380,7 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         handle = self._handle
         if handle is None or not handle.check_alive():
             return result
-        pids, tasks = await asyncio.to_thread(process_tree, handle.pid)
+        _pids, tasks = await asyncio.to_thread(process_tree, handle.pid)
         if tasks <= self._baseline_tasks:
             return result
         await handle.kill("was replaced after a timeout")
