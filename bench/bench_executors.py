@@ -81,7 +81,12 @@ def percentile(samples: list[float], fraction: float) -> float:
 def make_factories(tools: Path) -> dict[str, Callable[[], Executor]]:
     return {
         "in-process": lambda: InProcessExecutor(InProcessConfig(tools_path=tools)),
-        "subprocess": lambda: SubprocessExecutor(SubprocessConfig(tools_path=tools)),
+        "subprocess-bwrap": lambda: SubprocessExecutor(
+            SubprocessConfig(tools_path=tools, isolation="bwrap")
+        ),
+        "subprocess-none": lambda: SubprocessExecutor(
+            SubprocessConfig(tools_path=tools, isolation="none")
+        ),
     }
 
 

@@ -198,3 +198,26 @@ async def test_the_session_limits_hold_across_all_processes_of_a_session(tmp_pat
         assert result.error_type == "WorkerDied" or (codes and any(c != 0 for c in codes)), result
         await asyncio.sleep(0)
         assert (await session.run("1 + 1")).value == 2
+
+
+async def test_sessions_from_the_warm_pool_are_jailed_and_share_nothing(tmp_path: Path) -> None:
+    from py_code_mode._private.worker_pool import pool
+
+    config = {"warm_pool": 1}
+    try:
+        async with jailed(tmp_path, **config) as first:
+            await first.run("open('/work/mine.txt', 'w').write('first')")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not pool.waiting():
+                await asyncio.sleep(0.05)
+            assert pool.waiting() == 1
+        async with jailed(tmp_path, **config) as second:
+            seen = await second.run(
+                "import os\n[os.getuid(), os.path.exists('/work/mine.txt'), 'pwned' in globals()]"
+            )
+            assert seen.value == [65534, False, False]
+            executor = second.executor
+            assert isinstance(executor, SubprocessExecutor)
+            assert executor.venv_path is not None
+    finally:
+        pool.drain()

@@ -120,6 +120,9 @@ def process_tree(root: int) -> tuple[list[int], int]:
     (double forks reparented to the jail's init stay in it, since that init is a
     descendant of ``root``) are counted; anything unreadable is skipped.
     """
+    walked = _walk_children(root)
+    if walked is not None:
+        return walked
     parents: dict[int, list[int]] = {}
     threads: dict[int, int] = {}
     try:
@@ -147,3 +150,28 @@ def process_tree(root: int) -> tuple[list[int], int]:
             found.append(pid)
         todo.extend(parents.get(pid, ()))
     return found, sum(threads[p] for p in found)
+
+
+def _walk_children(root: int) -> tuple[list[int], int] | None:
+    """The tree from ``/proc/<pid>/task/<tid>/children``; None where the kernel lacks it."""
+    found: list[int] = []
+    total = 0
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        found.append(pid)
+        total += len(tids)
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                    todo.extend(int(child) for child in fh.read().split())
+            except FileNotFoundError:
+                if pid == root:
+                    return None
+            except OSError:
+                continue
+    return found, total

@@ -33,9 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import hashlib
+import json
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +54,7 @@ from py_code_mode._private.worker_jail import (
     open_worker_jail,
     process_tree,
 )
+from py_code_mode._private.worker_pool import PooledWorker, pool
 from py_code_mode.errors import ConfigError, DependencyError, ExecutorError
 from py_code_mode.execution._interpreter import check_python_version, resolve_interpreter
 from py_code_mode.execution._venv import Venv, default_cache_dir, prepare_venv
@@ -131,6 +136,8 @@ class SubprocessConfig:
             Linux, ``"none"`` elsewhere.
         tmp_size_mb: Size cap (MiB) of the jail's private ``/tmp`` and working
             directory, each.
+        warm_pool: Jailed workers to keep started, process-wide, for new sessions with
+            this configuration (cached venv, no ``working_dir``); 0 disables the pool.
     """
 
     python_version: str | None = None
@@ -154,6 +161,7 @@ class SubprocessConfig:
     working_dir: Path | None = None
     isolation: str | None = None
     tmp_size_mb: int = 512
+    warm_pool: int = 0
     _validated_deps: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -182,6 +190,9 @@ class SubprocessConfig:
             )
         check.env("env")
         check.integers("tmp_size_mb")
+        check.integers("warm_pool", minimum=0)
+        if self.warm_pool > 8:
+            raise ConfigError(f"{check.owner}.warm_pool must be at most 8, got {self.warm_pool}")
         if self.isolation is not None and self.isolation not in ISOLATION_MODES:
             raise ConfigError(
                 f"{check.owner}.isolation must be one of {', '.join(ISOLATION_MODES)} "
@@ -206,6 +217,7 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         self._env: dict[str, str] = {}
         self._jail: WorkerJail | None = None
         self._baseline_tasks = 0
+        self._pooled: PooledWorker | None = None
 
     @property
     def isolation(self) -> str:
@@ -273,22 +285,95 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
 
     async def _open_jail(self, venv: Venv, root: Path) -> None:
         config = self.config
-        self._env["PATH"] = os.pathsep.join([*venv.bin_dirs(), "/usr/local/bin:/usr/bin:/bin"])
+        key = self._pool_key(venv, root)
+        if key is not None and (slot := pool.take(key)) is not None:
+            await self._adopt(slot, venv)
+        else:
+            self._jail = await self._new_jail(venv, root, venv.overlay)
+        if key is not None:
+            pool.ensure(key, config.warm_pool, functools.partial(self._pooled_worker, venv, root))
+        self._workdir = self._jail.workdir  # type: ignore[union-attr]
+
+    def _jail_env(self, venv: Venv, overlay: Path | None) -> dict[str, str]:
+        env = dict(self._env)
+        bins = (
+            [str(venv.path / "bin")]
+            if overlay is None
+            else [str(overlay / "bin"), str(venv.path / "bin")]
+        )
+        env["PATH"] = os.pathsep.join([*bins, "/usr/local/bin:/usr/bin:/bin"])
+        return env
+
+    async def _new_jail(self, venv: Venv, root: Path, overlay: Path | None) -> WorkerJail:
+        config = self.config
+        env = self._jail_env(venv, overlay)
         shared = [venv.path, root]
-        if venv.overlay is not None:
-            shared.append(venv.overlay)  # read-only: only the host's uv writes there
-        shared += [Path(self._env[k]) for k in ("SSL_CERT_FILE", "SSL_CERT_DIR") if k in self._env]
-        self._jail = await open_worker_jail(
+        if overlay is not None:
+            shared.append(overlay)  # read-only: only the host's uv writes there
+        shared += [Path(env[k]) for k in ("SSL_CERT_FILE", "SSL_CERT_DIR") if k in env]
+        return await open_worker_jail(
             python=venv.python,
             read_only=shared,
             workdir=config.working_dir,
-            env=self._env,
+            env=env,
             tmpfs_size=config.tmp_size_mb << 20,
             memory_bytes=None if config.memory_limit_mb is None else config.memory_limit_mb << 20,
             max_pids=config.max_processes,
             opt_out='pass SubprocessConfig(isolation="none") (CLI/MCP: --isolation none)',
         )
-        self._workdir = self._jail.workdir
+
+    # -- the warm pool -----------------------------------------------------------------
+    def _pool_key(self, venv: Venv, root: Path) -> str | None:
+        """The pool key of this session's workers, or None when they cannot be pooled."""
+        config = self.config
+        if not config.warm_pool or not venv.shared or config.working_dir is not None:
+            return None
+        env = {k: v for k, v in self._env.items() if k != "PATH"}
+        material = [
+            str(venv.path),
+            str(root),
+            sorted(env.items()),
+            config.tmp_size_mb,
+            config.memory_limit_mb,
+            config.max_processes,
+        ]
+        return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:16]
+
+    async def _pooled_worker(self, venv: Venv, root: Path) -> PooledWorker:
+        """Start one worker, with its own scratch dir and jail, for the pool."""
+        scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="py-code-mode-"))
+        overlay = scratch / "site-packages"
+        await asyncio.to_thread(overlay.mkdir)
+        jail = await self._new_jail(venv, root, overlay)
+        host_sock, child_sock = socket.socketpair()
+        try:
+            proc = popen_worker(
+                venv.python,
+                root,
+                child_sock.fileno(),
+                dict(jail.spec.env or {}),
+                root,
+                wrap=jail.wrap,
+            )
+        except OSError:
+            host_sock.close()
+            await jail.close()
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
+            raise
+        finally:
+            child_sock.close()
+        return PooledWorker(proc, host_sock, scratch, jail)
+
+    async def _adopt(self, slot: PooledWorker, venv: Venv) -> None:
+        """Make a pooled worker, its jail and its scratch dir this session's."""
+        old = self._scratch
+        self._scratch = slot.scratch
+        venv.overlay = slot.scratch / "site-packages"
+        self._env = self._jail_env(venv, venv.overlay)
+        self._jail = slot.jail
+        self._pooled = slot
+        if old is not None:
+            await asyncio.to_thread(shutil.rmtree, old, True)
 
     def _worker_env(self, venv: Venv) -> dict[str, str]:
         """The host's allowlisted variables, the configured ones, and the venv's paths."""
@@ -304,6 +389,10 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         return env
 
     async def _cleanup(self) -> None:
+        pooled, self._pooled = self._pooled, None
+        if pooled is not None:  # adopted but never configured (the start failed)
+            await asyncio.to_thread(pooled.discard)
+            self._jail = None
         jail, self._jail = self._jail, None
         if jail is not None:
             await jail.close()
@@ -319,21 +408,11 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         assert self._workdir is not None
         config = self.config
         venv = self._venv
-        host_sock, child_sock = socket.socketpair()
-        try:
-            proc = popen_worker(
-                venv.python,
-                self._worker_root,
-                child_sock.fileno(),
-                self._env,
-                self._workdir if self._jail is None else self._worker_root,
-                wrap=None if self._jail is None else self._jail.wrap,
-            )
-        except OSError as exc:
-            host_sock.close()
-            raise ExecutorError(f"could not start the worker with {venv.python}: {exc}") from exc
-        finally:
-            child_sock.close()
+        pooled, self._pooled = self._pooled, None
+        if pooled is not None:
+            proc, host_sock = pooled.proc, pooled.sock
+        else:
+            proc, host_sock = self._popen(venv)
         reader, writer = await asyncio.open_unix_connection(sock=host_sock)
         handle = WorkerProcess(
             proc,
@@ -364,6 +443,26 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
                 exc, f"worker process ({venv.python})", config.startup_timeout, handle.stderr_tail
             ) from None
         return handle
+
+    def _popen(self, venv: Venv) -> tuple[subprocess.Popen[bytes], socket.socket]:
+        assert self._worker_root is not None
+        assert self._workdir is not None
+        host_sock, child_sock = socket.socketpair()
+        try:
+            proc = popen_worker(
+                venv.python,
+                self._worker_root,
+                child_sock.fileno(),
+                self._env if self._jail is None else dict(self._jail.spec.env or {}),
+                self._workdir if self._jail is None else self._worker_root,
+                wrap=None if self._jail is None else self._jail.wrap,
+            )
+        except OSError as exc:
+            host_sock.close()
+            raise ExecutorError(f"could not start the worker with {venv.python}: {exc}") from exc
+        finally:
+            child_sock.close()
+        return proc, host_sock
 
     async def _run_locked(self, code: str, timeout: float | None) -> ExecutionResult:
         result = await super()._run_locked(code, timeout)
