@@ -201,6 +201,23 @@ class SubprocessConfig:
         check.deps()
 
 
+async def _readable(sock: socket.socket, timeout: float) -> None:
+    """Wait until ``sock`` has data, without reading it."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def mark() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock.fileno(), mark)
+    try:
+        async with asyncio.timeout(timeout):
+            await ready
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
 class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
     """Runs agent code in a child Python process with its own environment.
 
@@ -362,7 +379,13 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
             raise
         finally:
             child_sock.close()
-        return PooledWorker(proc, host_sock, scratch, jail)
+        slot = PooledWorker(proc, host_sock, scratch, jail)
+        try:
+            await _readable(host_sock, self.config.startup_timeout)  # its hello: booted
+        except BaseException:
+            await asyncio.to_thread(slot.discard)
+            raise
+        return slot
 
     async def _adopt(self, slot: PooledWorker, venv: Venv) -> None:
         """Make a pooled worker, its jail and its scratch dir this session's."""
