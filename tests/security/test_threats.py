@@ -397,3 +397,14 @@ async def test_hostile_code_is_contained(
     if case.destructive:
         await hostile.reset()
     await _assert_session_works(hostile)
+
+
+async def test_each_variant_runs_where_it_says(
+    hostile: Session, request: pytest.FixtureRequest
+) -> None:
+    variant = request.node.callspec.params["hostile"]
+    result = await hostile.run("import os, platform\n[platform.release(), os.getuid()]")
+    release, uid = result.value
+    assert uid == 65534
+    # gVisor's own kernel reports itself as Linux 4.4.0; runc and bwrap show the host's.
+    assert (release == "4.4.0") == (variant == "container-runsc"), release
