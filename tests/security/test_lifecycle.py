@@ -221,3 +221,36 @@ async def test_sessions_from_the_warm_pool_are_jailed_and_share_nothing(tmp_path
             assert executor.venv_path is not None
     finally:
         pool.drain()
+
+
+@pytest.mark.parametrize("runtime", [None, "runsc"], ids=["runc", "runsc"])
+async def test_a_container_timeout_ends_threads_the_run_left(
+    tmp_path: Path, runtime: str | None
+) -> None:
+    problem = variant_problem("container-runsc" if runtime else "container-runc")
+    if problem is not None:
+        pytest.skip(problem)
+    from py_code_mode.execution import ContainerConfig, ContainerExecutor
+
+    from ..execution._container_support import TEST_IMAGE
+
+    config = ContainerConfig(image=TEST_IMAGE, runtime=runtime, interrupt_grace=2.0)
+    storage = FileStorage(tmp_path / "data")
+    async with Session(storage=storage, executor=ContainerExecutor(config)) as session:
+        await session.run("kept = 1")
+        clean = await session.run("while True:\n    pass", timeout=0.5)
+        assert clean.error_type == "TimeoutError"
+        # gVisor hides the sandbox's threads from the host: every timeout replaces it.
+        assert clean.variables_lost == (runtime == "runsc"), clean.error
+        await session.run("kept = 1")
+        code = (
+            "import threading, time\n"
+            "threading.Thread(target=time.sleep, args=(300,), daemon=True).start()\n"
+            "while True:\n    time.sleep(0.01)"
+        )
+        left = await session.run(code, timeout=1.0)
+        assert left.error_type == "TimeoutError"
+        assert left.variables_lost, left.error
+        assert "replaced" in (left.error or "")
+        after = await session.run("'kept' in globals()")
+        assert after.value is False

@@ -43,6 +43,7 @@ Docker engine (the stdio transport needs a Unix or plain TCP engine socket).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -67,6 +68,7 @@ from py_code_mode.execution._container_reaper import (
 from py_code_mode.execution._container_spec import SITE_DIR, WORKDIR, Spec, build_spec
 from py_code_mode.execution._worker_client import WorkerDiedError, start_failure
 from py_code_mode.execution._worker_runner import WorkerRunner
+from py_code_mode.result import ExecutionResult
 
 if TYPE_CHECKING:
     from py_code_mode._private.services import HostServices
@@ -288,6 +290,7 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
     def __init__(self, config: ContainerConfig | None = None) -> None:
         super().__init__(config, ContainerConfig)
         self._spec: Spec | None = None
+        self._baseline_tasks: int | None = None
         self._packages = ContainerPackages(self.config)
 
     @property
@@ -371,6 +374,44 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
             logger.warning("the replacement container lacks packages: %s", exc)
         return handle
 
+    async def _run_locked(self, code: str, timeout: float | None) -> ExecutionResult:
+        result = await super()._run_locked(code, timeout)
+        if result.error_type == "TimeoutError" and not result.variables_lost:
+            return await self._end_leftovers(result)
+        return result
+
+    async def _end_leftovers(self, result: ExecutionResult) -> ExecutionResult:
+        """After an interrupted run: replace the container if the run left tasks running.
+
+        Interrupting stops the run's main thread only; threads and processes it started
+        would run on unseen. Under runc the container's pids cgroup counts both: more than
+        after the worker started means something of the run is still there. Under gVisor
+        (or when the engine cannot tell) that count says nothing about the sandbox's own
+        threads, so the container is always replaced.
+        """
+        handle = self._handle
+        if handle is None or not handle.check_alive():
+            return result
+        baseline = self._baseline_tasks
+        tasks = None
+        if baseline is not None and self.config.runtime != "runsc":
+            tasks = await asyncio.to_thread(_task_count, handle.container_id)
+        if tasks is not None and baseline is not None and tasks <= baseline:
+            return result
+        await handle.kill("was replaced after a timeout")
+        handle.death_reported = True
+        if tasks is None or baseline is None:
+            why = "whether the run left threads or processes running cannot be seen here"
+        else:
+            why = f"the run left {tasks - baseline} thread(s) or process(es) running"
+        return dataclasses.replace(
+            result,
+            error=(result.error or "").replace("variables are kept.", "")
+            + f"{why}, so the container was replaced to end them; all variables were lost. "
+            "The next run starts a fresh container.",
+            variables_lost=True,
+        )
+
     async def _reset_locked(self) -> None:
         # A reset is a fresh container (from the warm pool when there is one): no
         # poisoned module, thread or process of the old one survives.
@@ -417,6 +458,8 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
             raise start_failure(
                 exc, f"worker container ({config.image})", config.startup_timeout, detail
             ) from None
+        if config.runtime != "runsc":
+            self._baseline_tasks = await asyncio.to_thread(_task_count, handle.container_id)
         return handle
 
     async def _ensure_deps(self, wanted: list[str], *, strict: bool) -> None:
@@ -435,3 +478,15 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
             )
         logger.info("installing %d missing package(s) in the container", len(missing))
         await self.install(missing)
+
+
+def _task_count(container_id: str) -> int | None:
+    """Processes and threads in a container (its pids cgroup), or None if unknown."""
+    from py_code_mode.execution._docker_engine import api, docker_errors
+
+    try:
+        stats = api().stats(container_id, stream=False, one_shot=True)
+    except (docker_errors().DockerException, OSError, ExecutorError):
+        return None
+    current = (stats.get("pids_stats") or {}).get("current")
+    return current if isinstance(current, int) else None
