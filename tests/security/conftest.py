@@ -183,9 +183,14 @@ async def hostile(request: pytest.FixtureRequest, host: Host) -> AsyncIterator[S
     problem = variant_problem(variant)
     if problem is not None:
         pytest.skip(f"{variant}: {problem}")
-    session = Session(storage=FileStorage(host.storage), executor=_executor(variant, None))
+    executor = _executor(variant, None)
+    session = Session(storage=FileStorage(host.storage), executor=executor)
     await session.start()
     try:
         yield session
     finally:
         await session.close()
+        if variant.startswith("container"):
+            from py_code_mode.execution.container import drain_warm_pool
+
+            await drain_warm_pool(executor.config)
