@@ -159,7 +159,8 @@ async def measure(
         after = await session.run("x")
         figures["after_timeout"] = "works" if after.is_ok and after.value == 1 else "BROKEN"
         if timed_out.variables_lost:
-            figures["after_timeout"] = "works (variables lost)" if after.is_ok else "BROKEN"
+            again = await session.run("1 + 1")
+            figures["after_timeout"] = "works (variables lost)" if again.is_ok else "BROKEN"
     return figures
 
 

@@ -179,6 +179,23 @@ def support() -> CgroupSupport:
         return CgroupSupport("", {}, f"cgroups unreadable: {exc}")
 
 
+def _sweep(parents: list[Path]) -> None:
+    """Remove empty session cgroups left by processes of ours that died without closing."""
+    for parent in parents:
+        try:
+            entries = list(parent.glob("py-code-mode-*-*"))
+        except OSError:
+            continue
+        for entry in entries:
+            owner = entry.name.split("-")[3]
+            if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+                with contextlib.suppress(OSError):
+                    entry.rmdir()  # fails (and stays) while any process is still in it
+
+
+_swept: set[str] = set()
+
+
 def create_session_cgroup(
     *, memory_bytes: int | None, max_pids: int | None
 ) -> SessionCgroup | None:
@@ -189,6 +206,9 @@ def create_session_cgroup(
     found = support()
     if not found.version or (memory_bytes is None and max_pids is None):
         return None
+    if found.version not in _swept:
+        _swept.add(found.version)
+        _sweep(list(dict.fromkeys(found.parents.values())))
     name = f"py-code-mode-{os.getpid()}-{next(_counter)}"
     made: list[Path] = []
     limits: dict[str, int] = {}
