@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from py_code_mode import FileStorage, Session
+from py_code_mode import ConfigError, FileStorage, Session
 from py_code_mode._private.worker_jail import process_tree
 from py_code_mode.execution import SubprocessConfig, SubprocessExecutor
 
@@ -136,7 +136,7 @@ async def test_reset_gives_a_fresh_worker_without_poisoned_modules(tmp_path: Pat
 HOST_SCRIPT = """
 import asyncio, json, sys
 from pathlib import Path
-from py_code_mode import FileStorage, Session
+from py_code_mode import ConfigError, FileStorage, Session
 from py_code_mode._private.worker_jail import process_tree
 from py_code_mode.execution import SubprocessConfig, SubprocessExecutor
 
@@ -254,3 +254,22 @@ async def test_a_container_timeout_ends_threads_the_run_left(
         assert "replaced" in (left.error or "")
         after = await session.run("'kept' in globals()")
         assert after.value is False
+
+
+async def test_a_jailed_worker_has_the_network_only_when_configured(tmp_path: Path) -> None:
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), 2).close()\n'reached'"
+    try:
+        async with jailed(tmp_path) as session:
+            refused = await session.run(code)
+            assert refused.error_type == "ConnectionRefusedError", refused
+        async with jailed(tmp_path, network="full") as session:
+            reached = await session.run(code)
+            assert reached.value == "reached", reached.error
+    finally:
+        server.close()
+    with pytest.raises(ConfigError, match="allowlist"):
+        SubprocessConfig(network="allowlist")

@@ -80,6 +80,7 @@ async def open_worker_jail(
     memory_bytes: int | None,
     max_pids: int | None,
     opt_out: str,
+    network: bool = False,
 ) -> WorkerJail:
     """Check bwrap works here, make the session's cgroup and the workers' spec.
 
@@ -93,6 +94,7 @@ async def open_worker_jail(
         memory_bytes: The session's memory limit (cgroup), if any.
         max_pids: The session's process and thread limit (cgroup), if any.
         opt_out: How the user runs without a jail, for the error.
+        network: Share the host's network with the jail.
 
     Raises:
         JailUnavailableError: bwrap is missing or cannot make namespaces here.
@@ -106,6 +108,7 @@ async def open_worker_jail(
         private_workdir=workdir is None,
         env=env,
         tmpfs_size=tmpfs_size,
+        network=network,
     )
     group = await asyncio.to_thread(
         cgroups.create_session_cgroup, memory_bytes=memory_bytes, max_pids=max_pids

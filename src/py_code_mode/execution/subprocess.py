@@ -136,6 +136,10 @@ class SubprocessConfig:
             Linux, ``"none"`` elsewhere.
         tmp_size_mb: Size cap (MiB) of the jail's private ``/tmp`` and working
             directory, each.
+        network: Network of a jailed worker: ``"none"`` (the default: only its own
+            loopback) or ``"full"`` (the host's network, with everything it reaches,
+            loopback services included). An allowlisting egress proxy is not available
+            yet.
         warm_pool: Jailed workers to keep started, process-wide, for new sessions with
             this configuration (cached venv, no ``working_dir``); 0 disables the pool.
     """
@@ -162,6 +166,7 @@ class SubprocessConfig:
     isolation: str | None = None
     tmp_size_mb: int = 512
     warm_pool: int = 0
+    network: str = "none"
     _validated_deps: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -191,6 +196,11 @@ class SubprocessConfig:
         check.env("env")
         check.integers("tmp_size_mb")
         check.integers("warm_pool", minimum=0)
+        if self.network not in ("none", "full"):
+            raise ConfigError(
+                f"{check.owner}.network must be 'none' or 'full', got {self.network!r} "
+                "(an allowlist through an egress proxy is not available yet)"
+            )
         if self.warm_pool > 8:
             raise ConfigError(f"{check.owner}.warm_pool must be at most 8, got {self.warm_pool}")
         if self.isolation is not None and self.isolation not in ISOLATION_MODES:
@@ -337,6 +347,7 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
             memory_bytes=None if config.memory_limit_mb is None else config.memory_limit_mb << 20,
             max_pids=config.max_processes,
             opt_out='pass SubprocessConfig(isolation="none") (CLI/MCP: --isolation none)',
+            network=config.network == "full",
         )
 
     # -- the warm pool -----------------------------------------------------------------
@@ -353,6 +364,7 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
             config.tmp_size_mb,
             config.memory_limit_mb,
             config.max_processes,
+            config.network,
         ]
         return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:16]
 
