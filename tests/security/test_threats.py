@@ -338,6 +338,21 @@ CASES = [
     fail("setuid-root", "__import__('os').setuid(0)"),
     fail("setgroups", "__import__('os').setgroups([0])"),
     # -- devices ---------------------------------------------------------------------------
+    fail("dev-write", "open('/dev/pcm-pwn-TOKEN', 'wb').write(b'x')"),
+    code(
+        "dev-shm-bomb",
+        """
+        def go():
+            with open('/dev/shm/fill', 'wb') as f:
+                for _ in range(2048):
+                    f.write(b'x' * (1 << 20))
+        result = _must_fail(go)
+        import os
+        os.remove('/dev/shm/fill')
+        result
+        """,
+        must_fail=True,
+    ),
     fail("dev-kmsg", "open('/dev/kmsg', 'rb').read(100)"),
     fail("dev-mem", "open('/dev/mem', 'rb').read(10)"),
     fail(

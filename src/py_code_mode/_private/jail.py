@@ -193,11 +193,12 @@ def jail_argv(bwrap: str, spec: JailSpec, command: Sequence[str]) -> list[str]:
     argv += ["--proc", "/proc", "--dev", "/dev"]
     # Private tmpfs first, so session dirs that live under /tmp on the host are bound
     # on top of it rather than hidden by it.
-    for mount in dict.fromkeys([Path("/tmp"), *spec.tmpfs]):  # noqa: S108 - private tmpfs
+    for mount in dict.fromkeys([Path("/tmp"), Path("/dev/shm"), *spec.tmpfs]):  # noqa: S108 - private tmpfs
         argv += ["--size", str(spec.tmpfs_size), "--perms", "1777", "--tmpfs", str(mount)]
     argv += _bind_args("--ro-bind", spec.read_only)
     argv += _bind_args("--bind", spec.read_write)
-    argv += ["--remount-ro", "/"]  # the jail's own root: nothing writable but the tmpfs
+    # The jail's own root and /dev: nothing writable but the size-capped tmpfs mounts.
+    argv += ["--remount-ro", "/dev", "--remount-ro", "/"]
     for name, value in (spec.env or {}).items():
         argv += ["--setenv", name, value]
     argv += ["--chdir", str(spec.cwd), "--", *command]
