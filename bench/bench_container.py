@@ -54,6 +54,17 @@ ROWS = [
 ]
 
 
+def runsc_registered() -> bool:
+    """Whether gVisor's runsc is a runtime of the engine (``.ci/docker.sh`` adds it)."""
+    import docker
+
+    client = docker.from_env(timeout=10)
+    try:
+        return "runsc" in (client.info().get("Runtimes") or {})
+    finally:
+        client.close()
+
+
 def pick_image(requested: str | None) -> str | None:
     import docker
 
@@ -118,6 +129,10 @@ async def main() -> int:
             factories.update(make_factories(tools))
         config = ContainerConfig(image=image, tools_path=tools)
         factories["container"] = lambda: ContainerExecutor(config)
+        runsc = runsc_registered()
+        if runsc:  # gVisor beside runc, same figures
+            gvisor = ContainerConfig(image=image, tools_path=tools, runtime="runsc")
+            factories["container-runsc"] = lambda: ContainerExecutor(gvisor)
         results: dict[str, dict[str, Any]] = {}
         for name, factory in factories.items():
             began = time.perf_counter()
@@ -127,6 +142,10 @@ async def main() -> int:
         samples = await warm_starts(pooled, base, args.starts)
         results["container"]["start_warm"] = statistics.median(samples)
         results["container"]["start_warm_p90"] = percentile(samples, 0.9)
+        if runsc:
+            pooled = ContainerConfig(image=image, tools_path=tools, warm_pool=1, runtime="runsc")
+            samples = await warm_starts(pooled, base, args.starts)
+            results["container-runsc"]["start_warm"] = statistics.median(samples)
     print(
         f"python {sys.version.split()[0]}, image {image}, {args.starts} starts, "
         f"{args.runs} runs, {args.calls} calls per namespace figure\n"

@@ -82,8 +82,26 @@ def percentile(samples: list[float], fraction: float) -> float:
 def make_factories(tools: Path) -> dict[str, Callable[[], Executor]]:
     return {
         "in-process": lambda: InProcessExecutor(InProcessConfig(tools_path=tools)),
-        "subprocess": lambda: SubprocessExecutor(SubprocessConfig(tools_path=tools)),
+        "subprocess-bwrap": lambda: SubprocessExecutor(
+            SubprocessConfig(tools_path=tools, isolation="bwrap")
+        ),
+        "subprocess-none": lambda: SubprocessExecutor(
+            SubprocessConfig(tools_path=tools, isolation="none")
+        ),
+        "subprocess-pooled": lambda: SubprocessExecutor(
+            SubprocessConfig(tools_path=tools, isolation="bwrap", warm_pool=1)
+        ),
     }
+
+
+async def pool_refilled(timeout: float = 10.0) -> None:
+    """Wait (outside the timed part) until the jailed worker pool has a worker ready."""
+    from py_code_mode._private.worker_pool import pool
+
+    for _ in range(int(timeout / 0.01)):
+        if pool.waiting():
+            return
+        await asyncio.sleep(0.01)
 
 
 async def measure(
@@ -95,7 +113,10 @@ async def measure(
         await warm.run("1")
 
     starts = []
+    pooled = name.endswith("-pooled")
     for _ in range(args.starts):
+        if pooled:
+            await pool_refilled()
         session = Session(FileStorage(storage_dir), factory())
         began = time.perf_counter()
         await session.start()
@@ -148,7 +169,8 @@ async def measure(
         after = await session.run("x")
         figures["after_timeout"] = "works" if after.is_ok and after.value == 1 else "BROKEN"
         if timed_out.variables_lost:
-            figures["after_timeout"] = "works (variables lost)" if after.is_ok else "BROKEN"
+            again = await session.run("1 + 1")
+            figures["after_timeout"] = "works (variables lost)" if again.is_ok else "BROKEN"
     return figures
 
 
@@ -188,6 +210,26 @@ def show(results: dict[str, dict[str, Any]], rows: list[tuple[str, str, str, str
             else:
                 cells.append(f"{value:>16}")
         print((f"{label:32} " + " ".join(cells) + f"   {target}").rstrip())
+
+
+async def tool_jail_cost(count: int) -> tuple[float, float]:
+    """Median ms of a CLI ``echo`` tool call from the host, jailed and unjailed."""
+    import os
+
+    from py_code_mode.tools.cli import CliTool
+
+    tool = CliTool.from_mapping({"name": "echo", "command": "echo", "args": ["hi"]})
+    figures = []
+    for setting in ("on", "off"):
+        os.environ["PY_CODE_MODE_TOOL_JAIL"] = setting
+        samples = []
+        for _ in range(count):
+            began = time.perf_counter()
+            await tool.call(None, {})
+            samples.append((time.perf_counter() - began) * 1000)
+        figures.append(statistics.median(samples))
+    os.environ.pop("PY_CODE_MODE_TOOL_JAIL", None)
+    return figures[0], figures[1]
 
 
 async def echo_floor(count: int) -> float:
@@ -243,6 +285,11 @@ async def main() -> int:
     show(results)
     imported = import_time_ms()
     print(f"\nimport py_code_mode: {imported:.1f} ms, median of 7 fresh interpreters (< 150 ms)")
+    jailed, unjailed = await tool_jail_cost(min(args.calls, 100))
+    print(
+        f"\nCLI tool call from the host (echo): jailed {jailed:.2f} ms, unjailed "
+        f"{unjailed:.2f} ms median (per-call bubblewrap jail)"
+    )
     floor = await echo_floor(args.calls)
     print(
         f"\n(spawning echo alone from the host: {floor:.3f} ms median, "

@@ -42,3 +42,9 @@ def tools_dir(tmp_path: Path) -> Path:
     (path / "greet.yaml").write_text(textwrap.dedent(GREET_TOOL))
     (path / "fail.yaml").write_text(textwrap.dedent(FAIL_TOOL))
     return path
+
+
+@pytest.fixture
+def tool_jail_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run CLI tools unjailed: for tests of host-side process handling and host files."""
+    monkeypatch.setenv("PY_CODE_MODE_TOOL_JAIL", "off")

@@ -18,6 +18,9 @@ import pytest
 from py_code_mode.execution.protocol import Executor
 
 TEST_IMAGE = os.environ.get("PY_CODE_MODE_TEST_IMAGE", "local/python:3.11-bookworm")
+TEST_RUNTIME = os.environ.get("PY_CODE_MODE_TEST_RUNTIME") or None
+"""The OCI runtime of the container tests: unset for the engine's default (runc), or
+``runsc`` to run them under gVisor (``.ci/run`` does so for the contract suite)."""
 
 
 @functools.cache
@@ -62,5 +65,10 @@ def container_executor(tools_path: Path | None, **config: Any) -> Executor:
     require_engine()
     from py_code_mode.execution import ContainerConfig, ContainerExecutor
 
-    settings: dict[str, Any] = {"image": TEST_IMAGE, "warm_pool": 1, **config}
+    settings: dict[str, Any] = {
+        "image": TEST_IMAGE,
+        "warm_pool": 1,
+        "runtime": TEST_RUNTIME,
+        **config,
+    }
     return ContainerExecutor(ContainerConfig(tools_path=tools_path, **settings))

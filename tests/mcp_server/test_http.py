@@ -91,7 +91,8 @@ async def test_errors_over_http_are_results_or_tool_errors_and_serving_continues
 async def test_a_disconnected_client_loses_its_worker_and_shutdown_stops_the_rest(
     base: Path,
 ) -> None:
-    with http_server(base, "--executor", "subprocess") as server:
+    # Host pids: unjailed (the jailed lifecycle is in tests/security/test_lifecycle.py).
+    with http_server(base, "--executor", "subprocess", "--isolation", "none") as server:
         async with http_session(server.url) as staying:
             async with http_session(server.url) as leaving:
                 gone = (await run(leaving, "import os\nos.getpid()"))["value"]

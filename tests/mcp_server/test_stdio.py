@@ -323,7 +323,8 @@ async def test_each_executor_serves_run_code(base: Path, executor: str) -> None:
 
 @SUBPROCESS_ONLY
 async def test_closing_stdin_stops_the_server_and_its_worker(base: Path) -> None:
-    async with stdio_session(base, "--executor", "subprocess") as session:
+    # Host pids: unjailed (the jailed lifecycle is in tests/security/test_lifecycle.py).
+    async with stdio_session(base, "--executor", "subprocess", "--isolation", "none") as session:
         worker = (await run(session, "import os\nos.getpid()"))["value"]
     assert isinstance(worker, int)
     assert worker != os.getpid()
@@ -335,7 +336,7 @@ def test_sigterm_stops_the_server_and_its_worker(base: Path) -> None:
     import json
 
     proc = subprocess.Popen(
-        [*SERVER, "--base", str(base), "--executor", "subprocess"],
+        [*SERVER, "--base", str(base), "--executor", "subprocess", "--isolation", "none"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=server_env(),

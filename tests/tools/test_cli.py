@@ -382,6 +382,7 @@ async def test_a_command_path_that_does_not_exist_or_cannot_run_is_reported(tmp_
     assert await make({"command": str(script)}).call(None, {}) == "hi\n"
 
 
+@pytest.mark.usefixtures("tool_jail_off")  # host files / pids: see tests/security
 async def test_a_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     tool = sh_tool(
@@ -409,6 +410,7 @@ async def test_a_recipe_timeout_names_the_recipe() -> None:
         await tool.call("nap", {})
 
 
+@pytest.mark.usefixtures("tool_jail_off")  # host files / pids: see tests/security
 async def test_a_background_child_holding_the_output_open_does_not_hang_the_call(
     tmp_path: Path,
 ) -> None:
@@ -446,6 +448,7 @@ async def test_stderr_is_capped_too() -> None:
     assert info.value.stderr.startswith("y" * 100 + "\n[output truncated")
 
 
+@pytest.mark.usefixtures("tool_jail_off")  # host files / pids: see tests/security
 async def test_cancelling_a_call_kills_its_process_group(tmp_path: Path) -> None:
     _tool, task, child = await start_call_with_a_child(tmp_path)
     task.cancel()
@@ -454,6 +457,7 @@ async def test_cancelling_a_call_kills_its_process_group(tmp_path: Path) -> None
     assert await process_gone(child)
 
 
+@pytest.mark.usefixtures("tool_jail_off")  # host files / pids: see tests/security
 async def test_aclose_kills_running_calls_and_is_idempotent(tmp_path: Path) -> None:
     tool, task, child = await start_call_with_a_child(tmp_path)
     await tool.aclose()

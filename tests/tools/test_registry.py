@@ -230,6 +230,7 @@ async def test_get_an_unknown_tool_lists_the_available_ones(tools_dir: Path) -> 
         ToolRegistry().get("curl")
 
 
+@pytest.mark.usefixtures("tool_jail_off")  # host files / pids: see tests/security
 async def test_call_routes_to_the_tool_and_its_recipes(tools_dir: Path) -> None:
     registry = await ToolRegistry.from_directory(tools_dir)
     assert await registry.call("echo", None, {"words": ["a", "b"]}) == "a b\n"
@@ -344,6 +345,7 @@ async def test_the_example_tools_load_without_problems(repo_tools: ToolRegistry)
         assert all(c["description"] for c in entry["callables"])
 
 
+@pytest.mark.usefixtures("tool_jail_off")  # host files / pids: see tests/security
 async def test_git_reports_its_version_and_reads_a_repository(
     repo_tools: ToolRegistry, tmp_path: Path
 ) -> None:
@@ -380,6 +382,7 @@ async def test_git_reports_its_version_and_reads_a_repository(
         await repo_tools.call("git", None, {"repo": str(repo), "subcommand": "no-such-command"})
 
 
+@pytest.mark.usefixtures("tool_jail_off")  # host files / pids: see tests/security
 @pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed here")
 async def test_jq_queries_json_text_and_files(repo_tools: ToolRegistry, tmp_path: Path) -> None:
     data = json.dumps({"items": [{"name": "a"}, {"name": "b"}]})
@@ -405,6 +408,7 @@ async def test_a_missing_jq_is_reported_clearly_and_does_not_stop_loading(
         await registry.call("jq", "query", {"filter": ".", "inputs": ["1"]})
 
 
+@pytest.mark.usefixtures("tool_jail_off")  # host files / pids: see tests/security
 async def test_grep_searches_files_and_no_match_is_an_empty_result(
     repo_tools: ToolRegistry, tmp_path: Path
 ) -> None:
@@ -468,6 +472,7 @@ def http_server() -> Iterator[str]:
         thread.join(timeout=10)
 
 
+@pytest.mark.usefixtures("tool_jail_off")  # host files / pids: see tests/security
 async def test_curl_gets_and_posts_json_against_a_local_server(
     repo_tools: ToolRegistry, http_server: str, tmp_path: Path
 ) -> None:

@@ -91,6 +91,20 @@ Executor = Annotated[
         show_default=False,
     ),
 ]
+Isolation = Annotated[
+    str | None,
+    typer.Option(
+        "--isolation",
+        help="Subprocess executor jail: bwrap (default on Linux) or none (explicit opt-out).",
+        show_default=False,
+    ),
+]
+Runtime = Annotated[
+    str | None,
+    typer.Option(
+        "--runtime", help="Container executor OCI runtime, e.g. runsc (gVisor).", show_default=False
+    ),
+]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds before the run is interrupted.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
@@ -111,6 +125,8 @@ class SharedFlags:
     redis: RedisUrl = None
     prefix: Prefix = DEFAULT_PREFIX
     executor: Executor = None
+    isolation: Isolation = None
+    runtime: Runtime = None
     timeout: Timeout = DEFAULT_TIMEOUT
     as_json: AsJson = False
 
@@ -129,6 +145,8 @@ class SharedFlags:
             prefix=self.prefix,
             executor=self.executor,  # type: ignore[arg-type]  # validated by check()
             timeout=self.timeout,
+            isolation=self.isolation,
+            runtime=self.runtime,
         )
         try:
             options.check()
@@ -263,7 +281,9 @@ def version() -> None:
 
 
 @app.command("run")
-@_with_flags("storage", "tools", "redis", "prefix", "executor", "timeout", "as_json")
+@_with_flags(
+    "storage", "tools", "redis", "prefix", "executor", "isolation", "runtime", "timeout", "as_json"
+)
 def run_code(
     file: Annotated[
         str | None,

@@ -157,6 +157,72 @@ def check_docker() -> Check:
     )
 
 
+def check_jail() -> Check:
+    """The bubblewrap jail of the subprocess executor and of CLI tool calls."""
+    from py_code_mode._private import jail
+
+    found = jail.probe()
+    if found.usable:
+        return Check(
+            "sandbox",
+            "ok",
+            f"{found.detail}: subprocess workers and CLI tool calls run jailed (own user/pid/"
+            "net/mount namespaces, uid 65534, read-only system, private /tmp, no network)",
+        )
+    return Check(
+        "sandbox",
+        "fail" if sys.platform.startswith("linux") else "warn",
+        f"no bubblewrap jail: {found.detail}. The subprocess executor refuses to start and "
+        "CLI tools run unjailed",
+        f"{jail.INSTALL_HINT}; or opt out explicitly with --isolation none",
+    )
+
+
+def check_limits() -> Check:
+    """Which per-session limits the host enforces for jailed workers."""
+    from py_code_mode._private import cgroups
+
+    found = cgroups.support()
+    if found.version:
+        return Check(
+            "session limits",
+            "ok",
+            f"memory and processes capped per session ({found.detail}); open files and file "
+            "size per process (rlimits); disk by the jail's size-capped tmpfs",
+        )
+    return Check(
+        "session limits",
+        "warn",
+        f"memory and processes are limited per process only (rlimits), not per session: "
+        f"{found.detail}; disk is capped by the jail's tmpfs",
+        "run as root or under a systemd scope with cgroup delegation (Delegate=yes)",
+    )
+
+
+def check_gvisor() -> Check:
+    """The runsc runtime of gVisor, registered with Docker (ContainerConfig(runtime="runsc"))."""
+    fix = (
+        "optional: apt-get install runsc; add it to /etc/docker/daemon.json as "
+        '{"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": '
+        '["--platform=ptrace", "--network=none"]}}} and reload dockerd (SIGHUP)'
+    )
+    if importlib.util.find_spec("docker") is None:
+        return Check("gvisor", "warn", "the docker SDK is not installed", fix)
+    try:
+        import docker
+
+        client = docker.from_env(timeout=int(PROBE_TIMEOUT))
+        try:
+            runtimes = client.info().get("Runtimes") or {}
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        return Check("gvisor", "warn", f"engine not reachable: {_one_line(exc)}", fix)
+    if "runsc" in runtimes:
+        return Check("gvisor", "ok", "runsc is registered: --executor container --runtime runsc")
+    return Check("gvisor", "warn", "runsc is not registered with the Docker engine", fix)
+
+
 def check_redis(url: str) -> Check:
     """A reachable Redis server at ``url``."""
     if importlib.util.find_spec("redis") is None:
@@ -276,6 +342,9 @@ def run_checks(
         ("executors", check_executors),
         ("library", lambda: check_base(base)),
         ("docker", check_docker),
+        ("sandbox", check_jail),
+        ("session limits", check_limits),
+        ("gvisor", check_gvisor),
         ("embeddings", check_embeddings),
     ]
     if redis_url is not None:

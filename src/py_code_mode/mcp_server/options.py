@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from py_code_mode.errors import ConfigError
 from py_code_mode.session import _EXECUTOR_FACTORIES, ExecutorKind, Session, _make_executor
@@ -83,6 +83,10 @@ class ServerOptions:
         executor: Where code runs; ``None`` for :func:`default_executor`.
         timeout: Default seconds per ``run_code`` call; ``None`` for no limit.
         allow_runtime_deps: Whether agents may install and remove packages.
+        isolation: The subprocess executor's jail, ``"bwrap"`` or ``"none"`` (explicit
+            opt-out); ``None`` for its default (bubblewrap on Linux).
+        runtime: The container executor's OCI runtime (``"runsc"`` for gVisor);
+            ``None`` for the engine's default.
         transport: ``"stdio"`` or ``"http"`` (streamable HTTP).
         host: Interface for HTTP.
         port: Port for HTTP.
@@ -97,6 +101,8 @@ class ServerOptions:
     executor: ExecutorKind | None = None
     timeout: float | None = DEFAULT_TIMEOUT
     allow_runtime_deps: bool = True
+    isolation: str | None = None
+    runtime: str | None = None
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -136,6 +142,8 @@ class ServerOptions:
                 f"--executor {kind} is not available in this installation "
                 f"({_executor_module(kind)} is missing); use --executor in-process"
             )
+        if self.isolation not in (None, "bwrap", "none"):
+            raise ConfigError(f"--isolation must be bwrap or none, got {self.isolation!r}")
         if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
             raise ConfigError(f"--timeout must be a positive number of seconds, got {self.timeout}")
         if not 0 < self.port < 65536:
@@ -183,7 +191,14 @@ class ServerOptions:
         Raises:
             ConfigError: The executor or its config rejected the settings.
         """
-        settings = {"tools_path": self.tools_path, "allow_runtime_deps": self.allow_runtime_deps}
+        settings: dict[str, Any] = {
+            "tools_path": self.tools_path,
+            "allow_runtime_deps": self.allow_runtime_deps,
+        }
+        if self.isolation is not None and self.executor_kind == "subprocess":
+            settings["isolation"] = self.isolation
+        if self.runtime is not None and self.executor_kind == "container":
+            settings["runtime"] = self.runtime
         return _make_executor(self.executor_kind, settings)
 
     def make_session(self) -> Session:
@@ -246,6 +261,19 @@ def build_parser(prog: str = "py-code-mode-mcp") -> argparse.ArgumentParser:
         action="store_true",
         help="do not let agents install or remove packages (hides add_dep and remove_dep)",
     )
+    run.add_argument(
+        "--isolation",
+        choices=("bwrap", "none"),
+        default=None,
+        help="subprocess executor: run workers in a bubblewrap jail (default on Linux) or "
+        "'none' to opt out explicitly (agent code then has your user's access)",
+    )
+    run.add_argument(
+        "--runtime",
+        default=None,
+        metavar="NAME",
+        help="container executor: the engine's OCI runtime, e.g. runsc for gVisor",
+    )
     serve = parser.add_argument_group("transport")
     serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP interface (default: 127.0.0.1)")
@@ -274,6 +302,8 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "py-code-mode-mcp"
         executor=ns.executor,
         timeout=None if ns.timeout == 0 else ns.timeout,
         allow_runtime_deps=not ns.no_runtime_deps,
+        isolation=ns.isolation,
+        runtime=ns.runtime,
         transport=ns.transport,
         host=ns.host,
         port=ns.port,

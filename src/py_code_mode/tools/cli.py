@@ -37,9 +37,11 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, Literal
 
 from py_code_mode._private.tool_calls import reject_missing, reject_unknown, show
+from py_code_mode._private.tool_jail import jailed_tool_argv
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
 from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
 
@@ -180,6 +182,8 @@ class CliToolSpec:
         success_exit_codes: Exit codes that mean success (``grep`` uses 1 for
             "no match", which is not an error).
         source: The YAML file the tool came from, for messages.
+        paths: Host paths the call may read (its per-call jail shows only these).
+        network: Whether the call gets the network (else it has none when jailed).
     """
 
     name: str
@@ -191,6 +195,8 @@ class CliToolSpec:
     recipes: tuple[CliRecipe, ...] = ()
     success_exit_codes: frozenset[int] = frozenset({0})
     source: str | None = None
+    paths: tuple[str, ...] = ()
+    network: bool = False
 
 
 class _CappedBuffer:
@@ -401,9 +407,13 @@ class CliTool:
         where = self._where(callable_name)
         loop = asyncio.get_running_loop()
         try:
+            base = None if self.spec.source is None else Path(self.spec.source).parent
+            jailed = await jailed_tool_argv(
+                argv, paths=self.spec.paths, network=self.spec.network, base=base
+            )
             transport, protocol = await loop.subprocess_exec(
                 lambda: _CaptureProtocol(loop, self._output_limit),
-                *argv,
+                *jailed,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -454,6 +464,8 @@ class CliTool:
                 stderr=err_text,
             )
         code = transport.get_returncode()
+        if len(jailed) != len(argv) and code is not None and code > 128:
+            code = 128 - code  # bwrap reports its child's death by signal n as 128 + n
         logger.debug("%s exited with code %s", where, code)
         if code in self.spec.success_exit_codes:
             return protocol.stdout.text()

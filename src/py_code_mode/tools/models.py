@@ -233,6 +233,10 @@ class CliToolConfig(ToolFileConfig):
     success_exit_codes: list[int] = Field(default_factory=lambda: [0], min_length=1)
     schema_: CliSchemaConfig = Field(default_factory=CliSchemaConfig, alias="schema")
     recipes: dict[str, CliRecipeConfig] = Field(default_factory=dict)
+    paths: list[str] = Field(default_factory=list)
+    """Host paths a call may read; its per-call jail shows nothing else of the host."""
+    network: bool = False
+    """Whether calls get the network (jailed calls have none otherwise)."""
 
     @field_validator("command")
     @classmethod
@@ -282,6 +286,8 @@ class CliToolConfig(ToolFileConfig):
             recipes=recipes,
             success_exit_codes=frozenset(self.success_exit_codes),
             source=str(source) if source is not None else None,
+            paths=tuple(self.paths),
+            network=self.network,
         )
 
     def _resolve(self) -> tuple[tuple[CliArgument, ...], tuple[CliRecipe, ...]]:

@@ -79,12 +79,18 @@ async def run_ok(session: Session, code: str, timeout: float | None = None) -> A
 
 
 # -- isolation ---------------------------------------------------------------------------
-async def test_code_runs_in_a_separate_process_without_py_code_mode(session: Session) -> None:
-    pid = await run_ok(session, "import os\nos.getpid()")
-    assert pid != os.getpid()
-    assert pid == worker_pid(session)
-    result = await session.run("import py_code_mode")
-    assert result.error_type == "ModuleNotFoundError"
+async def test_code_runs_in_a_separate_process_without_py_code_mode(
+    make_session: Callable[..., Session],
+) -> None:
+    async with make_session(isolation="none") as session:
+        pid = await run_ok(session, "import os\nos.getpid()")
+        assert pid != os.getpid()
+        assert pid == worker_pid(session)
+    async with make_session() as session:
+        pid = await run_ok(session, "import os\nos.getpid()")
+        assert pid == 2  # jailed: its own pid namespace, under bwrap's init
+        result = await session.run("import py_code_mode")
+        assert result.error_type == "ModuleNotFoundError"
 
 
 async def test_host_secrets_in_the_environment_never_reach_the_worker(
@@ -111,7 +117,7 @@ async def test_host_secrets_in_the_environment_never_reach_the_worker(
 async def test_the_worker_has_its_own_working_directory_removed_at_close(
     make_session: Callable[..., Session],
 ) -> None:
-    async with make_session() as session:
+    async with make_session(isolation="none") as session:
         cwd = await run_ok(session, "import os\nopen('note.txt', 'w').write('x')\nos.getcwd()")
         assert cwd != os.getcwd()
         assert Path(cwd, "note.txt").exists()
@@ -325,7 +331,7 @@ async def test_open_files_and_file_size_limits_apply(
 async def test_a_bounded_fork_storm_leaves_nothing_behind_after_close(
     make_session: Callable[..., Session],
 ) -> None:
-    async with make_session() as session:
+    async with make_session(isolation="none") as session:
         pids = await run_ok(
             session,
             """
@@ -377,7 +383,7 @@ async def test_huge_output_from_every_source_is_capped_and_the_host_survives(
 async def test_close_leaves_no_worker_and_no_child_processes(
     make_session: Callable[..., Session],
 ) -> None:
-    session = make_session()
+    session = make_session(isolation="none")
     await session.start()
     pids = await run_ok(
         session,
@@ -403,7 +409,8 @@ from py_code_mode import FileStorage, Session
 from py_code_mode.execution import SubprocessConfig, SubprocessExecutor
 
 async def main():
-    session = Session(FileStorage(Path(sys.argv[1])), SubprocessExecutor(SubprocessConfig()))
+    executor = SubprocessExecutor(SubprocessConfig(isolation="none"))
+    session = Session(FileStorage(Path(sys.argv[1])), executor)
     await session.start()
     result = await session.run(
         "import os, subprocess\\n"

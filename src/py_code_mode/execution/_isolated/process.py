@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,9 +34,17 @@ _BOOTSTRAP = (
 
 
 def popen_worker(
-    python: Path, worker_root: Path, fd: int, env: dict[str, str], cwd: Path
+    python: Path,
+    worker_root: Path,
+    fd: int,
+    env: dict[str, str],
+    cwd: Path,
+    *,
+    wrap: Callable[[list[str]], list[str]] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start the worker from its copy in ``worker_root``, talking over the socket ``fd``.
+
+    ``wrap`` turns the worker's argv into the one to run (the bubblewrap jail).
 
     Raises:
         OSError: The interpreter cannot be started.
@@ -50,6 +59,8 @@ def popen_worker(
         "--fd",
         str(fd),
     ]
+    if wrap is not None:
+        argv = wrap(argv)
     # Plain Popen rather than asyncio's: its wait() would also wait for pipes that
     # processes forked by agent code can hold open long after the worker died.
     return subprocess.Popen(
@@ -66,6 +77,9 @@ def popen_worker(
 
 class WorkerProcess(WorkerConnection):
     """A worker child process: the shared protocol connection plus the process group."""
+
+    jailed = False
+    """Started by bubblewrap, which turns the worker's death by signal n into 128 + n."""
 
     def __init__(
         self,
@@ -152,6 +166,8 @@ class WorkerProcess(WorkerConnection):
         return not self.dead.is_set()
 
     def _exited(self, returncode: int) -> None:
+        if self.jailed and returncode > 128:
+            returncode = 128 - returncode  # bwrap reports its child's signal as 128 + n
         if self._pidfd >= 0:
             self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)

@@ -94,6 +94,10 @@ class ContainerConfig(ExecutorConfig):
             configuration (process-wide); 0 disables the pool.
         ca_bundle: A PEM file copied into the container and used by installers and
             Python's ``ssl`` (``SSL_CERT_FILE``): for HTTPS behind an intercepting proxy.
+        runtime: The engine's OCI runtime for the container; ``"runsc"`` runs it under
+            gVisor (a user-space kernel between agent code and the host's kernel), which
+            must be registered with dockerd (see docker/README.md). None for the
+            engine's default (runc).
     """
 
     _renamed: ClassVar[dict[str, str]] = {**ExecutorConfig._renamed, "environment": "env"}
@@ -115,6 +119,7 @@ class ContainerConfig(ExecutorConfig):
     tcp_port: Annotated[int, Field(ge=1, le=65535, strict=True)] = 8777
     warm_pool: Annotated[int, Field(ge=0, le=MAX_WARM_POOL, strict=True)] = 0
     ca_bundle: Annotated[OptionalPath, AfterValidator(_is_file)] = None
+    runtime: Word | None = None
 
     @model_validator(mode="after")
     def _tcp_needs_a_token_and_a_network(self) -> ContainerConfig:

@@ -43,9 +43,12 @@ Docker engine (the stdio transport needs a Unix or plain TCP engine socket).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from py_code_mode.errors import DependencyError, ExecutorError
@@ -53,6 +56,7 @@ from py_code_mode.execution._isolated.client import WorkerDiedError, start_failu
 from py_code_mode.execution._isolated.runner import WorkerRunner
 from py_code_mode.execution.container.config import DEFAULT_IMAGE, ContainerConfig
 from py_code_mode.execution.container.connection import ContainerWorker, adopt
+from py_code_mode.execution.container.engine import api, docker_errors
 from py_code_mode.execution.container.launch import launch, prepare_engine
 from py_code_mode.execution.container.packages import ContainerPackages
 from py_code_mode.execution.container.pool import pool
@@ -65,6 +69,7 @@ from py_code_mode.execution.container.reaper import (
     reap_strays,
 )
 from py_code_mode.execution.container.spec import SITE_DIR, WORKDIR, Spec, build_spec
+from py_code_mode.result import ExecutionResult
 
 if TYPE_CHECKING:
     from py_code_mode.execution.protocol import Host
@@ -118,6 +123,7 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
     def __init__(self, config: ContainerConfig | None = None) -> None:
         super().__init__(config, ContainerConfig)
         self._spec: Spec | None = None
+        self._baseline_tasks: int | None = None
         self._packages = ContainerPackages(self.config)
 
     @property
@@ -198,6 +204,49 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
             logger.warning("the replacement container lacks packages: %s", exc)
         return handle
 
+    async def _run_locked(self, code: str, timeout: float | None) -> ExecutionResult:
+        result = await super()._run_locked(code, timeout)
+        if result.error_type == "TimeoutError" and not result.variables_lost:
+            return await self._end_leftovers(result)
+        return result
+
+    async def _end_leftovers(self, result: ExecutionResult) -> ExecutionResult:
+        """After an interrupted run: replace the container if the run left tasks running.
+
+        Interrupting stops the run's main thread only; threads and processes it started
+        would run on unseen. Under runc the container's pids cgroup counts both: more than
+        after the worker started means something of the run is still there. Under gVisor
+        (or when the engine cannot tell) that count says nothing about the sandbox's own
+        threads, so the container is always replaced.
+        """
+        handle = self._handle
+        if handle is None or not handle.check_alive():
+            return result
+        baseline = self._baseline_tasks
+        tasks = None
+        if baseline is not None and self.config.runtime != "runsc":
+            tasks = await asyncio.to_thread(_task_count, handle.container_id)
+        if tasks is not None and baseline is not None and tasks <= baseline:
+            return result
+        await handle.kill("was replaced after a timeout")
+        handle.death_reported = True
+        if tasks is None or baseline is None:
+            why = "whether the run left threads or processes running cannot be seen here"
+        else:
+            why = f"the run left {tasks - baseline} thread(s) or process(es) running"
+        return dataclasses.replace(
+            result,
+            error=(result.error or "").replace("variables are kept.", "")
+            + f"{why}, so the container was replaced to end them; all variables were lost. "
+            "The next run starts a fresh container.",
+            variables_lost=True,
+        )
+
+    async def _reset_locked(self) -> None:
+        # A reset is a fresh container (from the warm pool when there is one): no
+        # poisoned module, thread or process of the old one survives.
+        await self._restart()
+
     # -- internals -------------------------------------------------------------------------
     def _require_handle(self) -> ContainerWorker:
         handle = self._handle
@@ -239,6 +288,8 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
             raise start_failure(
                 exc, f"worker container ({config.image})", config.startup_timeout, detail
             ) from None
+        if config.runtime != "runsc":
+            self._baseline_tasks = await asyncio.to_thread(_task_count, handle.container_id)
         return handle
 
     async def _ensure_deps(self, wanted: list[str], *, strict: bool) -> None:
@@ -257,3 +308,28 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
             )
         logger.info("installing %d missing package(s) in the container", len(missing))
         await self.install(missing)
+
+
+_PIDS_CGROUPS = (
+    "/sys/fs/cgroup/pids/docker/{id}/pids.current",  # cgroup v1, cgroupfs driver
+    "/sys/fs/cgroup/system.slice/docker-{id}.scope/pids.current",  # v2, systemd driver
+    "/sys/fs/cgroup/docker/{id}/pids.current",  # v2, cgroupfs driver
+)
+
+
+def _task_count(container_id: str) -> int | None:
+    """Processes and threads in a container (its pids cgroup), or None if unknown.
+
+    Read from the local cgroup when the engine runs here (microseconds), else asked
+    of the engine (about a second: it samples twice).
+    """
+    for template in _PIDS_CGROUPS:
+        with contextlib.suppress(OSError, ValueError):
+            return int(Path(template.format(id=container_id)).read_text())
+
+    try:
+        stats = api().stats(container_id, stream=False, one_shot=True)
+    except (docker_errors().DockerException, OSError, ExecutorError):
+        return None
+    current = (stats.get("pids_stats") or {}).get("current")
+    return current if isinstance(current, int) else None

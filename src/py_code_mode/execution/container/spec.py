@@ -115,6 +115,8 @@ def _host_config(config: ContainerConfig) -> dict[str, Any]:
         host_config["nano_cpus"] = int(config.cpu_limit * 1e9)
     if config.pids_limit is not None:
         host_config["pids_limit"] = config.pids_limit
+    if config.runtime is not None:
+        host_config["runtime"] = config.runtime  # e.g. "runsc": gVisor's own kernel
     if config.transport == "tcp":
         host_config["port_bindings"] = {config.tcp_port: ("127.0.0.1", None)}
     return host_config

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -53,7 +53,22 @@ class SubprocessConfig(ExecutorConfig):
             (``PATH``, ``HOME``, ``USER``, ``LOGNAME``, ``LANG``, ``LC_*``, ``TZ``,
             ``TMPDIR``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``).
         working_dir: The worker's working directory; a private temporary directory,
-            removed at close, when omitted.
+            removed at close, when omitted (in the jail: a private size-capped tmpfs
+            at ``/work``; a given directory is shared read-write with agent code).
+        isolation: ``"bwrap"`` runs every worker in a bubblewrap jail (own user, pid,
+            ipc, uts, net and mount namespaces, uid 65534, no capabilities, the
+            interpreter and venv read-only, private ``/tmp``, no host home, no
+            network) and refuses to start where bwrap cannot; ``"none"`` runs it as a
+            plain child process with your user's access. Default (None): ``"bwrap"``
+            on Linux, ``"none"`` elsewhere.
+        tmp_size_mb: Size cap (MiB) of the jail's private ``/tmp`` and working
+            directory, each.
+        network: Network of a jailed worker: ``"none"`` (the default: only its own
+            loopback) or ``"full"`` (the host's network, with everything it reaches,
+            loopback services included). An allowlisting egress proxy is not available
+            yet.
+        warm_pool: Jailed workers to keep started, process-wide, for new sessions with
+            this configuration (cached venv, no ``working_dir``); 0 disables the pool.
     """
 
     _renamed: ClassVar[dict[str, str]] = {
@@ -73,6 +88,10 @@ class SubprocessConfig(ExecutorConfig):
     max_file_size_mb: Count | None = 1024
     env: EnvSetting = {}
     working_dir: OptionalPath = None
+    isolation: Literal["bwrap", "none"] | None = None
+    tmp_size_mb: Count = 512
+    network: Literal["none", "full"] = "none"
+    warm_pool: Annotated[int, Field(ge=0, le=8, strict=True)] = 0
 
     @classmethod
     def _convert_renamed(cls, old: str, value: Any) -> Any:

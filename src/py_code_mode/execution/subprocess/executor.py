@@ -32,14 +32,26 @@ POSIX only (it relies on ``fcntl``, ``resource`` and process groups).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
+import hashlib
+import json
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from py_code_mode._private.worker_jail import (
+    WorkerJail,
+    effective_isolation,
+    open_worker_jail,
+    process_tree,
+)
+from py_code_mode._private.worker_pool import PooledWorker, pool
 from py_code_mode.errors import DependencyError, ExecutorError
 from py_code_mode.execution._configured import resolve_env
 from py_code_mode.execution._isolated.client import WorkerDiedError, start_failure
@@ -49,6 +61,7 @@ from py_code_mode.execution._isolated.source import worker_root
 from py_code_mode.execution.subprocess.config import SubprocessConfig
 from py_code_mode.execution.subprocess.interpreter import resolve_interpreter
 from py_code_mode.execution.subprocess.venv import Venv, default_cache_dir, prepare_venv
+from py_code_mode.result import ExecutionResult
 
 if TYPE_CHECKING:
     from py_code_mode.execution.protocol import Host
@@ -71,6 +84,23 @@ _ENV_ALLOWLIST = frozenset(
 )
 
 
+async def _readable(sock: socket.socket, timeout: float) -> None:
+    """Wait until ``sock`` has data, without reading it."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def mark() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock.fileno(), mark)
+    try:
+        async with asyncio.timeout(timeout):
+            await ready
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
 class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
     """Runs agent code in a child Python process with its own environment.
 
@@ -85,6 +115,14 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         self._workdir: Path | None = None
         self._worker_root: Path | None = None
         self._env: dict[str, str] = {}
+        self._jail: WorkerJail | None = None
+        self._baseline_tasks = 0
+        self._pooled: PooledWorker | None = None
+
+    @property
+    def isolation(self) -> str:
+        """``"bwrap"`` when workers run jailed, else ``"none"``."""
+        return effective_isolation(self.config.isolation)
 
     @property
     def worker_pid(self) -> int | None:
@@ -142,6 +180,108 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         await asyncio.to_thread(self._workdir.mkdir, parents=True, exist_ok=True)
         self._worker_root = await asyncio.to_thread(worker_root, cache_dir)
         self._env = self._worker_env(self._venv)
+        if self.isolation == "bwrap":
+            await self._open_jail(self._venv, self._worker_root)
+
+    async def _open_jail(self, venv: Venv, root: Path) -> None:
+        config = self.config
+        key = self._pool_key(venv, root)
+        if key is not None and (slot := pool.take(key)) is not None:
+            await self._adopt(slot, venv)
+        else:
+            self._jail = await self._new_jail(venv, root, venv.overlay)
+        if key is not None:
+            pool.ensure(key, config.warm_pool, functools.partial(self._pooled_worker, venv, root))
+        self._workdir = self._jail.workdir  # type: ignore[union-attr]
+
+    def _jail_env(self, venv: Venv, overlay: Path | None) -> dict[str, str]:
+        env = dict(self._env)
+        bins = (
+            [str(venv.path / "bin")]
+            if overlay is None
+            else [str(overlay / "bin"), str(venv.path / "bin")]
+        )
+        env["PATH"] = os.pathsep.join([*bins, "/usr/local/bin:/usr/bin:/bin"])
+        return env
+
+    async def _new_jail(self, venv: Venv, root: Path, overlay: Path | None) -> WorkerJail:
+        config = self.config
+        env = self._jail_env(venv, overlay)
+        shared = [venv.path, root]
+        if overlay is not None:
+            shared.append(overlay)  # read-only: only the host's uv writes there
+        shared += [Path(env[k]) for k in ("SSL_CERT_FILE", "SSL_CERT_DIR") if k in env]
+        return await open_worker_jail(
+            python=venv.python,
+            read_only=shared,
+            workdir=config.working_dir,
+            env=env,
+            tmpfs_size=config.tmp_size_mb << 20,
+            memory_bytes=config.memory_limit,
+            max_pids=config.max_processes,
+            opt_out='pass SubprocessConfig(isolation="none") (CLI/MCP: --isolation none)',
+            network=config.network == "full",
+        )
+
+    # -- the warm pool -----------------------------------------------------------------
+    def _pool_key(self, venv: Venv, root: Path) -> str | None:
+        """The pool key of this session's workers, or None when they cannot be pooled."""
+        config = self.config
+        if not config.warm_pool or not venv.shared or config.working_dir is not None:
+            return None
+        env = {k: v for k, v in self._env.items() if k != "PATH"}
+        material = [
+            str(venv.path),
+            str(root),
+            sorted(env.items()),
+            config.tmp_size_mb,
+            config.memory_limit,
+            config.max_processes,
+            config.network,
+        ]
+        return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:16]
+
+    async def _pooled_worker(self, venv: Venv, root: Path) -> PooledWorker:
+        """Start one worker, with its own scratch dir and jail, for the pool."""
+        scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="py-code-mode-"))
+        overlay = scratch / "site-packages"
+        await asyncio.to_thread(overlay.mkdir)
+        jail = await self._new_jail(venv, root, overlay)
+        host_sock, child_sock = socket.socketpair()
+        try:
+            proc = popen_worker(
+                venv.python,
+                root,
+                child_sock.fileno(),
+                dict(jail.spec.env or {}),
+                root,
+                wrap=jail.wrap,
+            )
+        except OSError:
+            host_sock.close()
+            await jail.close()
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
+            raise
+        finally:
+            child_sock.close()
+        slot = PooledWorker(proc, host_sock, scratch, jail)
+        try:
+            await _readable(host_sock, self.config.startup_timeout)  # its hello: booted
+        except BaseException:
+            await asyncio.to_thread(slot.discard)
+            raise
+        return slot
+
+    async def _adopt(self, slot: PooledWorker, venv: Venv) -> None:
+        """Make a pooled worker, its jail and its scratch dir this session's."""
+        old = self._scratch
+        self._scratch = slot.scratch
+        venv.overlay = slot.scratch / "site-packages"
+        self._env = self._jail_env(venv, venv.overlay)
+        self._jail = slot.jail
+        self._pooled = slot
+        if old is not None:
+            await asyncio.to_thread(shutil.rmtree, old, True)
 
     def _worker_env(self, venv: Venv) -> dict[str, str]:
         """The host's allowlisted variables, the configured ones, and the venv's paths."""
@@ -157,6 +297,13 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         return env
 
     async def _cleanup(self) -> None:
+        pooled, self._pooled = self._pooled, None
+        if pooled is not None:  # adopted but never configured (the start failed)
+            await asyncio.to_thread(pooled.discard)
+            self._jail = None
+        jail, self._jail = self._jail, None
+        if jail is not None:
+            await jail.close()
         scratch, self._scratch = self._scratch, None
         if scratch is not None:
             await asyncio.to_thread(shutil.rmtree, scratch, True)
@@ -169,16 +316,11 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         assert self._workdir is not None
         config = self.config
         venv = self._venv
-        host_sock, child_sock = socket.socketpair()
-        try:
-            proc = popen_worker(
-                venv.python, self._worker_root, child_sock.fileno(), self._env, self._workdir
-            )
-        except OSError as exc:
-            host_sock.close()
-            raise ExecutorError(f"could not start the worker with {venv.python}: {exc}") from exc
-        finally:
-            child_sock.close()
+        pooled, self._pooled = self._pooled, None
+        if pooled is not None:
+            proc, host_sock = pooled.proc, pooled.sock
+        else:
+            proc, host_sock = self._popen(venv)
         reader, writer = await asyncio.open_unix_connection(sock=host_sock)
         handle = WorkerProcess(
             proc,
@@ -188,6 +330,8 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
             max_frame=self._max_frame,
             output_limit=config.output_limit,
         )
+        handle.jailed = self._jail is not None
+        self._baseline_tasks = 0
         try:
             memory_mb = None if config.memory_limit is None else config.memory_limit >> 20
             async with asyncio.timeout(config.startup_timeout):
@@ -201,9 +345,72 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
                     site_dirs=[] if venv.overlay is None else [str(venv.overlay)],
                     sys_path=[str(self._workdir)],
                 )
+            self._baseline_tasks = (await asyncio.to_thread(process_tree, proc.pid))[1]
         except (TimeoutError, WorkerDiedError, ExecutorError) as exc:
             await handle.kill("failed to start")
             raise start_failure(
                 exc, f"worker process ({venv.python})", config.startup_timeout, handle.stderr_tail
             ) from None
         return handle
+
+    def _popen(self, venv: Venv) -> tuple[subprocess.Popen[bytes], socket.socket]:
+        assert self._worker_root is not None
+        assert self._workdir is not None
+        host_sock, child_sock = socket.socketpair()
+        try:
+            proc = popen_worker(
+                venv.python,
+                self._worker_root,
+                child_sock.fileno(),
+                self._env if self._jail is None else dict(self._jail.spec.env or {}),
+                self._workdir if self._jail is None else self._worker_root,
+                wrap=None if self._jail is None else self._jail.wrap,
+            )
+        except OSError as exc:
+            host_sock.close()
+            raise ExecutorError(f"could not start the worker with {venv.python}: {exc}") from exc
+        finally:
+            child_sock.close()
+        return proc, host_sock
+
+    async def _run_locked(self, code: str, timeout: float | None) -> ExecutionResult:
+        result = await super()._run_locked(code, timeout)
+        if result.error_type == "TimeoutError" and not result.variables_lost:
+            return await self._end_leftovers(result)
+        return result
+
+    async def _end_leftovers(self, result: ExecutionResult) -> ExecutionResult:
+        """After an interrupted run: replace the worker if the run left threads or children.
+
+        Interrupting stops the run's main thread only; threads and processes it started
+        would run on unseen, so they end with the worker.
+        """
+        handle = self._handle
+        if handle is None or not handle.check_alive():
+            return result
+        _pids, tasks = await asyncio.to_thread(process_tree, handle.pid)
+        if tasks <= self._baseline_tasks:
+            return result
+        await handle.kill("was replaced after a timeout")
+        handle.death_reported = True
+        if self._jail is not None:
+            await self._jail.kill_all()
+        extra = tasks - self._baseline_tasks
+        return dataclasses.replace(
+            result,
+            error=(result.error or "").replace("variables are kept.", "")
+            + f"the run left {extra} thread(s) or process(es) running, so the worker was "
+            "replaced to end them; all variables were lost. The next run starts a fresh worker.",
+            variables_lost=True,
+        )
+
+    async def _reset_locked(self) -> None:
+        # Jailed, a reset is a fresh worker: no module state, thread or child survives.
+        if self._jail is None:
+            await super()._reset_locked()
+            return
+        old, self._handle = self._handle, None
+        if old is not None:
+            await old.kill("was replaced by a reset")
+        await self._jail.kill_all()
+        await self._restart()

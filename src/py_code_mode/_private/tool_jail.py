@@ -1,0 +1,112 @@
+"""The per-call jail of CLI tools: the same bubblewrap jail as the subprocess worker.
+
+Tools run on the host so their credentials stay there, which makes each tool a door
+out of every sandbox. Each call therefore runs in a fresh jail that sees the system
+directories read-only, the tool's executable, and only the paths its YAML declares
+(``paths:``, read-only); a private ``/tmp`` as working directory; no network unless
+the YAML says ``network: true``; no host home, storage base, docker socket or
+``/proc`` of the host. The environment is whatever the caller gives the process
+(bwrap passes it through), so the rules for a tool's env live in one place.
+
+Where bubblewrap is not available, calls run unjailed with one warning in the log,
+and ``doctor`` says so. ``PY_CODE_MODE_TOOL_JAIL=off`` turns the jail off explicitly
+(same warning), for tools that must see the whole host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from py_code_mode._private import jail
+
+__all__ = ["TOOL_TMP_SIZE", "jailed_tool_argv", "tool_jail_status"]
+
+logger = logging.getLogger(__name__)
+
+TOOL_TMP_SIZE = 256 << 20
+"""Cap of a tool call's private ``/tmp``."""
+
+_SYSTEM_PREFIXES = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/")
+_warned: set[str] = set()
+
+
+def tool_jail_status() -> tuple[bool, str]:
+    """Whether tool calls run jailed here, and the detail (blocking on first call)."""
+    if os.environ.get("PY_CODE_MODE_TOOL_JAIL", "").lower() in ("off", "0", "false", "no"):
+        return False, "turned off by PY_CODE_MODE_TOOL_JAIL"
+    found = jail.probe()
+    return found.usable, found.detail
+
+
+def _resolve(command: str) -> str | None:
+    if os.sep in command:
+        path = os.path.abspath(command)
+        return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+    return shutil.which(command)
+
+
+async def jailed_tool_argv(
+    argv: Sequence[str],
+    *,
+    paths: Sequence[str] = (),
+    network: bool = False,
+    base: Path | None = None,
+) -> list[str]:
+    """``argv`` run in a per-call jail, or unchanged (with one warning) where none exists.
+
+    Args:
+        argv: The tool's command and arguments.
+        paths: Host paths the tool's YAML declares, bound read-only (``~`` expanded;
+            relative ones are taken from ``base``).
+        network: Give the call the host's network.
+        base: The folder of the tool's YAML file.
+    """
+    if os.environ.get("PY_CODE_MODE_TOOL_JAIL", "").lower() in ("off", "0", "false", "no"):
+        found = jail.JailProbe(None, False, "turned off by PY_CODE_MODE_TOOL_JAIL")
+    else:
+        found = await asyncio.to_thread(jail.probe)
+    if not found.usable or found.bwrap is None:
+        if found.detail not in _warned:
+            _warned.add(found.detail)
+            logger.warning(
+                "CLI tools run WITHOUT a jail (they see all your files and the network): %s",
+                found.detail,
+            )
+        return list(argv)
+    command = _resolve(argv[0])
+    if command is None:
+        return list(argv)  # starting it fails as it would unjailed: command not found
+    visible = await asyncio.to_thread(_visible_paths, command, paths, base)
+    spec = jail.JailSpec(
+        read_only=tuple(visible),
+        tmpfs_size=TOOL_TMP_SIZE,
+        network=network,
+        env=None,
+        cwd=Path("/tmp"),  # noqa: S108 - the call's private tmpfs
+        hostname="tool",
+    )
+    return jail.jail_argv(found.bwrap, spec, [command, *argv[1:]])
+
+
+def _visible_paths(command: str, paths: Sequence[str], base: Path | None) -> list[Path]:
+    """The executable's own files and the declared paths, resolved (blocking)."""
+    visible: list[Path] = []
+    real = os.path.realpath(command)
+    venv = Path(command).parent.parent
+    if (venv / "pyvenv.cfg").is_file():  # a venv's python: the venv and its base install
+        visible += [venv, *jail.interpreter_paths(Path(command))]
+    elif Path(real).name.startswith("python") and not real.startswith(_SYSTEM_PREFIXES):
+        visible += jail.interpreter_paths(Path(real))
+    elif not real.startswith(_SYSTEM_PREFIXES):
+        visible.append(Path(real).parent)  # a script the tool ships, or a tool outside /usr
+    for declared in paths:
+        path = Path(os.path.expanduser(declared))
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        visible.append(Path(os.path.realpath(path)))
+    return visible
