@@ -20,6 +20,7 @@ from py_code_mode.errors import ConfigError
 from py_code_mode.mcp_server.tenants import (
     DEFAULT_LIMITS,
     TOKEN_ENV,
+    TOKENS_FILE_ENV,
     Tenancy,
     Tenant,
     TenantLimits,
@@ -326,10 +327,10 @@ def build_parser(prog: str = "py-code-mode-mcp") -> argparse.ArgumentParser:
     access.add_argument(
         "--tokens",
         type=Path,
-        default=None,
+        default=os.environ.get(TOKENS_FILE_ENV) or None,
         metavar="FILE",
-        help=f"TOML file of bearer tokens, one tenant (own storage, own limits) each; "
-        f"without it ${TOKEN_ENV} gives one token",
+        help=f"TOML file of bearer tokens, one tenant (own storage, own limits) each "
+        f"(default: ${TOKENS_FILE_ENV}); without it ${TOKEN_ENV} gives one token",
     )
     access.add_argument(
         "--no-auth",

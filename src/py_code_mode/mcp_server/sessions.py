@@ -71,9 +71,16 @@ class _RunGate(asyncio.Lock):
         self._slot = slot
 
     async def acquire(self) -> Literal[True]:
+        from mcp.server.mcpserver.exceptions import ToolError
+
         await super().acquire()
         try:
             self._pool._begin_run(self._slot)
+        except TenantLimitError as exc:
+            super().release()
+            # Raised inside the handler's ``async with``: only a ToolError reaches
+            # the client with its message.
+            raise ToolError(str(exc)) from exc
         except BaseException:
             super().release()
             raise

@@ -1,7 +1,7 @@
 """Who may use the HTTP server, and what each caller may see and use.
 
 A *tenant* is one bearer token with its own storage location and limits. Tokens
-come from a TOML file (``--tokens``) or, for a single tenant, from the
+come from a TOML file (``--tokens``, or ``$PY_CODE_MODE_TOKENS``) or, for a single tenant, from the
 ``PY_CODE_MODE_TOKEN`` environment variable. The MCP SDK's bearer-auth hooks do
 the HTTP side (a 401 for a missing or unknown token, and an MCP session bound to
 the token that opened it); this module supplies the
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LIMITS",
     "MIN_TOKEN_CHARS",
+    "TOKENS_FILE_ENV",
     "TOKEN_ENV",
     "Tenancy",
     "Tenant",
@@ -56,6 +57,7 @@ __all__ = [
 ]
 
 TOKEN_ENV = "PY_CODE_MODE_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+TOKENS_FILE_ENV = "PY_CODE_MODE_TOKENS"
 MIN_TOKEN_CHARS = 16
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 
