@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from py_code_mode._private.installed import unsatisfied, versions_from_pairs
 from py_code_mode.errors import DependencyError
 from py_code_mode.execution._container_spec import PRIVATE_DIR, SITE_DIR, WORKDIR
-from py_code_mode.execution._docker_engine import api, docker_errors
+from py_code_mode.execution._docker_engine import api, docker_errors, engine_of
 
 if TYPE_CHECKING:
     from py_code_mode.execution.container import ContainerConfig
@@ -229,7 +229,7 @@ class ContainerPackages:
 
 def _exec_blocking(container_id: str, command: list[str], user: str) -> tuple[int, str]:
     errors = docker_errors()
-    client = api("unbounded")
+    client = api("unbounded", engine_of(container_id))
     try:
         created = client.exec_create(container_id, command, user=user, workdir=WORKDIR)
         output = client.exec_start(created["Id"])

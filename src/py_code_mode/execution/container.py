@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Literal
 from py_code_mode._private.config import FieldCheck, parse_size
 from py_code_mode.errors import ConfigError, DependencyError, ExecutorError
 from py_code_mode.execution._container_connection import ContainerWorker, adopt
-from py_code_mode.execution._container_launch import launch, prepare_engine
+from py_code_mode.execution._container_launch import launch
 from py_code_mode.execution._container_packages import ContainerPackages
 from py_code_mode.execution._container_pool import pool
 from py_code_mode.execution._container_reaper import (
@@ -65,6 +65,8 @@ from py_code_mode.execution._container_reaper import (
     reap_strays,
 )
 from py_code_mode.execution._container_spec import SITE_DIR, WORKDIR, Spec, build_spec
+from py_code_mode.execution._engines import check_engines, ensure_live, prepare_every_engine
+from py_code_mode.execution._engines import prepare as prepare_spec
 from py_code_mode.execution._worker_client import WorkerDiedError, start_failure
 from py_code_mode.execution._worker_runner import WorkerRunner
 
@@ -139,6 +141,14 @@ class ContainerConfig:
             configuration (process-wide); 0 disables the pool.
         ca_bundle: A PEM file copied into the container and used by installers and
             Python's ``ssl`` (``SSL_CERT_FILE``): for HTTPS behind an intercepting proxy.
+        engine: Docker engine URL, or a list of them, instead of the environment's
+            (``DOCKER_HOST``): ``tcp://host:2376`` (TLS, see ``engine_cert_path``),
+            ``ssh://user@host`` or ``unix:///path``. With several, each session starts
+            on the healthy engine running the fewest containers (see
+            :mod:`py_code_mode.execution._engines`).
+        engine_cert_path: Directory with ``ca.pem``, ``cert.pem`` and ``key.pem``
+            (Docker's ``DOCKER_CERT_PATH`` layout) for ``tcp://`` engines.
+        engine_retry: Seconds an engine that failed its health check is skipped.
     """
 
     image: str = DEFAULT_IMAGE
@@ -166,6 +176,9 @@ class ContainerConfig:
     tcp_port: int = 8777
     warm_pool: int = 0
     ca_bundle: Path | None = None
+    engine: str | tuple[str, ...] | None = None
+    engine_cert_path: Path | None = None
+    engine_retry: float = 30.0
     _validated_deps: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -214,6 +227,7 @@ class ContainerConfig:
             raise ConfigError(f"{owner}.ca_bundle {self.ca_bundle} is not a file")
         check.env("environment")
         check.deps()
+        check_engines(self)
 
     def _check_auth(self, owner: str) -> None:
         token = self.auth_token
@@ -296,17 +310,19 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
         """Fill the warm pool of ``config`` and wait until it holds ``count`` containers.
 
         ``count`` defaults to ``config.warm_pool`` (at least 1). Returns the ids of the
-        containers waiting in the pool.
+        containers waiting in the pool. With several engines, every healthy engine
+        gets a pool of ``count``.
 
         Raises:
             ConfigError, ExecutorError: The engine or image is not usable.
         """
         target = count if count is not None else max(config.warm_pool, 1)
-        spec = await asyncio.to_thread(prepare_engine, config)
-        pool.ensure(spec, target)
+        specs = await asyncio.to_thread(prepare_every_engine, config)
+        for spec in specs:
+            pool.ensure(spec, target)
         deadline = time.monotonic() + config.startup_timeout * max(target, 1)
-        while pool.count(spec.key) < target:
-            failure = pool.failure(spec.key)
+        while any(pool.count(spec.key) < target for spec in specs):
+            failure = next((pool.failure(s.key) for s in specs if pool.failure(s.key)), "")
             if failure:
                 raise ExecutorError(f"could not fill the warm pool: {failure}")
             if time.monotonic() > deadline:
@@ -315,7 +331,7 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
                     f"{config.startup_timeout * target:g} s"
                 )
             await asyncio.sleep(0.02)
-        return pool.ids(spec.key)
+        return [cid for spec in specs for cid in pool.ids(spec.key)]
 
     # -- PackageEnvironment --------------------------------------------------------------
     async def install(self, specs: Sequence[str]) -> str:
@@ -340,7 +356,7 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
 
     async def _prepare(self, host: HostServices) -> None:
         """Reach the engine, clean up strays once and check the image."""
-        self._spec = await asyncio.to_thread(prepare_engine, self.config)
+        self._spec = await asyncio.to_thread(prepare_spec, self.config)
 
     async def _after_spawn(self, host: HostServices) -> None:
         """Make sure the configured and stored deps are there (installing if allowed)."""
@@ -368,6 +384,9 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
         assert self._spec is not None
         assert self._host is not None
         config = self.config
+        if self._spec.engine is not None:
+            # A restart after the engine died moves the session to another engine.
+            self._spec = await asyncio.to_thread(ensure_live, config, self._spec)
         spec = self._spec
         launched = await asyncio.to_thread(pool.take, spec) if config.warm_pool else None
         if config.warm_pool:

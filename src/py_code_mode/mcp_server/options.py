@@ -100,6 +100,8 @@ class ServerOptions:
         no_auth: Serve HTTP without authentication (loopback hosts only).
         limits: Per-tenant limits (defaults of a token file; the only tenant's
             otherwise).
+        engines: Docker engine URLs for the container executor (empty: ``DOCKER_HOST``).
+        engine_certs: TLS client certificate directory for ``tcp://`` engines.
     """
 
     base: Path
@@ -117,6 +119,8 @@ class ServerOptions:
     tokens: Path | None = None
     no_auth: bool = False
     limits: TenantLimits = DEFAULT_LIMITS
+    engines: tuple[str, ...] = ()
+    engine_certs: Path | None = None
 
     @property
     def executor_kind(self) -> ExecutorKind:
@@ -157,6 +161,10 @@ class ServerOptions:
         if not 0 < self.port < 65536:
             raise ConfigError(f"--port must be between 1 and 65535, got {self.port}")
         self.limits.check("limits")
+        if (self.engines or self.engine_certs) and kind != "container":
+            raise ConfigError("--engine and --engine-certs need --executor container")
+        if kind == "container" and self.engines:
+            self.make_executor()  # validates the engine URLs and certificates
         if self.transport == "http":
             self.tenancy()
         elif self.tokens is not None or self.no_auth:
@@ -204,7 +212,14 @@ class ServerOptions:
         Raises:
             ConfigError: The executor or its config rejected the settings.
         """
-        settings = {"tools_path": self.tools_path, "allow_runtime_deps": self.allow_runtime_deps}
+        settings: dict[str, object] = {
+            "tools_path": self.tools_path,
+            "allow_runtime_deps": self.allow_runtime_deps,
+        }
+        if self.engines:
+            settings["engine"] = self.engines
+        if self.engine_certs is not None:
+            settings["engine_cert_path"] = self.engine_certs.expanduser()
         return _make_executor(self.executor_kind, settings)
 
     def make_session(self) -> Session:
@@ -317,6 +332,22 @@ def build_parser(prog: str = "py-code-mode-mcp") -> argparse.ArgumentParser:
         action="store_true",
         help="do not let agents install or remove packages (hides add_dep and remove_dep)",
     )
+    run.add_argument(
+        "--engine",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="Docker engine of the container executor, repeatable: tcp://host:2376 (TLS), "
+        "ssh://user@host, unix:///path; sessions go to the least loaded healthy one "
+        "(default: DOCKER_HOST)",
+    )
+    run.add_argument(
+        "--engine-certs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="ca.pem, cert.pem and key.pem for tcp:// engines (Docker's DOCKER_CERT_PATH layout)",
+    )
     serve = parser.add_argument_group("transport")
     serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP interface (default: 127.0.0.1)")
@@ -383,6 +414,8 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "py-code-mode-mcp"
         port=ns.port,
         log_level=cast("LogLevel", ns.log_level),
         tokens=ns.tokens,
+        engines=tuple(ns.engine),
+        engine_certs=ns.engine_certs,
         no_auth=ns.no_auth,
         limits=TenantLimits(
             max_sessions=ns.max_sessions,
