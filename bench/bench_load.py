@@ -8,8 +8,12 @@ and loops over three ``run_code`` calls for a fixed time:
 * a 100 KB artifact saved and loaded back from agent code (Redis storage).
 
 Printed per scenario: calls per second, p50/p99 latency per kind of call, errors
-(must be 0), and memory per session: the server's share (PSS growth of the server
-process divided by N) and the worker's (PSS of the worker processes divided by N),
+(must be 0), CPU milliseconds per call spent in the server process, in the workers
+and in this client process (what bounds throughput on a machine of C cores: about
+C x 1000 / their sum calls per second; with N clients looping back to back, latency
+is then at least N / that rate), and memory per session: the server's share (PSS
+growth of the server process divided by N) and the worker's (PSS of the worker
+processes divided by N),
 measured once every session is open and idle, and again after the load.
 
 Scenarios: N = 1, 10, 50 against one server, then the same against two replicas
@@ -100,6 +104,25 @@ def pss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time of ``pids`` so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def server_cpu(servers: list[subprocess.Popen[bytes]]) -> tuple[float, float]:
+    """CPU seconds of the server processes, and of their workers (descendants)."""
+    kids = [k for p in servers for k in descendants(p.pid)]
+    return cpu_seconds([p.pid for p in servers]), cpu_seconds(kids)
 
 
 @dataclass
@@ -233,16 +256,24 @@ async def scenario(
     await asyncio.sleep(1.0)
     idle = memory(servers)
     stop_at[0] = time.monotonic() + seconds
+    cpu_before = server_cpu(servers)
+    client_before = sum(os.times()[:2])
     started = time.monotonic()
     go.set()
     with contextlib.suppress(asyncio.BrokenBarrierError):
         await ready.wait()
     elapsed = time.monotonic() - started
+    client_cpu = sum(os.times()[:2]) - client_before
+    cpu_after = server_cpu(servers)
     loaded = memory(servers)
     await asyncio.gather(*tasks, return_exceptions=True)
     calls = sum(len(v) for v in tally.latencies.values())
+    per_call = 1000 / max(calls, 1)
     row: dict[str, Any] = {
         "calls/s": calls / elapsed,
+        "CPU/call: server": (cpu_after[0] - cpu_before[0]) * per_call,
+        "CPU/call: worker": (cpu_after[1] - cpu_before[1]) * per_call,
+        "CPU/call: clients": client_cpu * per_call,
         "errors": len(tally.errors),
         "server MB/session (idle)": (idle.server_mb - before.server_mb) / clients,
         "worker MB/session (idle)": (idle.workers_mb - before.workers_mb) / clients,
@@ -262,6 +293,9 @@ async def scenario(
 ROWS = [
     ("calls/s", "", ""),
     ("errors", "", "0"),
+    ("CPU/call: server", "ms", ""),
+    ("CPU/call: worker", "ms", ""),
+    ("CPU/call: clients", "ms", ""),
     *[(f"p{q} {kind}", "ms", "<= 50 ms" if (q, kind) == (99, "1+1") else "")
       for kind in KINDS for q in (50, 99)],
     ("server MB/session (idle)", "MB", ""),

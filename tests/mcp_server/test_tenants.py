@@ -274,3 +274,54 @@ def test_doctor_states_the_http_access_mode(
     assert with_file.status == "ok"
     assert "tenants: alice (4 sessions" in with_file.detail
     assert ALICE not in with_file.detail
+
+
+def test_the_startup_log_states_the_access_mode(base: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.mcp_server._support import SERVER, free_port, read_line, server_env, stop
+
+    port = free_port()
+    args = ["--base", str(base), *IN_PROCESS, "--transport", "http", "--port", str(port)]
+    process = subprocess.Popen(
+        [*SERVER, *args, "--tokens", str(tokens_file(tmp_path))],
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=server_env(),
+    )
+    lines: list[str] = []
+    try:
+        assert process.stderr is not None
+        while len(lines) < 20 and not any("access:" in line for line in lines):
+            lines.append(read_line(process.stderr, timeout=30).decode())
+    finally:
+        stop(process)
+    said = next(line for line in lines if "access:" in line)
+    assert "bearer tokens from" in said
+    assert "alice (4 sessions" in said
+    assert ALICE not in "".join(lines)
+
+
+async def test_an_idle_session_is_reaped_only_when_not_running(tmp_path: Path) -> None:
+    from py_code_mode import Session
+    from py_code_mode.execution import InProcessExecutor
+    from py_code_mode.mcp_server.sessions import SessionExpiredError, SessionPool
+    from py_code_mode.storage.file import FileStorage
+
+    pool = SessionPool(
+        lambda: Session(storage=FileStorage(tmp_path), executor=InProcessExecutor()),
+        per_connection=True,
+        limits=TenantLimits(max_sessions=2, idle_timeout=5.0, max_runs=2),
+    )
+    session, lock = await pool.get(None)
+    async with lock:
+        busy = pool.reap_idle(now=10**9)  # a running session is never idle
+    idle = pool.reap_idle(now=10**9)
+    with pytest.raises(SessionExpiredError, match="idle for more than 5 s"):
+        await pool.get(None)
+    fresh, _ = await pool.get(None)
+    await pool.aclose()
+    assert busy == []
+    assert len(idle) == 1
+    assert fresh is not session
+    assert session.closed
