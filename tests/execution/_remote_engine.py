@@ -1,7 +1,9 @@
 """A second Docker engine on this machine, reachable only over TLS on 127.0.0.1.
 
-It stands in for a remote engine: its own data-root, exec-root and pidfile, no
-bridge network and no iptables changes, so it never touches the first engine.
+It stands in for a remote engine: its own data-root, exec-root and pidfile, its own
+bridge interface and no iptables changes, so it never touches the first engine.
+(``--bridge none`` would not do: dockerd then deletes the host's ``docker0``, which
+belongs to the first engine, since both share this machine's network namespace.)
 Certificates (a CA, a server certificate for 127.0.0.1, a client certificate) are
 made with the openssl CLI in the test's directory. The local base image is copied
 into it with ``docker save | docker -H ... load``.
@@ -24,7 +26,7 @@ START_TIMEOUT = 60.0
 
 def available() -> str | None:
     """Why a second engine cannot be started here, or None when it can."""
-    for binary in ("dockerd", "docker", "openssl"):
+    for binary in ("dockerd", "docker", "openssl", "ip"):
         if shutil.which(binary) is None:
             return f"{binary} is not on PATH"
     if os.geteuid() != 0:
@@ -81,10 +83,21 @@ class RemoteEngine:
         )  # fmt: skip
         return done.stdout.decode()
 
+    @property
+    def bridge(self) -> str:
+        """Name of this engine's own bridge interface (at most 15 characters)."""
+        return f"pcmtest{int(self.url.rsplit(':', 1)[1])}"
+
     def start(self) -> None:
-        """Start dockerd and wait until it answers."""
+        """Create the engine's bridge, start dockerd and wait until it answers."""
         port = int(self.url.rsplit(":", 1)[1])
         c = self.certs
+        subnet = f"10.213.{port % 250}.1/24"
+        for command in (
+            ["ip", "link", "add", self.bridge, "type", "bridge"],
+            ["ip", "addr", "add", subnet, "dev", self.bridge],
+        ):
+            subprocess.run(command, check=True, capture_output=True, timeout=30)
         log = (self.root / "dockerd.log").open("ab")
         self.process = subprocess.Popen(
             ["dockerd",
@@ -93,7 +106,7 @@ class RemoteEngine:
              "-H", f"tcp://127.0.0.1:{port}",
              "--tlsverify", "--tlscacert", str(c / "ca.pem"),
              "--tlscert", str(c / "server.pem"), "--tlskey", str(c / "server-key.pem"),
-             "--bridge", "none", "--iptables=false", "--ip6tables=false",
+             "--bridge", self.bridge, "--iptables=false", "--ip6tables=false",
              "--ip-masq=false", "--userland-proxy=false"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -154,6 +167,9 @@ class RemoteEngine:
                 self.process.wait(10)
         _kill_leftovers(self.root)
         _unmount_leftovers(self.root)
+        subprocess.run(
+            ["ip", "link", "delete", self.bridge], capture_output=True, check=False, timeout=30
+        )
 
     def log_tail(self) -> str:
         path = self.root / "dockerd.log"
