@@ -75,9 +75,17 @@ def _pump_tls(tls: ssl.SSLSocket, local: socket.socket) -> None:
     except OSError:
         return
     finally:
-        for end in (local, tls):
-            with contextlib.suppress(OSError):
-                end.close()
+        _end(local)
+        _end(tls)
+
+
+def _end(stream: Any) -> None:
+    # shutdown() first: a plain close() leaves a recv() blocked on another thread
+    # asleep and sends no end-of-stream while that call holds the socket.
+    with contextlib.suppress(OSError, AttributeError):
+        stream.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        stream.close()
 
 
 def _pump_threads(remote: Any, local: socket.socket) -> None:
@@ -88,8 +96,8 @@ def _pump_threads(remote: Any, local: socket.socket) -> None:
         except OSError:
             pass
         finally:
-            with contextlib.suppress(OSError):
-                remote.close()
+            _end(remote)
+            _end(local)
 
     threading.Thread(target=upstream, name="py-code-mode-attach-up", daemon=True).start()
     try:
@@ -98,5 +106,5 @@ def _pump_threads(remote: Any, local: socket.socket) -> None:
     except OSError:
         pass
     finally:
-        with contextlib.suppress(OSError):
-            local.close()
+        _end(local)
+        _end(remote)

@@ -36,8 +36,10 @@ the image has it, else pip) into a directory of the work dir that the worker imp
 from. With ``network="none"`` (the default) it fails with a :class:`DependencyError`
 that says how to bake packages into the image or allow a network.
 
-Requires the ``docker`` SDK (``pip install 'py-code-mode[container]'``) and a local
-Docker engine (the stdio transport needs a Unix or plain TCP engine socket).
+Requires the ``docker`` SDK (``pip install 'py-code-mode[container]'``) and a Docker
+engine: the environment's (``DOCKER_HOST`` or the local socket), or remote ones by URL
+(``engine``; see :mod:`py_code_mode.execution._engines`), whose TLS or SSH attach
+stream is relayed to the event loop.
 """
 
 from __future__ import annotations
