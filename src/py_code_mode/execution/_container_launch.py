@@ -132,8 +132,9 @@ def _raw_socket(attached: Any) -> socket.socket:
     import ssl
 
     raw = getattr(attached, "_sock", attached)
-    if isinstance(raw, ssl.SSLSocket) or not isinstance(raw, socket.socket):
-        # A TLS (tcp://) or SSH engine: relay it through a local socket pair.
+    if isinstance(raw, ssl.SSLSocket) or type(raw) is not socket.socket:
+        # A TLS (tcp://) or SSH engine (whose stream is an ssh process posing as a
+        # socket subclass): relay it through a local socket pair.
         from py_code_mode.execution._stream_bridge import bridge
 
         return bridge(raw)

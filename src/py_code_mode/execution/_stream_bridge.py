@@ -100,8 +100,12 @@ def _pump_threads(remote: Any, local: socket.socket) -> None:
             _end(local)
 
     threading.Thread(target=upstream, name="py-code-mode-attach-up", daemon=True).start()
+    # The SSH client's stream reads a pipe whose read(n) waits for all n bytes;
+    # read1 returns what has arrived.
+    pipe = getattr(getattr(remote, "proc", None), "stdout", None)
+    receive = getattr(pipe, "read1", None) or remote.recv
     try:
-        while data := remote.recv(_CHUNK):
+        while data := receive(_CHUNK):
             local.sendall(data)
     except OSError:
         pass
