@@ -55,10 +55,14 @@ async def stdio_session(base: Path, *args: str) -> AsyncIterator[ClientSession]:
 
 
 @contextlib.asynccontextmanager
-async def http_session(url: str) -> AsyncIterator[ClientSession]:
-    """An initialized client session over streamable HTTP."""
+async def http_session(url: str, token: str | None = None) -> AsyncIterator[ClientSession]:
+    """An initialized client session over streamable HTTP (with a bearer token if given)."""
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     async with (
-        streamable_http_client(url) as (read, write),
+        create_mcp_http_client(headers=headers) as client,
+        streamable_http_client(url, http_client=client) as (read, write),
         ClientSession(read, write, read_timeout_seconds=CALL_TIMEOUT) as session,
     ):
         with anyio.fail_after(START_TIMEOUT):
@@ -99,12 +103,20 @@ class HttpServer:
 
 
 @contextlib.contextmanager
-def http_server(base: Path, *args: str) -> Iterator[HttpServer]:
-    """A server on a free localhost port, stopped (bounded) afterwards."""
-    port = free_port()
+def http_server(
+    base: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[HttpServer]:
+    """A server on a free localhost port, stopped (bounded) afterwards.
+
+    Without ``--tokens`` in ``args`` or a token in ``env`` it runs with ``--no-auth``.
+    """
+    port = port or free_port()
+    environment = {**server_env(), **(env or {})}
+    if "--tokens" not in args and "PY_CODE_MODE_TOKEN" not in environment:
+        args = ("--no-auth", *args)
     process = subprocess.Popen(
         [*SERVER, "--base", str(base), "--transport", "http", "--port", str(port), *args],
-        env=server_env(),
+        env=environment,
         stdin=subprocess.DEVNULL,
     )
     try:

@@ -7,19 +7,17 @@ import textwrap
 from pathlib import Path
 
 import anyio
+import pytest
 
 from tests.mcp_server._support import (
     SERVER,
     SUBPROCESS_ONLY,
     call,
-    free_port,
     http_server,
     http_session,
     process_alive,
-    read_line,
     run,
     server_env,
-    stop,
     text_of,
     wait_gone,
 )
@@ -104,30 +102,24 @@ async def test_a_disconnected_client_loses_its_worker_and_shutdown_stops_the_res
     assert wait_gone(kept), "a worker outlived the HTTP server"
 
 
-def test_binding_beyond_localhost_warns_about_missing_authentication(base: Path) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            *SERVER,
-            "--base",
-            str(base),
-            *IN_PROCESS,
-            "--transport",
-            "http",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(port),
-        ],
-        stderr=subprocess.PIPE,
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ((), "needs authentication"),
+        (("--host", "0.0.0.0", "--no-auth"), "loopback host only"),
+    ],
+)
+def test_http_without_authentication_refuses_to_start_unless_no_auth_on_loopback(
+    base: Path, extra: tuple[str, ...], says: str
+) -> None:
+    done = subprocess.run(
+        [*SERVER, "--base", str(base), *IN_PROCESS, "--transport", "http", *extra],
+        capture_output=True,
+        text=True,
         stdin=subprocess.DEVNULL,
         env=server_env(),
+        timeout=60,
+        check=False,
     )
-    lines: list[str] = []
-    try:
-        assert proc.stderr is not None
-        while len(lines) < 10 and not any("without authentication" in x for x in lines):
-            lines.append(read_line(proc.stderr, timeout=30).decode())
-    finally:
-        stop(proc)
-    assert any("without authentication" in x for x in lines), lines
+    assert done.returncode == 2
+    assert says in done.stderr

@@ -322,6 +322,28 @@ def check_base(base: Path) -> Check:
     )
 
 
+def check_http_access() -> Check:
+    """How ``py-code-mode-mcp --transport http`` would authenticate, from the environment."""
+    from py_code_mode.errors import ConfigError
+    from py_code_mode.mcp_server.options import parse_args
+    from py_code_mode.mcp_server.tenants import TOKEN_ENV, TOKENS_FILE_ENV
+
+    options = parse_args(["--transport", "http"])
+    try:
+        tenancy = options.tenancy()
+    except ConfigError as exc:
+        return Check(
+            "http access",
+            "warn",
+            f"HTTP would refuse to start: {exc}",
+            f"set ${TOKENS_FILE_ENV} to a token file or ${TOKEN_ENV} to a token, "
+            "or serve a loopback host with --no-auth",
+        )
+    from py_code_mode.mcp_server.access import describe_access
+
+    return Check("http access", "ok", describe_access(options, tenancy))
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
@@ -346,6 +368,7 @@ def run_checks(
         ("session limits", check_limits),
         ("gvisor", check_gvisor),
         ("embeddings", check_embeddings),
+        ("http access", check_http_access),
     ]
     if redis_url is not None:
         probes.append(("redis", lambda: check_redis(redis_url)))

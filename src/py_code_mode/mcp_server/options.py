@@ -17,6 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from py_code_mode.errors import ConfigError
+from py_code_mode.mcp_server.tenants import (
+    DEFAULT_LIMITS,
+    TOKEN_ENV,
+    TOKENS_FILE_ENV,
+    Tenancy,
+    Tenant,
+    TenantLimits,
+    is_loopback,
+)
 from py_code_mode.session import _EXECUTOR_FACTORIES, ExecutorKind, Session, _make_executor
 
 if TYPE_CHECKING:
@@ -91,6 +100,12 @@ class ServerOptions:
         host: Interface for HTTP.
         port: Port for HTTP.
         log_level: Level of the server's stderr log.
+        tokens: TOML file of bearer tokens, one tenant each (HTTP).
+        no_auth: Serve HTTP without authentication (loopback hosts only).
+        limits: Per-tenant limits (defaults of a token file; the only tenant's
+            otherwise).
+        engines: Docker engine URLs for the container executor (empty: ``DOCKER_HOST``).
+        engine_certs: TLS client certificate directory for ``tcp://`` engines.
     """
 
     base: Path
@@ -107,6 +122,11 @@ class ServerOptions:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     log_level: LogLevel = "WARNING"
+    tokens: Path | None = None
+    no_auth: bool = False
+    limits: TenantLimits = DEFAULT_LIMITS
+    engines: tuple[str, ...] = ()
+    engine_certs: Path | None = None
 
     @property
     def executor_kind(self) -> ExecutorKind:
@@ -148,6 +168,15 @@ class ServerOptions:
             raise ConfigError(f"--timeout must be a positive number of seconds, got {self.timeout}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"--port must be between 1 and 65535, got {self.port}")
+        self.limits.check("limits")
+        if (self.engines or self.engine_certs) and kind != "container":
+            raise ConfigError("--engine and --engine-certs need --executor container")
+        if kind == "container" and self.engines:
+            self.make_executor()  # validates the engine URLs and certificates
+        if self.transport == "http":
+            self.tenancy()
+        elif self.tokens is not None or self.no_auth:
+            raise ConfigError("--tokens and --no-auth apply to --transport http only")
         if self.tools is not None and not self.tools.expanduser().is_dir():
             raise ConfigError(f"--tools {self.tools}: no such directory")
         for flag, path in (("--base", self.base), ("--storage", self.storage)):
@@ -199,11 +228,65 @@ class ServerOptions:
             settings["isolation"] = self.isolation
         if self.runtime is not None and self.executor_kind == "container":
             settings["runtime"] = self.runtime
+        if self.engines:
+            settings["engine"] = self.engines
+        if self.engine_certs is not None:
+            settings["engine_cert_path"] = self.engine_certs.expanduser()
         return _make_executor(self.executor_kind, settings)
 
     def make_session(self) -> Session:
         """A new, not yet started session on the shared storage location."""
         return Session(storage=self.make_storage(), executor=self.make_executor())
+
+    def make_tenant_session(self, tenant: Tenant) -> Session:
+        """A new, not yet started session on ``tenant``'s own storage location."""
+        if tenant.storage_key is None:
+            return self.make_session()
+        if self.redis is None:
+            from py_code_mode.storage.file import FileStorage
+
+            storage: StorageBackend = FileStorage(tenant.storage_dir(self.storage_path))
+        else:
+            from py_code_mode import RedisStorage
+
+            storage = RedisStorage(url=self.redis, prefix=tenant.redis_prefix(self.prefix))
+        return Session(storage=storage, executor=self.make_executor())
+
+    def tenancy(self) -> Tenancy | None:
+        """The tenants of an HTTP server, or ``None`` when it runs without auth.
+
+        Raises:
+            ConfigError: HTTP has neither tokens nor ``--no-auth``, ``--no-auth`` is
+                asked for on a host other machines can reach, or the tokens are bad.
+        """
+        if self.no_auth:
+            if self.tokens is not None:
+                raise ConfigError("--no-auth and --tokens exclude each other; choose one")
+            if not is_loopback(self.host):
+                raise ConfigError(
+                    f"--no-auth is allowed on a loopback host only, not --host {self.host}: "
+                    f"anyone who can reach it could run code; give --tokens FILE or ${TOKEN_ENV}"
+                )
+            return None
+        if self.tokens is not None:
+            return Tenancy.from_file(self.tokens.expanduser(), self.limits)
+        token = os.environ.get(TOKEN_ENV)
+        if token:
+            return Tenancy.single(token, self.limits)
+        raise ConfigError(
+            "--transport http needs authentication: give --tokens FILE (one bearer token per "
+            f"tenant) or set ${TOKEN_ENV}, or pass --no-auth to serve a loopback host without it"
+        )
+
+    def auth_mode(self) -> str:
+        """One line saying how HTTP callers are authenticated (for logs and doctor)."""
+        if self.transport != "http":
+            return "stdio: the client that started the server"
+        if self.no_auth:
+            return f"no authentication (--no-auth, loopback {self.host} only)"
+        if self.tokens is not None:
+            return f"bearer tokens from {self.tokens}, one storage location per tenant"
+        return f"one bearer token from ${TOKEN_ENV}, the server's storage"
 
 
 def build_parser(prog: str = "py-code-mode-mcp") -> argparse.ArgumentParser:
@@ -274,11 +357,60 @@ def build_parser(prog: str = "py-code-mode-mcp") -> argparse.ArgumentParser:
         metavar="NAME",
         help="container executor: the engine's OCI runtime, e.g. runsc for gVisor",
     )
+    run.add_argument(
+        "--engine",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="Docker engine of the container executor, repeatable: tcp://host:2376 (TLS), "
+        "ssh://user@host, unix:///path; sessions go to the least loaded healthy one "
+        "(default: DOCKER_HOST)",
+    )
+    run.add_argument(
+        "--engine-certs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="ca.pem, cert.pem and key.pem for tcp:// engines (Docker's DOCKER_CERT_PATH layout)",
+    )
     serve = parser.add_argument_group("transport")
     serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP interface (default: 127.0.0.1)")
     serve.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default: {DEFAULT_PORT})"
+    )
+    access = parser.add_argument_group("access (HTTP)")
+    access.add_argument(
+        "--tokens",
+        type=Path,
+        default=os.environ.get(TOKENS_FILE_ENV) or None,
+        metavar="FILE",
+        help=f"TOML file of bearer tokens, one tenant (own storage, own limits) each "
+        f"(default: ${TOKENS_FILE_ENV}); without it ${TOKEN_ENV} gives one token",
+    )
+    access.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve HTTP without authentication (allowed on a loopback --host only)",
+    )
+    access.add_argument(
+        "--max-sessions",
+        type=int,
+        default=TenantLimits.max_sessions,
+        help="execution sessions per tenant at once (default: %(default)s)",
+    )
+    access.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=TenantLimits.idle_timeout,
+        help="seconds without a call before a session's worker is stopped, 0 for never "
+        "(default: %(default)s)",
+    )
+    access.add_argument(
+        "--max-runs",
+        type=int,
+        default=TenantLimits.max_runs,
+        help="run_code calls in flight per tenant (default: %(default)s)",
     )
     serve.add_argument(
         "--log-level",
@@ -308,4 +440,13 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "py-code-mode-mcp"
         host=ns.host,
         port=ns.port,
         log_level=cast("LogLevel", ns.log_level),
+        tokens=ns.tokens,
+        engines=tuple(ns.engine),
+        engine_certs=ns.engine_certs,
+        no_auth=ns.no_auth,
+        limits=TenantLimits(
+            max_sessions=ns.max_sessions,
+            idle_timeout=None if ns.idle_timeout == 0 else ns.idle_timeout,
+            max_runs=ns.max_runs,
+        ),
     )

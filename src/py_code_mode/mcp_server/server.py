@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 from py_code_mode import __version__
 from py_code_mode._private.commands import COMMANDS
 from py_code_mode.errors import PyCodeModeError
+from py_code_mode.mcp_server.access import auth_settings, build_pool, describe_access, tenancy_for
 from py_code_mode.mcp_server.formatting import (
     DEFAULT_MAX_CHARS,
     ArtifactListOutput,
@@ -172,8 +173,9 @@ def build_server(
             server closes it when it stops.
         max_chars: Characters kept per result field before truncation.
     """
+    tenancy = tenancy_for(options)
     if pool is None:
-        pool = SessionPool(options.make_session, per_connection=options.transport == "http")
+        pool = build_pool(options, tenancy)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
@@ -201,6 +203,7 @@ def build_server(
             lifespan=lifespan,
             log_level=options.log_level,
             middleware=[warm_after_handshake],
+            **auth_settings(options, tenancy),
         )
 
     async def acquire(ctx: Context[Any, Any]) -> tuple[Session, asyncio.Lock]:
@@ -413,15 +416,11 @@ def build_server(
 
 async def serve(options: ServerOptions) -> None:
     """Serve until the client disconnects (stdio) or the process is told to stop."""
-    pool = SessionPool(options.make_session, per_connection=options.transport == "http")
+    tenancy = tenancy_for(options)
+    pool = build_pool(options, tenancy)
     server = build_server(options, pool=pool)
     if options.transport == "http":
-        if options.host not in ("127.0.0.1", "localhost", "::1"):
-            logger.warning(
-                "serving on %s without authentication: anyone who can reach this port "
-                "can run code; put it behind an authenticating proxy",
-                options.host,
-            )
+        logger.warning("access: %s", describe_access(options, tenancy))
         import uvicorn  # only the HTTP transport needs it
 
         app = server.streamable_http_app(host=options.host, max_sessions=MAX_HTTP_SESSIONS)

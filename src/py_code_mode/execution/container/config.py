@@ -17,6 +17,7 @@ from py_code_mode.execution._configured import (
     SizeInput,
     at_least_mib,
 )
+from py_code_mode.execution.container.engines import check_engines
 
 __all__ = ["DEFAULT_IMAGE", "ContainerConfig"]
 
@@ -98,6 +99,14 @@ class ContainerConfig(ExecutorConfig):
             gVisor (a user-space kernel between agent code and the host's kernel), which
             must be registered with dockerd (see docker/README.md). None for the
             engine's default (runc).
+        engine: Docker engine URL, or a list of them, instead of the environment's
+            (``DOCKER_HOST``): ``tcp://host:2376`` (TLS, see ``engine_cert_path``),
+            ``ssh://user@host`` or ``unix:///path``. With several, each session starts
+            on the healthy engine running the fewest containers (see
+            :mod:`py_code_mode.execution.container.engines`).
+        engine_cert_path: Directory with ``ca.pem``, ``cert.pem`` and ``key.pem``
+            (Docker's ``DOCKER_CERT_PATH`` layout) for ``tcp://`` engines.
+        engine_retry: Seconds an engine that failed its health check is skipped.
     """
 
     _renamed: ClassVar[dict[str, str]] = {**ExecutorConfig._renamed, "environment": "env"}
@@ -120,6 +129,14 @@ class ContainerConfig(ExecutorConfig):
     warm_pool: Annotated[int, Field(ge=0, le=MAX_WARM_POOL, strict=True)] = 0
     ca_bundle: Annotated[OptionalPath, AfterValidator(_is_file)] = None
     runtime: Word | None = None
+    engine: str | tuple[str, ...] | None = None
+    engine_cert_path: OptionalPath = None
+    engine_retry: Seconds = 30.0
+
+    @model_validator(mode="after")
+    def _engines_are_reachable_urls(self) -> ContainerConfig:
+        check_engines(self)
+        return self
 
     @model_validator(mode="after")
     def _tcp_needs_a_token_and_a_network(self) -> ContainerConfig:

@@ -36,8 +36,10 @@ the image has it, else pip) into a directory of the work dir that the worker imp
 from. With ``network="none"`` (the default) it fails with a :class:`DependencyError`
 that says how to bake packages into the image or allow a network.
 
-Requires the ``docker`` SDK (``pip install 'py-code-mode[container]'``) and a local
-Docker engine (the stdio transport needs a Unix or plain TCP engine socket).
+Requires the ``docker`` SDK (``pip install 'py-code-mode[container]'``) and a Docker
+engine: the environment's (``DOCKER_HOST`` or the local socket), or remote ones by URL
+(``engine``; see :mod:`py_code_mode.execution.container.engines`), whose TLS or SSH attach
+stream is relayed to the event loop.
 """
 
 from __future__ import annotations
@@ -57,7 +59,9 @@ from py_code_mode.execution._isolated.runner import WorkerRunner
 from py_code_mode.execution.container.config import DEFAULT_IMAGE, ContainerConfig
 from py_code_mode.execution.container.connection import ContainerWorker, adopt
 from py_code_mode.execution.container.engine import api, docker_errors
-from py_code_mode.execution.container.launch import launch, prepare_engine
+from py_code_mode.execution.container.engines import ensure_live, prepare_every_engine
+from py_code_mode.execution.container.engines import prepare as prepare_spec
+from py_code_mode.execution.container.launch import launch
 from py_code_mode.execution.container.packages import ContainerPackages
 from py_code_mode.execution.container.pool import pool
 from py_code_mode.execution.container.reaper import (
@@ -146,17 +150,19 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
         """Fill the warm pool of ``config`` and wait until it holds ``count`` containers.
 
         ``count`` defaults to ``config.warm_pool`` (at least 1). Returns the ids of the
-        containers waiting in the pool.
+        containers waiting in the pool. With several engines, every healthy engine
+        gets a pool of ``count``.
 
         Raises:
             ConfigError, ExecutorError: The engine or image is not usable.
         """
         target = count if count is not None else max(config.warm_pool, 1)
-        spec = await asyncio.to_thread(prepare_engine, config)
-        pool.ensure(spec, target)
+        specs = await asyncio.to_thread(prepare_every_engine, config)
+        for spec in specs:
+            pool.ensure(spec, target)
         deadline = time.monotonic() + config.startup_timeout * max(target, 1)
-        while pool.count(spec.key) < target:
-            failure = pool.failure(spec.key)
+        while any(pool.count(spec.key) < target for spec in specs):
+            failure = next((pool.failure(s.key) for s in specs if pool.failure(s.key)), "")
             if failure:
                 raise ExecutorError(f"could not fill the warm pool: {failure}")
             if time.monotonic() > deadline:
@@ -165,7 +171,7 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
                     f"{config.startup_timeout * target:g} s"
                 )
             await asyncio.sleep(0.02)
-        return pool.ids(spec.key)
+        return [cid for spec in specs for cid in pool.ids(spec.key)]
 
     # -- PackageEnvironment --------------------------------------------------------------
     async def install(self, specs: Sequence[str]) -> str:
@@ -187,7 +193,7 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
     # -- lifecycle hooks -------------------------------------------------------------------
     async def _prepare(self, host: Host) -> None:
         """Reach the engine, clean up strays once and check the image."""
-        self._spec = await asyncio.to_thread(prepare_engine, self.config)
+        self._spec = await asyncio.to_thread(prepare_spec, self.config)
 
     async def _after_spawn(self, host: Host) -> None:
         """Make sure the configured and stored deps are there (installing if allowed)."""
@@ -258,6 +264,9 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
         assert self._spec is not None
         assert self._host is not None
         config = self.config
+        if self._spec.engine is not None:
+            # A restart after the engine died moves the session to another engine.
+            self._spec = await asyncio.to_thread(ensure_live, config, self._spec)
         spec = self._spec
         launched = await asyncio.to_thread(pool.take, spec) if config.warm_pool else None
         if config.warm_pool:

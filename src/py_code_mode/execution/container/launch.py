@@ -37,17 +37,21 @@ __all__ = ["Launched", "launch", "prepare_engine"]
 _MAX_HELLO = 1 << 20
 
 
-def prepare_engine(config: ContainerConfig) -> Spec:
+def prepare_engine(config: ContainerConfig, engine: str | None = None) -> Spec:
     """Reach the engine, clean up strays once, check the image; the container spec.
+
+    ``engine`` is the URL of a configured remote engine (None: the environment's);
+    stray cleanup and OOM events cover the environment's engine only.
 
     Raises:
         ConfigError: No docker SDK, or the image is missing.
         ExecutorError: No engine is reachable.
     """
-    client = api()
-    oom_events.start()
-    reap_once()
-    check_image(client, config.image)
+    client = api(engine=engine)
+    if engine is None:
+        oom_events.start()
+        reap_once()
+    check_image(client, config.image, engine)
     return build_spec(config)
 
 
@@ -125,11 +129,12 @@ class Launched:
 
 def _raw_socket(attached: Any) -> socket.socket:
     raw = getattr(attached, "_sock", attached)
-    if not isinstance(raw, socket.socket) or isinstance(raw, ssl.SSLSocket):
-        raise ExecutorError(
-            "attaching to a container's stdio is only supported over a local (Unix socket) "
-            "or plain TCP Docker connection; use transport='tcp' with this engine"
-        )
+    if isinstance(raw, ssl.SSLSocket) or type(raw) is not socket.socket:
+        # A TLS (tcp://) or SSH engine (whose stream is an ssh process posing as a
+        # socket subclass): relay it through a local socket pair.
+        from py_code_mode.execution.container.stream_bridge import bridge
+
+        return bridge(raw)
     return raw
 
 
@@ -142,7 +147,7 @@ def launch(spec: Spec, timeout: float) -> Launched:
         ConfigError: The image is missing or the settings are refused by the engine.
         ExecutorError: The engine failed.
     """
-    client = api()
+    client = api(engine=spec.engine)
     errors = docker_errors()
     session = uuid.uuid4().hex
     try:
@@ -170,7 +175,7 @@ def launch(spec: Spec, timeout: float) -> Launched:
     except errors.APIError as exc:
         raise ExecutorError(f"Docker refused to create the container: {exc}") from exc
     container_id = str(created["Id"])
-    track(container_id)
+    track(container_id, spec.engine)
     attached: Any = None
     try:
         attached = client.attach_socket(

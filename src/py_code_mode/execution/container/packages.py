@@ -21,7 +21,7 @@ from py_code_mode._private.installed import unsatisfied, versions_from_pairs
 from py_code_mode._private.requirements import canonical_name
 from py_code_mode.errors import DependencyError
 from py_code_mode.execution.container.config import ContainerConfig
-from py_code_mode.execution.container.engine import api, docker_errors
+from py_code_mode.execution.container.engine import api, docker_errors, engine_of
 from py_code_mode.execution.container.spec import PRIVATE_DIR, SITE_DIR, WORKDIR
 
 __all__ = ["ContainerPackages"]
@@ -228,7 +228,7 @@ class ContainerPackages:
 
 def _exec_blocking(container_id: str, command: list[str], user: str) -> tuple[int, str]:
     errors = docker_errors()
-    client = api("unbounded")
+    client = api("unbounded", engine_of(container_id))
     try:
         created = client.exec_create(container_id, command, user=user, workdir=WORKDIR)
         output = client.exec_start(created["Id"])

@@ -81,6 +81,8 @@ class Spec:
     tcp_port: int | None
     token: bytes | None
     startup_timeout: float
+    engine: str | None = None
+    """URL of the engine the container runs on (None: the environment's engine)."""
 
 
 def _host_config(config: ContainerConfig) -> dict[str, Any]:

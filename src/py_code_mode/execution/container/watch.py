@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from py_code_mode.execution.container.engine import api, docker_errors
+from py_code_mode.execution.container.engine import api, docker_errors, engine_of
 from py_code_mode.execution.container.reaper import LABEL_OWNER_PID
 
 __all__ = ["GONE", "ExitWatch", "oom_events"]
@@ -98,7 +98,8 @@ class ExitWatch:
         errors = docker_errors()
         status = GONE
         try:
-            answer = api("unbounded").wait(self.container_id, condition="removed")
+            engine = engine_of(self.container_id)
+            answer = api("unbounded", engine).wait(self.container_id, condition="removed")
             status = int(answer.get("StatusCode", GONE))
         except (errors.DockerException, OSError, ValueError):
             status = GONE
