@@ -2,7 +2,7 @@
 
 Start the server first (its own environment is fine):
 
-    py-code-mode-mcp --transport http --port 8765 --base ~/.code-mode
+    py-code-mode-mcp --transport http --no-auth --port 8765 --base ~/.code-mode
 
 then ``python agent.py "add up the numbers 1, 2 and 3"``. The model is any
 OpenAI-compatible endpoint: OPENAI_BASE_URL, OPENAI_API_KEY, MODEL.

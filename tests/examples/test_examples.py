@@ -120,6 +120,7 @@ def test_pybotchi_agent_runs_code_over_streamable_http_and_each_start_is_a_new_s
             "py_code_mode.mcp_server",
             "--transport",
             "http",
+            "--no-auth",
             "--port",
             str(port),
             "--base",
