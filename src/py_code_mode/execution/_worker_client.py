@@ -19,6 +19,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
+from py_code_mode._private.run_output import OutputListener
 from py_code_mode._private.services import error_payload
 from py_code_mode.errors import ExecutorError
 from py_code_mode.result import ExecutionResult
@@ -137,7 +138,16 @@ def outcome_result(outcome: Any, started: float) -> ExecutionResult:
         error=None if error is None else str(error),
         error_type=None if error_type is None else str(error_type),
         execution_time_ms=elapsed_ms(started),
+        stderr=str(outcome.get("stderr") or ""),
+        metadata=_outcome_metadata(outcome),
     )
+
+
+def _outcome_metadata(outcome: dict[str, Any]) -> dict[str, Any]:
+    images = outcome.get("images")
+    if isinstance(images, list) and images and all(isinstance(i, str) for i in images):
+        return {"images": images}
+    return {}
 
 
 def with_notice(result: ExecutionResult, notice: str) -> ExecutionResult:
@@ -145,6 +155,7 @@ def with_notice(result: ExecutionResult, notice: str) -> ExecutionResult:
     return ExecutionResult(
         value=result.value,
         stdout=notice + result.stdout,
+        stderr=result.stderr,
         error=result.error,
         error_type=result.error_type,
         execution_time_ms=result.execution_time_ms,
@@ -212,6 +223,7 @@ class WorkerConnection:
         self._loop = asyncio.get_running_loop()
         self._replies: dict[Any, asyncio.Future[dict[str, Any]]] = {}
         self.outputs: dict[Any, list[str]] = {}
+        self.listeners: dict[Any, OutputListener] = {}
         self._output_sizes: dict[Any, int] = {}
         self._rpc_tasks: set[asyncio.Task[None]] = set()
         self._rpc_slots = asyncio.Semaphore(MAX_RPC_IN_FLIGHT)
@@ -322,6 +334,7 @@ class WorkerConnection:
         """Drop what was kept for ``request_id``."""
         self._replies.pop(request_id, None)
         self.outputs.pop(request_id, None)
+        self.listeners.pop(request_id, None)
         self._output_sizes.pop(request_id, None)
 
     # -- receiving ---------------------------------------------------------------------
@@ -383,6 +396,9 @@ class WorkerConnection:
         text = message.get("text")
         if chunks is None or not isinstance(text, str):
             return
+        listener = self.listeners.get(run_id)
+        if listener is not None:
+            listener(text)
         size = self._output_sizes.get(run_id, 0)
         if size < self._output_cap:
             chunks.append(text[: self._output_cap - size])

@@ -265,6 +265,8 @@ class InProcessExecutor(ConfiguredExecutor[InProcessConfig]):
         return ExecutionResult(
             value=outcome.value,
             stdout=outcome.stdout,
+            stderr=outcome.stderr,
+            metadata={"images": outcome.images} if outcome.images else {},
             error=outcome.error,
             error_type=outcome.error_type,
             execution_time_ms=elapsed_ms(started),

@@ -19,6 +19,8 @@ from py_code_mode.result import ExecutionResult
 
 __all__ = [
     "DEFAULT_MAX_CHARS",
+    "RUN_OUTPUT_MAX_CHARS",
+    "STRUCTURED_FIELD_MAX",
     "ArtifactListOutput",
     "ArtifactOutput",
     "DeletedOutput",
@@ -56,12 +58,15 @@ class RunCodeOutput(_Open):
 
     is_ok: bool
     value: Any = None
-    stdout: str = ""
+    stdout: str | None = ""
+    stderr: str | None = ""
     error: str | None = None
     error_type: str | None = None
     execution_time_ms: float = 0.0
     variables_lost: bool = False
     truncated: bool = False
+    output_artifact: str | None = None
+    images: list[str] = []
 
 
 class ToolListOutput(_Open):
@@ -162,24 +167,66 @@ def render_value(value: Any) -> str:
     return _json(value)
 
 
+STRUCTURED_FIELD_MAX = 4_000
+"""Longer fields go only in the text block, so a reply never carries them twice."""
+
+RUN_OUTPUT_MAX_CHARS = 16_000
+"""Characters of stdout shown in a ``run_code`` reply; the whole output is saved aside."""
+
+
+def _once(text: str | None) -> str | None:
+    """A field for structured content: itself when short, else ``None`` (it is in the text)."""
+    if text is None or len(text) <= STRUCTURED_FIELD_MAX:
+        return text
+    return None
+
+
 def format_run_result(
-    result: ExecutionResult, limit: int = DEFAULT_MAX_CHARS
+    result: ExecutionResult,
+    limit: int = DEFAULT_MAX_CHARS,
+    *,
+    output_artifact: str | None = None,
+    stdout_limit: int | None = None,
 ) -> tuple[str, RunCodeOutput]:
-    """Text and structured form of a run, every field bounded by ``limit``."""
+    """Text and structured form of a run, every field bounded by ``limit``.
+
+    A field too long for structured content is shown once, cut, in the text block;
+    structured content then carries ``None`` for it and ``truncated`` is set.
+
+    Args:
+        result: The run.
+        limit: Characters kept of the value and the error.
+        output_artifact: Name of the artifact holding the whole stdout, when it was
+            too long to show and was saved.
+        stdout_limit: Characters of stdout (and of stderr) shown; ``limit`` by default.
+    """
+    out_limit = limit if stdout_limit is None else stdout_limit
     parts: list[str] = []
     any_cut = False
     value_out: Any = result.value
     if result.value is not None:
-        shown, cut = truncate(render_value(result.value), limit)
-        if cut:
-            # A huge value would flood structured content too; keep the cut text.
-            value_out = shown
+        rendered = render_value(result.value)
+        shown, cut = truncate(rendered, limit)
         any_cut |= cut
+        if cut or len(rendered) > STRUCTURED_FIELD_MAX:
+            value_out = None
+            any_cut = True
         parts.append(f"value:\n{shown}")
-    stdout, cut = truncate(result.stdout or "", limit)
+    stdout, cut = truncate(result.stdout or "", out_limit)
     any_cut |= cut
     if stdout:
         parts.append(f"stdout:\n{stdout.rstrip(chr(10))}")
+    stderr_text = getattr(result, "stderr", "") or ""
+    stderr, cut = truncate(stderr_text, out_limit)
+    any_cut |= cut
+    if stderr:
+        parts.append(f"stderr:\n{stderr.rstrip(chr(10))}")
+    if output_artifact is not None:
+        parts.append(
+            f"full output saved as artifact {output_artifact!r}: read it with "
+            f"artifacts.load({output_artifact!r}) in run_code or as resource "
+            f"artifact://{output_artifact}"
+        )
     error: str | None = None
     if result.error is not None:
         error, cut = truncate(result.error, limit)
@@ -193,15 +240,21 @@ def format_run_result(
     if not parts:
         parts.append("ok (no value, no output)")
     parts.append(f"[{'ok' if result.is_ok else 'failed'} in {result.execution_time_ms:.0f} ms]")
+    stdout_out = _once(stdout)
+    stderr_out = _once(stderr)
+    error_out = _once(error)
+    any_cut |= stdout_out is None or stderr_out is None or (error is not None and error_out is None)
     structured = RunCodeOutput(
         is_ok=result.is_ok,
         value=value_out,
-        stdout=stdout,
-        error=error,
+        stdout=stdout_out,
+        stderr=stderr_out,
+        error=error_out,
         error_type=result.error_type,
         execution_time_ms=result.execution_time_ms,
         variables_lost=result.variables_lost,
         truncated=any_cut,
+        output_artifact=output_artifact,
     )
     return "\n\n".join(parts), structured
 

@@ -8,13 +8,14 @@ stream that was there before. The host's own printing is never swallowed.
 
 from __future__ import annotations
 
+import codecs
 import contextvars
 import io
 import sys
 import threading
-from typing import TextIO
+from typing import Any, TextIO
 
-__all__ = ["OutputBuffer", "active_buffer", "install_routers"]
+__all__ = ["OutputBuffer", "active_buffer", "active_error_buffer", "install_routers"]
 
 TRUNCATION_MARKER = "\n[... output truncated: {dropped} more characters not shown ...]\n"
 
@@ -65,13 +66,40 @@ class OutputBuffer:
 active_buffer: contextvars.ContextVar[OutputBuffer | None] = contextvars.ContextVar(
     "py_code_mode_output", default=None
 )
+active_error_buffer: contextvars.ContextVar[OutputBuffer | None] = contextvars.ContextVar(
+    "py_code_mode_error_output", default=None
+)
+"""Where the active run's ``sys.stderr`` goes; unset means together with stdout."""
+
+
+class _BinaryWriter(io.RawIOBase):
+    """``sys.stdout.buffer``: bytes decoded as UTF-8 (bad bytes replaced) into the router."""
+
+    def __init__(self, router: _Router) -> None:
+        self._router = router
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        data = bytes(b)
+        text = self._decoder.decode(data)
+        if text:
+            self._router.write(text)
+        return len(data)
+
+    def flush(self) -> None:
+        self._router.flush()
 
 
 class _Router(io.TextIOBase):
     """A text stream that writes to the active run's buffer or to a fallback."""
 
-    def __init__(self, fallback: TextIO) -> None:
+    def __init__(self, fallback: TextIO, *, errors: bool = False) -> None:
         self._fallback = fallback
+        self._errors = errors
+        self._binary: _BinaryWriter | None = None
 
     @property
     def fallback(self) -> TextIO:
@@ -80,10 +108,17 @@ class _Router(io.TextIOBase):
     def write(self, s: str) -> int:
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        buffer = active_buffer.get()
+        buffer = (self._errors and active_error_buffer.get()) or active_buffer.get()
         if buffer is not None:
             return buffer.write(s)
         return self._fallback.write(s)
+
+    @property
+    def buffer(self) -> _BinaryWriter:
+        """A binary view, like ``sys.stdout.buffer``, that lands in the same place."""
+        if self._binary is None:
+            self._binary = _BinaryWriter(self)
+        return self._binary
 
     def flush(self) -> None:
         if active_buffer.get() is None:
@@ -119,4 +154,4 @@ def install_routers() -> None:
         if not isinstance(sys.stdout, _Router):
             sys.stdout = _Router(sys.stdout)
         if not isinstance(sys.stderr, _Router):
-            sys.stderr = _Router(sys.stderr)
+            sys.stderr = _Router(sys.stderr, errors=True)

@@ -37,7 +37,7 @@ def build_namespaces(host: HostChannel, runtime: WorkerRuntime) -> dict[str, Any
     return {
         "tools": ToolsNamespace(host),
         "workflows": workflows,
-        "artifacts": ArtifactsNamespace(host),
+        "artifacts": ArtifactsNamespace(host, runtime),
         "deps": DepsNamespace(host),
     }
 
@@ -230,8 +230,18 @@ class WorkflowsNamespace:
 class ArtifactsNamespace:
     """Persistent data by name: str, bytes and JSON values keep their type."""
 
-    def __init__(self, host: HostChannel) -> None:
+    def __init__(self, host: HostChannel, runtime: WorkerRuntime | None = None) -> None:
         self._host = host
+        self._runtime = runtime
+
+    def show(self, image: Any, name: str | None = None) -> str:
+        """Save an image (PNG/JPEG bytes, PIL image, matplotlib figure) and show it.
+
+        The MCP reply of this run carries the image; returns the artifact's name.
+        """
+        if self._runtime is None:
+            raise RuntimeError("artifacts.show() needs a running session")
+        return self._runtime.show_image(image, name)
 
     def save(
         self,
@@ -270,7 +280,10 @@ class ArtifactsNamespace:
         return bool(self._host.call("artifacts.delete", {"name": name}))
 
     def __repr__(self) -> str:
-        return "<artifacts: save(name, data), load(name), list(), exists(name), delete(name)>"
+        return (
+            "<artifacts: save(name, data), load(name), list(), exists(name), delete(name), "
+            "show(image)>"
+        )
 
 
 # -- deps -------------------------------------------------------------------------------

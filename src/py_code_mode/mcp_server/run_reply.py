@@ -1,0 +1,123 @@
+"""The ``run_code`` reply: one capped copy of the output, the rest saved aside, images.
+
+Output longer than the reply can carry is cut once (in the text block) and saved
+whole as an artifact named in the reply, so the agent can page through it. Images a
+run showed come back as MCP image content when they are small enough; the original
+always stays an artifact.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent
+
+from py_code_mode.errors import PyCodeModeError
+from py_code_mode.mcp_server.formatting import (
+    DEFAULT_MAX_CHARS,
+    RUN_OUTPUT_MAX_CHARS,
+    format_run_result,
+)
+
+if TYPE_CHECKING:
+    from py_code_mode.result import ExecutionResult
+    from py_code_mode.session import Session
+
+__all__ = ["IMAGE_MAX_BYTES", "OUTPUT_ARTIFACT_PREFIX", "run_reply"]
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_ARTIFACT_PREFIX = "run-output/"
+IMAGE_MAX_BYTES = 1_000_000
+"""Images larger than this are named (as artifacts) but not sent inline."""
+
+_MIME_BY_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
+
+
+def _output_name() -> str:
+    return f"{OUTPUT_ARTIFACT_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}.txt"
+
+
+def image_mime(data: bytes) -> str | None:
+    """MIME type of PNG or JPEG bytes, else ``None``."""
+    for magic, mime in _MIME_BY_MAGIC:
+        if data.startswith(magic):
+            return mime
+    return None
+
+
+async def _save_output(session: Session, stdout: str) -> tuple[str | None, str]:
+    name = _output_name()
+    try:
+        await session.save_artifact(
+            name, stdout, description="full stdout of a run_code call (the reply shows a cut)"
+        )
+    except PyCodeModeError as exc:
+        return None, f"note: the full output could not be saved: {exc}"
+    return name, ""
+
+
+async def _images(session: Session, names: list[str]) -> tuple[list[ContentBlock], list[str]]:
+    blocks: list[ContentBlock] = []
+    notes: list[str] = []
+    for name in names:
+        try:
+            data = await session.load_artifact(name)
+        except PyCodeModeError as exc:
+            notes.append(f"image {name!r} could not be read: {exc}")
+            continue
+        mime = image_mime(data) if isinstance(data, bytes) else None
+        if mime is None or not isinstance(data, bytes):
+            notes.append(f"artifact {name!r} is not a PNG or JPEG image")
+        elif len(data) > IMAGE_MAX_BYTES:
+            notes.append(
+                f"image {name!r} ({len(data)} bytes) is larger than {IMAGE_MAX_BYTES} bytes, "
+                "so it is not shown; it is kept as that artifact"
+            )
+        else:
+            blocks.append(ImageContent(data=base64.b64encode(data).decode("ascii"), mime_type=mime))
+            notes.append(f"image shown below is kept as artifact {name!r}")
+    return blocks, notes
+
+
+async def run_reply(
+    session: Session,
+    result: ExecutionResult,
+    *,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    stdout_limit: int = RUN_OUTPUT_MAX_CHARS,
+) -> CallToolResult:
+    """The ``run_code`` tool result for ``result``.
+
+    Args:
+        session: Where the full output and shown images are stored.
+        result: The finished run.
+        max_chars: Characters kept of the value and the error.
+        stdout_limit: Characters of stdout shown before the output is saved aside.
+    """
+    artifact: str | None = None
+    notes: list[str] = []
+    if len(result.stdout) > stdout_limit:
+        artifact, note = await _save_output(session, result.stdout)
+        if note:
+            notes.append(note)
+    text, data = format_run_result(
+        result, max_chars, output_artifact=artifact, stdout_limit=stdout_limit
+    )
+    content: list[ContentBlock] = []
+    images = result.metadata.get("images")
+    if isinstance(images, list) and images:
+        blocks, image_notes = await _images(session, [str(i) for i in images])
+        data.images = [str(i) for i in images]
+        notes.extend(image_notes)
+        content.extend(blocks)
+    if notes:
+        text = text + "\n\n" + "\n".join(notes)
+    return CallToolResult(
+        content=[TextContent(type="text", text=text), *content],
+        structured_content=data.model_dump(mode="json"),
+    )
