@@ -174,9 +174,12 @@ RUN_OUTPUT_MAX_CHARS = 16_000
 """Characters of stdout shown in a ``run_code`` reply; the whole output is saved aside."""
 
 
-def _once(text: str | None) -> str | None:
-    """A field for structured content: itself when short, else ``None`` (it is in the text)."""
-    if text is None or len(text) <= STRUCTURED_FIELD_MAX:
+def _once(text: str | None, cut: bool) -> str | None:
+    """A field for structured content: itself when short and whole, else ``None``.
+
+    A long or cut field is shown once, in the text block.
+    """
+    if text is None or (not cut and len(text) <= STRUCTURED_FIELD_MAX):
         return text
     return None
 
@@ -212,13 +215,13 @@ def format_run_result(
             value_out = None
             any_cut = True
         parts.append(f"value:\n{shown}")
-    stdout, cut = truncate(result.stdout or "", out_limit)
-    any_cut |= cut
+    stdout, stdout_cut = truncate(result.stdout or "", out_limit)
+    any_cut |= stdout_cut
     if stdout:
         parts.append(f"stdout:\n{stdout.rstrip(chr(10))}")
     stderr_text = getattr(result, "stderr", "") or ""
-    stderr, cut = truncate(stderr_text, out_limit)
-    any_cut |= cut
+    stderr, stderr_cut = truncate(stderr_text, out_limit)
+    any_cut |= stderr_cut
     if stderr:
         parts.append(f"stderr:\n{stderr.rstrip(chr(10))}")
     if output_artifact is not None:
@@ -228,9 +231,10 @@ def format_run_result(
             f"artifact://{output_artifact}"
         )
     error: str | None = None
+    error_cut = False
     if result.error is not None:
-        error, cut = truncate(result.error, limit)
-        any_cut |= cut
+        error, error_cut = truncate(result.error, limit)
+        any_cut |= error_cut
         parts.append(f"error ({result.error_type or 'Error'}):\n{error.rstrip(chr(10))}")
     if result.variables_lost:
         parts.append(
@@ -240,9 +244,9 @@ def format_run_result(
     if not parts:
         parts.append("ok (no value, no output)")
     parts.append(f"[{'ok' if result.is_ok else 'failed'} in {result.execution_time_ms:.0f} ms]")
-    stdout_out = _once(stdout)
-    stderr_out = _once(stderr)
-    error_out = _once(error)
+    stdout_out = _once(stdout, stdout_cut)
+    stderr_out = _once(stderr, stderr_cut)
+    error_out = _once(error, error_cut)
     any_cut |= stdout_out is None or stderr_out is None or (error is not None and error_out is None)
     structured = RunCodeOutput(
         is_ok=result.is_ok,
