@@ -284,3 +284,29 @@ async def test_stderr_comes_back_separately_and_stdout_buffer_works(
         assert "to err" not in data["stdout"]
         assert data["stderr"].strip() == "to err"
         assert "stderr:\nto err" in text_of(result)
+
+
+async def test_broken_tool_and_workflow_files_are_listed_and_named_in_errors(
+    transport: str, base: Path
+) -> None:
+    (base / "tools").mkdir(parents=True)
+    (base / "tools" / "bad.yaml").write_text("name: bad\ncommand: echo\nunknown_field: 1\n")
+    (base / "tools" / "wx.yaml").write_text(
+        "name: wx\ncommand: echo\ndescription: prints text\ntags: [forecast, weather]\n"
+    )
+    (base / "workflows").mkdir()
+    (base / "workflows" / "broken.py").write_text("def run(:\n    pass\n")
+    async with connect(transport, base) as (session, _):
+        tools = await call(session, "list_tools")
+        assert not tools.is_error, text_of(tools)
+        problems = tools.structured_content["problems"]
+        assert [Path(p["path"]).name for p in problems] == ["bad.yaml"]
+        assert "unknown_field" in problems[0]["message"]
+        assert "bad.yaml" in text_of(tools)
+        workflows = await call(session, "list_workflows")
+        assert [p["name"] for p in workflows.structured_content["problems"]] == ["broken"]
+        assert "broken" in text_of(workflows)
+        missing = await call(session, "run_code", code="tools.bad.run()")
+        assert "bad.yaml" in missing.structured_content["error"]
+        found = await call(session, "search_tools", query="forecast")
+        assert [t["name"] for t in found.structured_content["results"]][:1] == ["wx"]

@@ -73,12 +73,16 @@ class ToolListOutput(_Open):
     """Tools with their callables (``list_tools``)."""
 
     tools: list[dict[str, Any]]
+    problems: list[dict[str, str]] = []
+    """Tool files that failed to load: ``{path, message}``."""
 
 
 class WorkflowListOutput(_Open):
     """Workflows without source (``list_workflows``)."""
 
     workflows: list[dict[str, Any]]
+    problems: list[dict[str, str]] = []
+    """Workflow files that were skipped: ``{name, message}``."""
 
 
 class SearchOutput(_Open):

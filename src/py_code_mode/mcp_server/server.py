@@ -54,6 +54,7 @@ from py_code_mode.mcp_server.formatting import (
     workflow_line,
 )
 from py_code_mode.mcp_server.options import ServerOptions
+from py_code_mode.mcp_server.problems import format_problems, tool_problems, workflow_problems
 from py_code_mode.mcp_server.progress import relay_output
 from py_code_mode.mcp_server.resources import ArtifactResources
 from py_code_mode.mcp_server.run_reply import run_reply
@@ -201,8 +202,11 @@ def build_server(
         annotations=_READ_ONLY,
     )
     async def list_tools(ctx: Context[Any, Any]) -> Annotated[CallToolResult, ToolListOutput]:
-        tools = await _call(library_of(ctx).list_tools())
-        return _result(format_tools(tools), ToolListOutput(tools=tools))
+        library = library_of(ctx)
+        tools = await _call(library.list_tools())
+        problems = await tool_problems(library)
+        text = "\n\n".join(filter(None, [format_tools(tools), format_problems("tool", problems)]))
+        return _result(text, ToolListOutput(tools=tools, problems=problems))
 
     @server.tool(description=DESCRIPTIONS["search_tools"], annotations=_READ_ONLY)
     async def search_tools(
@@ -220,8 +224,13 @@ def build_server(
     async def list_workflows(
         ctx: Context[Any, Any],
     ) -> Annotated[CallToolResult, WorkflowListOutput]:
-        workflows = await _call(library_of(ctx).list_workflows())
-        return _result(format_workflows(workflows), WorkflowListOutput(workflows=workflows))
+        library = library_of(ctx)
+        workflows = await _call(library.list_workflows())
+        problems = workflow_problems(library)
+        text = "\n\n".join(
+            filter(None, [format_workflows(workflows), format_problems("workflow", problems)])
+        )
+        return _result(text, WorkflowListOutput(workflows=workflows, problems=problems))
 
     @server.tool(
         description=DESCRIPTIONS["search_workflows"],

@@ -125,6 +125,9 @@ class ToolsNamespace:
             raise AttributeError(name)
         names = self.names()
         if name not in names:
+            # The host's answer also names tool files that failed to load. The callable
+            # name "-" can never exist, so nothing is called if the tool turned up.
+            self._host.call("tools.call", {"tool": name, "callable": "-", "args": {}})
             available = ", ".join(names) or "none (add YAML files to the tools directory)"
             raise ToolNotFoundError(f"no tool named {name!r}; available tools: {available}")
         return Tool(self._host, name)

@@ -49,8 +49,13 @@ class RunOutcome:
     images: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for the wire."""
-        return asdict(self)
+        """Plain-data form for the wire; ``stderr`` and ``images`` only when there are some."""
+        data = asdict(self)
+        if not self.stderr:
+            del data["stderr"]
+        if not self.images:
+            del data["images"]
+        return data
 
 
 @dataclass(slots=True)
