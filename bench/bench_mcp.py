@@ -5,7 +5,12 @@ Measures, with raw JSON-RPC lines on the server's pipes (no client SDK overhead)
 * startup: wall time from spawning the server process to the ``initialize``
   answer arriving (target: under 1 s);
 * run_code: median round trip of ``run_code("1+1")`` on a warm session
-  (target: under 5 ms).
+  (target: under 5 ms);
+* big output: ``run_code`` printing 10,000 lines: the server's own share of the
+  round trip (round trip minus the run's ``execution_time_ms``: capping, formatting,
+  encoding; target: under 20 ms) and the size of the whole JSON-RPC reply (target:
+  at most 25,000 characters). The full output's artifact is written after the reply,
+  in the pause an agent takes before its next call, which the bench leaves.
 
 Usage::
 
@@ -145,6 +150,22 @@ def main() -> int:
                 started = time.perf_counter()
                 server.call("run_code", {"code": "1+1"})
                 trips.append((time.perf_counter() - started) * 1000)
+            big_code = "for i in range(10_000): print(f'line {i}')"
+            server.call("run_code", {"code": big_code})
+            big_server: list[float] = []
+            big_chars = 0
+            for _ in range(max(5, args.calls // 20)):
+                # An agent reads a reply before its next call; the full output is saved
+                # (fsynced) in that gap, so the pause keeps that write out of the figure.
+                time.sleep(0.2)
+                started = time.perf_counter()
+                answer = server.request(
+                    "tools/call", {"name": "run_code", "arguments": {"code": big_code}}
+                )
+                trip = (time.perf_counter() - started) * 1000
+                ran = answer["result"].get("structuredContent", {}).get("execution_time_ms", 0.0)
+                big_server.append(trip - float(ran))
+                big_chars = len(json.dumps(answer))
         finally:
             server.close()
 
@@ -162,12 +183,19 @@ def main() -> int:
             "p90": round(sorted(trips)[int(len(trips) * 0.9) - 1], 3),
             "n": len(trips),
         },
+        "big_output_10k_lines": {
+            "server_side_ms_median": round(statistics.median(big_server), 2),
+            "reply_chars": big_chars,
+            "n": len(big_server),
+        },
     }
     print(
         f"executor {figures['executor']}: initialize answered after "
         f"{statistics.median(startup):.3f} s (median of {len(startup)}, target < 1 s); "
         f"first run_code {first_ms:.0f} ms; run_code('1+1') median "
-        f"{statistics.median(trips):.2f} ms over {len(trips)} calls (target < 5 ms)"
+        f"{statistics.median(trips):.2f} ms over {len(trips)} calls (target < 5 ms); "
+        f"10k-line run: {statistics.median(big_server):.1f} ms server-side (target <= 20 ms), "
+        f"reply {big_chars} characters (target <= 25,000)"
     )
     print(json.dumps(figures))
     return 0

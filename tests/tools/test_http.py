@@ -518,7 +518,7 @@ BAD_FILES = {
     ),
     "location.yaml": (
         _endpoints("e: {parameters: {q: {in: cookie}}}\n"),
-        "endpoints.e.parameters.q.in: Input should be 'path', 'query', 'body' or 'header'",
+        "endpoints.e.parameters.q.in: Input should be 'path', 'query', 'body', 'header' or 'json'",
     ),
     "object_query.yaml": (
         _endpoints("e: {parameters: {q: {type: object}}}\n"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
@@ -89,8 +89,11 @@ def _mime_of(entry: dict[str, Any]) -> str:
 class ArtifactResources:
     """Serves ``resources/*`` from the artifact store of the caller's session."""
 
-    def __init__(self, library_of: LibraryOf) -> None:
+    def __init__(
+        self, library_of: LibraryOf, *, before_read: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self._library_of = library_of
+        self._before_read = before_read
 
     def register(self, server: MCPServer[Any]) -> None:
         """Install the handlers on ``server`` (replacing its static resource handlers)."""
@@ -110,6 +113,8 @@ class ArtifactResources:
             raise MCPError(code=INVALID_PARAMS, message=str(exc)) from exc
 
     async def _index(self, ctx: ServerRequestContext[Any, Any]) -> list[dict[str, Any]]:
+        if self._before_read is not None:
+            await self._before_read()
         try:
             return await self._library(ctx).list_artifacts()
         except PyCodeModeError as exc:
@@ -145,6 +150,8 @@ class ArtifactResources:
     ) -> ReadResourceResult:
         name = _name_of(params.uri)
         library = self._library(ctx)
+        if self._before_read is not None:
+            await self._before_read()
         try:
             data = await library.load_artifact(name)
         except PyCodeModeError as exc:

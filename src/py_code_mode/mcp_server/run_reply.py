@@ -8,6 +8,7 @@ always stays an artifact.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import secrets
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from py_code_mode.result import ExecutionResult
     from py_code_mode.session import Session
 
-__all__ = ["IMAGE_MAX_BYTES", "OUTPUT_ARTIFACT_PREFIX", "run_reply"]
+__all__ = ["IMAGE_MAX_BYTES", "OUTPUT_ARTIFACT_PREFIX", "OutputSaves", "image_mime", "run_reply"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +51,43 @@ def image_mime(data: bytes) -> str | None:
     return None
 
 
-async def _save_output(session: Session, stdout: str) -> tuple[str | None, str]:
-    name = _output_name()
-    try:
-        await session.save_artifact(
-            name, stdout, description="full stdout of a run_code call (the reply shows a cut)"
-        )
-    except PyCodeModeError as exc:
-        return None, f"note: the full output could not be saved: {exc}"
-    return name, ""
+class OutputSaves:
+    """Full outputs being saved after their reply went out.
+
+    Saving (an fsynced file write) would double the time of a big-output reply, so
+    it runs after the reply is sent; every call that could read such an artifact
+    waits for pending saves first, so the agent never sees it missing. A failed
+    save is reported in the next ``run_code`` reply.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._failures: list[str] = []
+
+    def start(self, session: Session, name: str, stdout: str) -> None:
+        """Begin saving ``stdout`` as artifact ``name``."""
+        task = asyncio.create_task(self._save(session, name, stdout))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _save(self, session: Session, name: str, stdout: str) -> None:
+        try:
+            await session.save_artifact(
+                name, stdout, description="full stdout of a run_code call (the reply shows a cut)"
+            )
+        except PyCodeModeError as exc:
+            logger.warning("could not save the full output as %s: %s", name, exc)
+            self._failures.append(f"note: the full output {name!r} could not be saved: {exc}")
+
+    async def wait(self) -> None:
+        """Return once every pending save has finished."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def failures(self) -> list[str]:
+        """Failures since the last call, as notes for a reply."""
+        found, self._failures = self._failures, []
+        return found
 
 
 async def _images(session: Session, names: list[str]) -> tuple[list[ContentBlock], list[str]]:
@@ -88,6 +117,7 @@ async def run_reply(
     session: Session,
     result: ExecutionResult,
     *,
+    saves: OutputSaves,
     max_chars: int = DEFAULT_MAX_CHARS,
     stdout_limit: int = RUN_OUTPUT_MAX_CHARS,
 ) -> CallToolResult:
@@ -96,15 +126,15 @@ async def run_reply(
     Args:
         session: Where the full output and shown images are stored.
         result: The finished run.
+        saves: Saves the full output once the reply is on its way.
         max_chars: Characters kept of the value and the error.
         stdout_limit: Characters of stdout shown before the output is saved aside.
     """
     artifact: str | None = None
-    notes: list[str] = []
+    notes = saves.failures()
     if len(result.stdout) > stdout_limit:
-        artifact, note = await _save_output(session, result.stdout)
-        if note:
-            notes.append(note)
+        artifact = _output_name()
+        saves.start(session, artifact, result.stdout)
     text, data = format_run_result(
         result, max_chars, output_artifact=artifact, stdout_limit=stdout_limit
     )

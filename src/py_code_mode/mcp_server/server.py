@@ -57,7 +57,7 @@ from py_code_mode.mcp_server.options import ServerOptions
 from py_code_mode.mcp_server.problems import format_problems, tool_problems, workflow_problems
 from py_code_mode.mcp_server.progress import relay_output
 from py_code_mode.mcp_server.resources import ArtifactResources
-from py_code_mode.mcp_server.run_reply import run_reply
+from py_code_mode.mcp_server.run_reply import OutputSaves, run_reply
 from py_code_mode.mcp_server.sessions import SessionPool, SessionStartError
 
 if TYPE_CHECKING:
@@ -116,12 +116,15 @@ def build_server(
     if pool is None:
         pool = SessionPool(options.make_session, per_connection=options.transport == "http")
 
+    saves = OutputSaves()
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
         try:
             yield {}
         finally:
             with anyio.CancelScope(shield=True):
+                await saves.wait()
                 await pool.aclose()
 
     async def warm_after_handshake(
@@ -159,7 +162,7 @@ def build_server(
         except SessionStartError as exc:
             raise ToolError(str(exc)) from exc
 
-    resources = ArtifactResources(pool.library)
+    resources = ArtifactResources(pool.library, before_read=saves.wait)
 
     @server.tool(
         description=run_code_description(
@@ -182,8 +185,9 @@ def build_server(
         session, lock = await acquire(ctx)
         limit = _NO_LIMIT if timeout == 0 else timeout or options.timeout
         async with lock, relay_output(ctx):
+            await saves.wait()
             result = await session.run(code, timeout=limit)
-        reply = await run_reply(session, result, max_chars=max_chars)
+        reply = await run_reply(session, result, saves=saves, max_chars=max_chars)
         await resources.notify_changes(ctx.request_context)
         return reply
 
@@ -303,6 +307,7 @@ def build_server(
         name: Annotated[str, Field(description="artifact name, e.g. 'report.json'", min_length=1)],
         ctx: Context[Any, Any],
     ) -> Annotated[CallToolResult, ArtifactOutput]:
+        await saves.wait()
         data = await _call(library_of(ctx).load_artifact(name))
         text, payload = artifact_payload(name, data, max_chars)
         return _result(text, payload)
