@@ -80,6 +80,15 @@ Executor = Annotated[
     ),
 ]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds before the run is interrupted.")]
+Image = Annotated[
+    str | None,
+    typer.Option(
+        "--image",
+        envvar="PY_CODE_MODE_IMAGE",
+        help="Image of --executor container (default: the one `image build` makes).",
+        show_default=False,
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
@@ -101,6 +110,7 @@ class SharedFlags:
     executor: Executor = None
     timeout: Timeout = DEFAULT_TIMEOUT
     as_json: AsJson = False
+    image: Image = None
 
     @property
     def base_dir(self) -> Path:
@@ -117,6 +127,7 @@ class SharedFlags:
             prefix=self.prefix,
             executor=self.executor,  # type: ignore[arg-type]  # validated by check()
             timeout=self.timeout,
+            image=self.image,
         )
         try:
             options.check()
@@ -159,6 +170,8 @@ def _with_flags(*names: str) -> Callable[[Callable[..., None]], Callable[..., No
     field order, which is the order ``--help`` lists them in.
     """
     chosen = {"base", *names}
+    if "executor" in chosen:
+        chosen.add("image")  # the container executor's image goes with the executor
     options = get_type_hints(SharedFlags, include_extras=True)
     if unknown := chosen - options.keys():
         raise TypeError(f"no shared flags named {sorted(unknown)}")
@@ -516,7 +529,7 @@ def deps_sync(*, flags: SharedFlags) -> None:
 
 # -- doctor --------------------------------------------------------------------------
 @app.command()
-@_with_flags("redis")
+@_with_flags("redis", "image")
 def doctor(*, flags: SharedFlags) -> None:
     """Check uv, Python, Docker, Redis and the embedding model; say how to fix problems.
 
@@ -525,7 +538,7 @@ def doctor(*, flags: SharedFlags) -> None:
     from py_code_mode.cli.doctor import run_checks
 
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
-    checks = run_checks(flags.base_dir, flags.redis)
+    checks = run_checks(flags.base_dir, flags.redis, image=flags.image)
     for check in checks:
         typer.echo(f"[{marks[check.status]}] {check.name}: {check.detail}")
         if check.fix and check.status != "ok":

@@ -122,6 +122,10 @@ def elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
+_WARNED: set[str] = set()
+"""Worker warnings already logged by this process."""
+
+
 def outcome_result(outcome: Any, started: float) -> ExecutionResult:
     """An :class:`ExecutionResult` from the ``outcome`` of a worker's ``result`` message."""
     if not isinstance(outcome, dict):
@@ -381,6 +385,13 @@ class WorkerConnection:
             text = str(message.get("message", ""))[:4000]
             if level == "fatal":
                 self._planned_cause = self._planned_cause or f"failed: {text}"
+            elif text in _WARNED:
+                logger.debug("worker %s: %s", self.label, text)
+                return
+            elif len(_WARNED) < 256:
+                # A warning every worker start repeats (a limit root is exempt from) is
+                # logged once per process.
+                _WARNED.add(text)
             logger.log(
                 logging.ERROR if level == "fatal" else logging.WARNING,
                 "worker %s: %s",

@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "DEFAULT_TIMEOUT",
     "EXECUTOR_KINDS",
+    "IMAGE_ENV",
     "LogLevel",
     "ServerOptions",
     "build_parser",
@@ -41,6 +42,7 @@ DEFAULT_PREFIX = "py-code-mode"
 DEFAULT_TIMEOUT = 60.0
 EXECUTOR_KINDS: tuple[ExecutorKind, ...] = get_args(ExecutorKind)
 BASE_ENV = "PY_CODE_MODE_BASE"
+IMAGE_ENV = "PY_CODE_MODE_IMAGE"
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -87,6 +89,8 @@ class ServerOptions:
         host: Interface for HTTP.
         port: Port for HTTP.
         log_level: Level of the server's stderr log.
+        image: Image of the container executor (``--image`` or ``$PY_CODE_MODE_IMAGE``);
+            ``None`` for the one ``py-code-mode image build`` makes.
     """
 
     base: Path
@@ -101,6 +105,7 @@ class ServerOptions:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     log_level: LogLevel = "WARNING"
+    image: str | None = None
 
     @property
     def executor_kind(self) -> ExecutorKind:
@@ -183,7 +188,12 @@ class ServerOptions:
         Raises:
             ConfigError: The executor or its config rejected the settings.
         """
-        settings = {"tools_path": self.tools_path, "allow_runtime_deps": self.allow_runtime_deps}
+        settings: dict[str, object] = {
+            "tools_path": self.tools_path,
+            "allow_runtime_deps": self.allow_runtime_deps,
+        }
+        if self.image and self.executor_kind == "container":
+            settings["image"] = self.image
         return _make_executor(self.executor_kind, settings)
 
     def make_session(self) -> Session:
@@ -236,6 +246,12 @@ def build_parser(prog: str = "py-code-mode-mcp") -> argparse.ArgumentParser:
         help="where code runs (default: subprocess when installed, else in-process)",
     )
     run.add_argument(
+        "--image",
+        default=None,
+        help=f"image of --executor container (default: ${IMAGE_ENV}, else the one "
+        "`py-code-mode image build` makes)",
+    )
+    run.add_argument(
         "--timeout",
         type=float,
         default=DEFAULT_TIMEOUT,
@@ -278,4 +294,5 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "py-code-mode-mcp"
         host=ns.host,
         port=ns.port,
         log_level=cast("LogLevel", ns.log_level),
+        image=ns.image or os.environ.get(IMAGE_ENV) or None,
     )
