@@ -6,6 +6,7 @@ runs it, so these tests only go through ``Session``.
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from collections.abc import Callable
 
@@ -63,6 +64,35 @@ async def test_stdout_and_stderr_hold_this_runs_output_separately(session: Sessi
     second = await session.run("print('two')")
     assert second.stdout == "two\n"
     assert second.stderr == ""
+
+
+async def test_output_of_a_thread_the_run_started_is_kept_for_the_next_run(
+    session: Session,
+) -> None:
+    started = await session.run(
+        "import threading, time\n"
+        "def later():\n"
+        "    time.sleep(0.05)\n"
+        "    print('late line')\n"
+        "worker = threading.Thread(target=later)\n"
+        "worker.start()"
+    )
+    assert started.is_ok, started.error
+    await asyncio.sleep(1.0)  # the thread prints while no run is active
+    following = await session.run("worker.join(10)\nprint('next run')")
+    assert following.stdout == (
+        "[output printed by threads of the previous run after it ended]\nlate line\nnext run\n"
+    )
+
+
+async def test_a_thread_printing_during_the_run_lands_in_that_run(session: Session) -> None:
+    result = await session.run(
+        "import threading\n"
+        "t = threading.Thread(target=lambda: print('from thread'))\n"
+        "t.start(); t.join(10)\n"
+        "print('after')"
+    )
+    assert result.stdout == "from thread\nafter\n"
 
 
 async def test_sys_stdout_buffer_takes_bytes_like_python(session: Session) -> None:

@@ -18,7 +18,13 @@ from dataclasses import asdict, dataclass, field
 from types import CodeType
 from typing import Any
 
-from .capture import OutputBuffer, active_buffer, active_error_buffer, install_routers
+from .capture import (
+    OutputBuffer,
+    active_buffer,
+    active_error_buffer,
+    install_routers,
+    run_threads,
+)
 from .channel import HostChannel
 from .errors import RunInterrupted
 from .images import image_artifact_name, image_bytes
@@ -120,6 +126,9 @@ class WorkerRuntime:
         self.current_output = buffer
         outcome = RunOutcome()
         self.shown_images.clear()
+        late = run_threads.begin(buffer, errors)
+        if late:
+            buffer.write(late)
         try:
             try:
                 compiled = self._compile(code)
@@ -136,6 +145,7 @@ class WorkerRuntime:
             outcome.error = self.format_exception(exc)
             outcome.error_type = type(exc).__name__
         finally:
+            run_threads.end()
             active_error_buffer.reset(error_token)
             active_buffer.reset(token)
         if self._before_collect is not None:
