@@ -29,7 +29,8 @@ from tests.mcp_server._support import (
     text_of,
 )
 
-pytestmark = [SUBPROCESS_ONLY, pytest.mark.parametrize("transport", ["stdio", "http"])]
+pytestmark = [SUBPROCESS_ONLY]
+BOTH = pytest.mark.parametrize("transport", ["stdio", "http"])
 
 
 class Inbox:
@@ -107,6 +108,7 @@ def tiny_png() -> bytes:
     )
 
 
+@BOTH
 async def test_the_whole_tool_list_fits_in_8000_characters_and_every_tool_is_described(
     transport: str, base: Path
 ) -> None:
@@ -122,6 +124,7 @@ async def test_the_whole_tool_list_fits_in_8000_characters_and_every_tool_is_des
         assert by_name["run_code"].output_schema is not None
 
 
+@BOTH
 async def test_big_output_comes_back_once_capped_and_whole_as_a_readable_artifact(
     transport: str, base: Path
 ) -> None:
@@ -146,6 +149,7 @@ async def test_big_output_comes_back_once_capped_and_whole_as_a_readable_artifac
         assert loaded.structured_content["value"] == 10_000
 
 
+@BOTH
 async def test_artifacts_are_resources_text_as_text_and_bytes_with_their_mime_type(
     transport: str, base: Path
 ) -> None:
@@ -178,6 +182,7 @@ async def test_artifacts_are_resources_text_as_text_and_bytes_with_their_mime_ty
             await session.read_resource("artifact://missing.txt")
 
 
+@BOTH
 async def test_a_subscribed_client_hears_when_a_run_changes_an_artifact(
     transport: str, base: Path
 ) -> None:
@@ -192,6 +197,7 @@ async def test_a_subscribed_client_hears_when_a_run_changes_an_artifact(
                 await anyio.sleep(0.05)
 
 
+@BOTH
 async def test_an_image_as_last_value_comes_back_as_image_content_and_an_artifact(
     transport: str, base: Path
 ) -> None:
@@ -211,6 +217,7 @@ async def test_an_image_as_last_value_comes_back_as_image_content_and_an_artifac
         assert shown.structured_content["images"] == ["shown.png"]
 
 
+@BOTH
 async def test_output_of_a_long_run_reaches_the_client_while_it_runs(
     transport: str, base: Path
 ) -> None:
@@ -243,6 +250,7 @@ async def test_output_of_a_long_run_reaches_the_client_while_it_runs(
         assert any("step 0" in line for line in inbox.logs)
 
 
+@BOTH
 async def test_unknown_and_invalid_arguments_get_one_short_line_naming_them(
     transport: str, base: Path
 ) -> None:
@@ -265,6 +273,7 @@ async def test_unknown_and_invalid_arguments_get_one_short_line_naming_them(
         assert unlimited.structured_content["value"] == 42
 
 
+@BOTH
 async def test_stderr_comes_back_separately_and_stdout_buffer_works(
     transport: str, base: Path
 ) -> None:
@@ -286,6 +295,7 @@ async def test_stderr_comes_back_separately_and_stdout_buffer_works(
         assert "stderr:\nto err" in text_of(result)
 
 
+@BOTH
 async def test_broken_tool_and_workflow_files_are_listed_and_named_in_errors(
     transport: str, base: Path
 ) -> None:
@@ -310,3 +320,20 @@ async def test_broken_tool_and_workflow_files_are_listed_and_named_in_errors(
         assert "bad.yaml" in missing.structured_content["error"]
         found = await call(session, "search_tools", query="forecast")
         assert [t["name"] for t in found.structured_content["results"]][:1] == ["wx"]
+
+
+async def test_an_in_process_run_streams_its_output_too(base: Path) -> None:
+    inbox = Inbox()
+    progress: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(message or "")
+
+    code = "import time\nfor i in range(8):\n    print(f'tick {i}')\n    time.sleep(0.25)"
+    async with stdio(base, inbox, "--executor", "in-process") as session:
+        with anyio.fail_after(CALL_TIMEOUT):
+            result = await session.call_tool(
+                "run_code", {"code": code}, progress_callback=on_progress
+            )
+    assert not result.is_error, text_of(result)
+    assert any("tick 0" in m for m in progress)
