@@ -64,6 +64,14 @@ def test_run_uses_a_separate_worker_process_by_default(cli: CliRunner) -> None:
     assert int(result.stdout) != os.getpid()
 
 
+def test_run_prints_what_the_code_wrote_to_stderr_on_stderr(cli: CliRunner) -> None:
+    code = "import sys\nprint('out')\nprint('warned', file=sys.stderr)"
+    result = cli.invoke(app, ["run", "--executor", "in-process", "-c", code])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "out\n"
+    assert result.stderr == "warned\n"
+
+
 def test_run_exits_non_zero_with_the_traceback_on_stderr(cli: CliRunner) -> None:
     result = cli.invoke(app, ["run", "--executor", "in-process", "-c", "print('a')\n{}['k']"])
     assert result.exit_code == 1

@@ -306,6 +306,8 @@ def run_code(
     else:
         if result.stdout:
             typer.echo(result.stdout, nl=not result.stdout.endswith("\n"))
+        if result.stderr:
+            typer.echo(result.stderr, nl=not result.stderr.endswith("\n"), err=True)
         if result.value is not None:
             typer.echo(render_value(result.value))
         if result.error is not None:

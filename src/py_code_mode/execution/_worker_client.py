@@ -122,6 +122,7 @@ def elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
+_MAX_IMAGES = 8
 _WARNED: set[str] = set()
 """Worker warnings already logged by this process."""
 
@@ -150,7 +151,9 @@ def outcome_result(outcome: Any, started: float) -> ExecutionResult:
 def _outcome_metadata(outcome: dict[str, Any]) -> dict[str, Any]:
     images = outcome.get("images")
     if isinstance(images, list) and images and all(isinstance(i, str) for i in images):
-        return {"images": images}
+        # Names come from the worker (agent code); the host only ever reads them as
+        # artifact names, and a handful is all a reply shows.
+        return {"images": images[:_MAX_IMAGES]}
     return {}
 
 

@@ -33,6 +33,8 @@ __all__ = ["IMAGE_MAX_BYTES", "OUTPUT_ARTIFACT_PREFIX", "OutputSaves", "image_mi
 logger = logging.getLogger(__name__)
 
 OUTPUT_ARTIFACT_PREFIX = "run-output/"
+MAX_IMAGES = 8
+"""Images one reply carries; more are left as artifacts."""
 IMAGE_MAX_BYTES = 1_000_000
 """Images larger than this are named (as artifacts) but not sent inline."""
 
@@ -141,8 +143,9 @@ async def run_reply(
     content: list[ContentBlock] = []
     images = result.metadata.get("images")
     if isinstance(images, list) and images:
-        blocks, image_notes = await _images(session, [str(i) for i in images])
-        data.images = [str(i) for i in images]
+        names = [str(i) for i in images[:MAX_IMAGES]]
+        blocks, image_notes = await _images(session, names)
+        data.images = names
         notes.extend(image_notes)
         content.extend(blocks)
     if notes:
