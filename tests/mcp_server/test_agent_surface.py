@@ -6,6 +6,7 @@ import base64
 import contextlib
 import json
 import struct
+import sys
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -337,3 +338,15 @@ async def test_an_in_process_run_streams_its_output_too(base: Path) -> None:
             )
     assert not result.is_error, text_of(result)
     assert any("tick 0" in m for m in progress)
+
+
+async def test_agent_code_gets_plain_values_from_an_mcp_server_tool(base: Path) -> None:
+    demo = Path(__file__).parents[1] / "tools" / "fixtures" / "mcp_demo_server.py"
+    (base / "tools").mkdir(parents=True)
+    (base / "tools" / "calc.yaml").write_text(
+        f"name: calc\ntype: mcp\ncommand: {sys.executable}\nargs: [{str(demo)!r}]\ntimeout: 30\n"
+    )
+    async with stdio(base, Inbox()) as session:
+        result = await call(session, "run_code", code="tools.calc.multiply(a=6, b=7) + 1")
+    assert not result.is_error, text_of(result)
+    assert result.structured_content["value"] == 43, text_of(result)
