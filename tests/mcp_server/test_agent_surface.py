@@ -266,6 +266,9 @@ async def test_unknown_and_invalid_arguments_get_one_short_line_naming_them(
         assert "'timeout'" in text
         assert "pydantic" not in text
         assert len(text.splitlines()) == 1
+        bad_name = await call(session, "create_workflow", name="1bad", source="def run(): pass")
+        assert bad_name.is_error
+        assert text_of(bad_name).startswith("workflow name '1bad'")
         missing = await call(session, "search_workflows")
         assert missing.is_error
         assert "'query'" in text_of(missing)

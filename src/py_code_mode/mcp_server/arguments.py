@@ -78,6 +78,21 @@ def _error(text: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 
 
+def _without_sdk_prefix(tool: str, result: HandlerResult) -> HandlerResult:
+    """Drop the SDK's "Error executing tool <name>: " from a tool error: it says nothing."""
+    prefix = f"Error executing tool {tool}: "
+    if isinstance(result, CallToolResult) and result.is_error:
+        for block in result.content:
+            if isinstance(block, TextContent) and block.text.startswith(prefix):
+                block.text = block.text[len(prefix) :]
+    elif isinstance(result, dict) and result.get("isError"):
+        for block in result.get("content") or ():
+            text = block.get("text") if isinstance(block, dict) else None
+            if isinstance(text, str) and text.startswith(prefix):
+                block["text"] = text[len(prefix) :]
+    return result
+
+
 def argument_checker(
     server: MCPServer[Any],
 ) -> Any:
@@ -105,6 +120,6 @@ def argument_checker(
             tool.fn_metadata.validate_arguments(dict(arguments))
         except ValidationError as exc:
             return _error(describe_validation_error(name, exc, properties))
-        return await call_next(ctx)
+        return _without_sdk_prefix(name, await call_next(ctx))
 
     return check

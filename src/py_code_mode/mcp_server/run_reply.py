@@ -33,6 +33,8 @@ __all__ = ["IMAGE_MAX_BYTES", "OUTPUT_ARTIFACT_PREFIX", "OutputSaves", "image_mi
 logger = logging.getLogger(__name__)
 
 OUTPUT_ARTIFACT_PREFIX = "run-output/"
+KEEP_OUTPUTS = 20
+"""Saved full outputs kept; older ones are deleted when a new one is saved."""
 MAX_IMAGES = 8
 """Images one reply carries; more are left as artifacts."""
 IMAGE_MAX_BYTES = 1_000_000
@@ -80,6 +82,25 @@ class OutputSaves:
         except PyCodeModeError as exc:
             logger.warning("could not save the full output as %s: %s", name, exc)
             self._failures.append(f"note: the full output {name!r} could not be saved: {exc}")
+            return
+        try:
+            await self._prune(session)
+        except PyCodeModeError as exc:
+            logger.warning("could not remove old run outputs: %s", exc)
+
+    @staticmethod
+    async def _prune(session: Session) -> None:
+        """Keep the newest :data:`KEEP_OUTPUTS` saved outputs; they are copies, not data."""
+        outputs = [
+            entry
+            for entry in await session.list_artifacts()
+            if str(entry.get("name", "")).startswith(OUTPUT_ARTIFACT_PREFIX)
+        ]
+        if len(outputs) <= KEEP_OUTPUTS:
+            return
+        outputs.sort(key=lambda e: (e.get("created_at") or 0, str(e["name"])))
+        for entry in outputs[:-KEEP_OUTPUTS]:
+            await session.delete_artifact(str(entry["name"]))
 
     async def wait(self) -> None:
         """Return once every pending save has finished."""
