@@ -78,6 +78,12 @@ def _error(text: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 
 
+def _is_error(result: HandlerResult) -> bool:
+    if isinstance(result, CallToolResult):
+        return result.is_error
+    return isinstance(result, dict) and bool(result.get("isError"))
+
+
 def _without_sdk_prefix(tool: str, result: HandlerResult) -> HandlerResult:
     """Drop the SDK's "Error executing tool <name>: " from a tool error: it says nothing."""
     prefix = f"Error executing tool {tool}: "
@@ -116,10 +122,13 @@ def argument_checker(
                 f"{name}: unknown argument(s) {', '.join(map(repr, unknown))}; "
                 f"it accepts: {accepted}"
             )
-        try:
-            tool.fn_metadata.validate_arguments(dict(arguments))
-        except ValidationError as exc:
-            return _error(describe_validation_error(name, exc, properties))
-        return _without_sdk_prefix(name, await call_next(ctx))
+        result = await call_next(ctx)
+        if _is_error(result):
+            # Rejected arguments: validate again (off the hot path) for a short message.
+            try:
+                tool.fn_metadata.validate_arguments(dict(arguments))
+            except ValidationError as exc:
+                return _error(describe_validation_error(name, exc, properties))
+        return _without_sdk_prefix(name, result)
 
     return check

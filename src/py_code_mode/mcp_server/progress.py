@@ -39,10 +39,14 @@ class _Relay:
         self._pending: list[str] = []
         self._wake = asyncio.Event()
         self._lines = 0
+        self.pump_task: asyncio.Task[None] | None = None
 
     def feed(self, text: str) -> None:
         self._pending.append(text)
         self._wake.set()
+        if self.pump_task is None:
+            # Started on the first output, so a run that prints nothing costs nothing.
+            self.pump_task = asyncio.get_running_loop().create_task(self.pump())
 
     async def pump(self) -> None:
         while True:
@@ -75,11 +79,12 @@ class _Relay:
 async def relay_output(ctx: Context[Any, Any]) -> AsyncIterator[None]:
     """Relay output of runs started in this block to the client of ``ctx``."""
     relay = _Relay(ctx)
-    pump = asyncio.create_task(relay.pump())
     try:
         with listening(relay.feed):
             yield
     finally:
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pump
+        pump = relay.pump_task
+        if pump is not None:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
