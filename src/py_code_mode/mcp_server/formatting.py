@@ -223,7 +223,7 @@ def format_run_result(
     any_cut |= stdout_cut
     if stdout:
         parts.append(f"stdout:\n{stdout.rstrip(chr(10))}")
-    stderr_text = getattr(result, "stderr", "") or ""
+    stderr_text = result.stderr or ""
     stderr, stderr_cut = truncate(stderr_text, out_limit)
     any_cut |= stderr_cut
     if stderr:
