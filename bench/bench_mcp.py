@@ -6,7 +6,12 @@ Measures, with raw JSON-RPC lines on the server's pipes (no client SDK overhead)
   answer arriving (target: under 1 s);
 * run_code: median round trip of ``run_code("1+1")`` on a warm session
   (target: under 5 ms);
-* tools/list: median round trip of a ``tools/list`` request.
+* tools/list: median round trip of a ``tools/list`` request;
+* big output: ``run_code`` printing 10,000 lines: the server's own share of the
+  round trip (round trip minus the run's ``execution_time_ms``: capping, formatting,
+  encoding; target: under 20 ms) and the size of the whole JSON-RPC reply (target:
+  at most 25,000 characters). The full output's artifact is written after the reply,
+  in the pause an agent takes before its next call, which the bench leaves.
 
 Usage::
 
@@ -27,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from py_code_mode.mcp_server.options import default_executor
 
@@ -128,10 +133,21 @@ class Server:
         self._sel.close()
 
 
+class StdioFigures(NamedTuple):
+    """What :func:`measure_stdio` measured."""
+
+    startup: list[float]
+    first_ms: float
+    trips: list[float]
+    listings: list[float]
+    big_server: list[float]
+    big_chars: int
+
+
 def measure_stdio(
     executor: str | None, starts: int, calls: int, startup_cpu: list[float] | None = None
-) -> tuple[list[float], float, list[float], list[float]]:
-    """Startup seconds per start, first run_code ms, run_code and tools/list round trips (ms).
+) -> StdioFigures:
+    """Startup seconds, first run_code ms, round trips (ms) and the 10k-line run's figures.
 
     ``startup_cpu``, when given, receives the server's CPU seconds up to each
     ``initialize`` answer.
@@ -171,9 +187,25 @@ def measure_stdio(
                 listings.append((time.perf_counter() - started) * 1000)
                 if not answer.get("result", {}).get("tools"):
                     raise RuntimeError(f"unexpected tools/list answer: {answer}")
+            big_code = "for i in range(10_000): print(f'line {i}')"
+            server.call("run_code", {"code": big_code})
+            big_server: list[float] = []
+            big_chars = 0
+            for _ in range(max(5, calls // 20)):
+                # An agent reads a reply before its next call; the full output is saved
+                # (fsynced) in that gap, so the pause keeps that write out of the figure.
+                time.sleep(0.2)
+                started = time.perf_counter()
+                answer = server.request(
+                    "tools/call", {"name": "run_code", "arguments": {"code": big_code}}
+                )
+                trip = (time.perf_counter() - started) * 1000
+                ran = answer["result"].get("structuredContent", {}).get("execution_time_ms", 0.0)
+                big_server.append(trip - float(ran))
+                big_chars = len(json.dumps(answer))
         finally:
             server.close()
-    return startup, first_ms, trips, listings
+    return StdioFigures(startup, first_ms, trips, listings, big_server, big_chars)
 
 
 def main() -> int:
@@ -182,7 +214,9 @@ def main() -> int:
     parser.add_argument("--starts", type=int, default=5, help="server starts to time")
     parser.add_argument("--calls", type=int, default=200, help="run_code calls to time")
     args = parser.parse_args()
-    startup, first_ms, trips, listings = measure_stdio(args.executor, args.starts, args.calls)
+    startup, first_ms, trips, listings, big_server, big_chars = measure_stdio(
+        args.executor, args.starts, args.calls
+    )
 
     figures = {
         "executor": args.executor or f"{default_executor()} (default)",
@@ -202,12 +236,19 @@ def main() -> int:
             "p90": round(sorted(trips)[int(len(trips) * 0.9) - 1], 3),
             "n": len(trips),
         },
+        "big_output_10k_lines": {
+            "server_side_ms_median": round(statistics.median(big_server), 2),
+            "reply_chars": big_chars,
+            "n": len(big_server),
+        },
     }
     print(
         f"executor {figures['executor']}: initialize answered after "
         f"{statistics.median(startup):.3f} s (median of {len(startup)}, target < 1 s); "
         f"first run_code {first_ms:.0f} ms; run_code('1+1') median "
-        f"{statistics.median(trips):.2f} ms over {len(trips)} calls (target < 5 ms)"
+        f"{statistics.median(trips):.2f} ms over {len(trips)} calls (target < 5 ms); "
+        f"10k-line run: {statistics.median(big_server):.1f} ms server-side (target <= 20 ms), "
+        f"reply {big_chars} characters (target <= 25,000)"
     )
     print(json.dumps(figures))
     return 0

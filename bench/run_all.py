@@ -130,7 +130,9 @@ def mcp_figures(args: argparse.Namespace) -> dict[str, float]:
     from bench_mcp import measure_stdio
 
     cpu: list[float] = []
-    startup, _first, trips, listings = measure_stdio(None, args.starts, args.calls, cpu)
+    startup, _first, trips, listings, _big, _chars = measure_stdio(
+        None, args.starts, args.calls, cpu
+    )
     return {
         "initialize": statistics.median(startup) * 1000,
         "initialize_cpu": statistics.median(cpu) * 1000 if cpu else float("nan"),

@@ -18,14 +18,17 @@ class ExecutionResult:
     Attributes:
         value: Value of a trailing expression, like a REPL: JSON data as-is, anything
             else as its ``repr``; ``None`` when the code ends in a statement.
-        stdout: Everything the run printed (stdout and stderr), possibly truncated
-            with a marker when it exceeded the executor's output limit.
+        stdout: What the run printed to ``sys.stdout`` (and, in worker processes,
+            everything written to file descriptors 1 and 2), possibly truncated with a
+            marker when it exceeded the executor's output limit.
         error: Traceback text pointing at the agent's code, or ``None``.
         error_type: The exception's class name (``"ValueError"``, ``"TimeoutError"``).
         execution_time_ms: Wall time of the run on the host.
         variables_lost: True when the run killed the worker or was reset, so names
             defined by earlier runs are gone.
-        metadata: Executor-specific facts about the run (e.g. ``worker_restarted``).
+        metadata: Executor-specific facts about the run (e.g. ``worker_restarted``,
+            ``images``: artifact names of images the run showed).
+        stderr: What the run wrote to ``sys.stderr``, kept apart from ``stdout``.
     """
 
     value: Any = None
@@ -35,6 +38,7 @@ class ExecutionResult:
     execution_time_ms: float = 0.0
     variables_lost: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
+    stderr: str = ""
 
     @property
     def is_ok(self) -> bool:

@@ -10,11 +10,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from py_code_mode.execution.container_image import build_failure_hint
 from typer.testing import CliRunner
 
 from py_code_mode import __version__
 from py_code_mode.cli.app import app
 from py_code_mode.mcp_server.options import executor_available
+from tests.search.eval_set import local_model_dir
 
 DOUBLE = textwrap.dedent(
     '''
@@ -60,6 +62,14 @@ def test_run_uses_a_separate_worker_process_by_default(cli: CliRunner) -> None:
     result = cli.invoke(app, ["run", "-c", "import os\nos.getpid()"])
     assert result.exit_code == 0, result.stderr
     assert int(result.stdout) != os.getpid()
+
+
+def test_run_prints_what_the_code_wrote_to_stderr_on_stderr(cli: CliRunner) -> None:
+    code = "import sys\nprint('out')\nprint('warned', file=sys.stderr)"
+    result = cli.invoke(app, ["run", "--executor", "in-process", "-c", code])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "out\n"
+    assert result.stderr == "warned\n"
 
 
 def test_run_exits_non_zero_with_the_traceback_on_stderr(cli: CliRunner) -> None:
@@ -207,18 +217,51 @@ def test_doctor_reports_every_check_with_fixes_and_does_not_hang(
     assert result.exit_code == 1
 
 
-def test_doctor_checks_a_configured_embedding_model_directory(
+def test_doctor_loads_the_embedding_model_or_says_why_not_and_how_to_fix_it(
     cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("fastembed")
     empty = tmp_path / "model"
     empty.mkdir()
     monkeypatch.setenv("PY_CODE_MODE_EMBEDDING_MODEL", str(empty))
     broken = cli.invoke(app, ["doctor"])
-    (empty / "model.onnx").write_bytes(b"")
+    assert "[warn] embeddings" in broken.stdout
+    assert "cannot be loaded" in broken.stdout
+    model = local_model_dir()
+    if model is None:
+        pytest.skip("the offline test model is not available")
+    monkeypatch.setenv("PY_CODE_MODE_EMBEDDING_MODEL", str(model))
     ready = cli.invoke(app, ["doctor"])
-    assert "[FAIL] embeddings" in broken.stdout
-    assert f"local model {empty}" in ready.stdout
+    assert "[ok  ] embeddings: fastembed" in ready.stdout
+    assert f"model {model} loaded" in ready.stdout
+
+
+def test_doctor_counts_broken_tool_files_as_problems(cli: CliRunner, tmp_path: Path) -> None:
+    tools = tmp_path / "lib" / "tools"
+    tools.mkdir(parents=True)
+    (tools / "bad.yaml").write_text("name: bad\ncommand: echo\nbogus: 1\n")
+    (tools / "good.yaml").write_text("name: good\ncommand: echo\ntags: [x]\n")
+    result = cli.invoke(app, ["doctor", "--base", str(tmp_path / "lib")])
+    assert "[FAIL] library" in result.stdout
+    assert "1 tool(s) loaded; 1 tool file(s) failed to load" in result.stdout
+    assert "bad.yaml: bogus" in result.stdout
+    assert result.exit_code == 1
+
+
+def test_doctor_checks_the_container_image_it_was_given(cli: CliRunner) -> None:
+    pytest.importorskip("docker")
+    result = cli.invoke(app, ["doctor", "--image", "no-such-image-pcm:never"])
+    if "[ok  ] docker" not in result.stdout:
+        pytest.skip("no Docker engine is reachable")
+    assert "[warn] container: image no-such-image-pcm:never is not in the engine" in result.stdout
+    assert "--ca-bundle" in result.stdout
+
+
+def test_an_image_build_failure_behind_a_tls_proxy_names_the_ca_bundle_option() -> None:
+    output = (
+        "pip install ... SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED]"
+    )
+    assert "--ca-bundle" in build_failure_hint(output)
+    assert build_failure_hint("The command '/bin/sh -c true' returned a non-zero code: 1") == ""
 
 
 def _console(name: str) -> str:

@@ -6,6 +6,7 @@ runs it, so these tests only go through ``Session``.
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from collections.abc import Callable
 
@@ -56,12 +57,61 @@ async def test_json_values_come_back_as_data_and_others_as_repr(session: Session
     assert await run_ok(session, "b'\\x00'") == "b'\\x00'"
 
 
-async def test_stdout_holds_prints_and_stderr_of_this_run_only(session: Session) -> None:
+async def test_stdout_and_stderr_hold_this_runs_output_separately(session: Session) -> None:
     first = await session.run("import sys\nprint('one')\nprint('err', file=sys.stderr)")
-    assert "one" in first.stdout
-    assert "err" in first.stdout
+    assert first.stdout == "one\n"
+    assert first.stderr == "err\n"
     second = await session.run("print('two')")
     assert second.stdout == "two\n"
+    assert second.stderr == ""
+
+
+async def test_output_of_a_thread_the_run_started_is_kept_for_the_next_run(
+    session: Session,
+) -> None:
+    started = await session.run(
+        "import threading, time\n"
+        "def later():\n"
+        "    time.sleep(0.05)\n"
+        "    print('late line')\n"
+        "worker = threading.Thread(target=later)\n"
+        "worker.start()"
+    )
+    assert started.is_ok, started.error
+    await asyncio.sleep(1.0)  # the thread prints while no run is active
+    following = await session.run("worker.join(10)\nprint('next run')")
+    assert following.stdout == (
+        "[output printed by threads of the previous run after it ended]\nlate line\nnext run\n"
+    )
+
+
+async def test_a_thread_printing_during_the_run_lands_in_that_run(session: Session) -> None:
+    result = await session.run(
+        "import threading\n"
+        "t = threading.Thread(target=lambda: print('from thread'))\n"
+        "t.start(); t.join(10)\n"
+        "print('after')"
+    )
+    assert result.stdout == "from thread\nafter\n"
+
+
+async def test_sys_stdout_buffer_takes_bytes_like_python(session: Session) -> None:
+    result = await session.run(
+        "import sys\nsys.stdout.buffer.write('caf\u00e9\\n'.encode())\nsys.stdout.flush()"
+    )
+    assert result.is_ok, result.error
+    assert result.stdout == "caf\u00e9\n"
+
+
+async def test_an_image_as_last_value_is_saved_as_an_artifact_and_named(
+    session: Session,
+) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+    result = await session.run(repr(png))
+    assert result.is_ok, result.error
+    [name] = result.metadata["images"]
+    assert name in result.value
+    assert await session.load_artifact(name) == png
 
 
 async def test_top_level_await_works(session: Session) -> None:

@@ -65,11 +65,22 @@ def test_lost_variables_are_pointed_out() -> None:
     assert data.variables_lost
 
 
-def test_a_huge_value_is_cut_in_text_and_in_structured_content() -> None:
+def test_a_huge_value_is_cut_once_in_text_and_left_out_of_structured_content() -> None:
     text, data = format_run_result(ExecutionResult(value=list(range(100_000))), limit=1_000)
     assert data.truncated
-    assert isinstance(data.value, str)
-    assert "[truncated" in data.value
+    assert data.value is None
+    assert "[truncated" in text
+    assert len(text) < 2_000
+
+
+def test_long_stdout_appears_once_and_names_the_artifact_holding_all_of_it() -> None:
+    result = ExecutionResult(stdout="x" * 50_000, stderr="warn\n")
+    text, data = format_run_result(result, output_artifact="run-output/a.txt", stdout_limit=1_000)
+    assert data.stdout is None
+    assert data.stderr == "warn\n"
+    assert data.output_artifact == "run-output/a.txt"
+    assert "artifacts.load('run-output/a.txt')" in text
+    assert "stderr:\nwarn" in text
     assert len(text) < 2_000
 
 

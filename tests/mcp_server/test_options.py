@@ -120,3 +120,15 @@ async def test_sessions_use_file_storage_in_the_storage_directory(tmp_path: Path
 def test_no_runtime_deps_reaches_the_executor(tmp_path: Path) -> None:
     options = ServerOptions(base=tmp_path, executor="in-process", allow_runtime_deps=False)
     assert options.make_executor().allow_runtime_deps is False
+
+
+def test_the_container_image_comes_from_the_flag_else_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PY_CODE_MODE_IMAGE", "from-env:1")
+    assert parse_args(["--base", str(tmp_path)]).image == "from-env:1"
+    options = parse_args(["--base", str(tmp_path), "--image", "flag:2", "--executor", "container"])
+    assert options.image == "flag:2"
+    pytest.importorskip("docker")
+    executor = options.make_executor()
+    assert executor.config.image == "flag:2"  # type: ignore[attr-defined]

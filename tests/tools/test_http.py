@@ -135,6 +135,11 @@ def api_config(base_url: str, **overrides: Any) -> dict[str, Any]:
                     "dry_run": {"type": "boolean", "in": "query"},
                 },
             },
+            "replace_all": {
+                "method": "put",
+                "path": "/echo/items",
+                "parameters": {"items": {"type": "array", "in": "json", "required": True}},
+            },
             "text": {"path": "/text"},
             "raw": {"path": "/bytes"},
             "empty": {"method": "DELETE", "path": "/empty"},
@@ -203,6 +208,28 @@ async def test_body_parameters_form_one_json_object(api: HttpTool) -> None:
     assert reply["content_type"] == "application/json"
     assert reply["body"] == {"name": "n", "tags": ["x", 1], "meta": {"k": [1, None]}, "count": 2.5}
     assert reply["query"] == [["dry_run", "false"]]
+
+
+async def test_a_parameter_in_json_is_the_whole_request_body(api: HttpTool) -> None:
+    reply = await api.call("replace_all", {"items": [{"id": 1}, {"id": 2}]})
+    assert reply["method"] == "PUT"
+    assert reply["content_type"] == "application/json"
+    assert reply["body"] == [{"id": 1}, {"id": 2}]
+
+
+def test_a_whole_json_body_cannot_share_the_body_with_other_parameters() -> None:
+    config = api_config(
+        "http://127.0.0.1:9",
+        endpoints={
+            "mixed": {
+                "method": "post",
+                "path": "/x",
+                "parameters": {"doc": {"type": "object", "in": "json"}, "extra": {}},
+            }
+        },
+    )
+    with pytest.raises(Exception, match="whole request body"):
+        HttpTool.from_mapping(config)
 
 
 async def test_a_query_string_in_the_base_url_is_kept(server_url: str) -> None:
@@ -491,7 +518,7 @@ BAD_FILES = {
     ),
     "location.yaml": (
         _endpoints("e: {parameters: {q: {in: cookie}}}\n"),
-        "endpoints.e.parameters.q.in: Input should be 'path', 'query', 'body' or 'header'",
+        "endpoints.e.parameters.q.in: Input should be 'path', 'query', 'body', 'header' or 'json'",
     ),
     "object_query.yaml": (
         _endpoints("e: {parameters: {q: {type: object}}}\n"),

@@ -164,8 +164,8 @@ async def test_a_tool_name_that_is_not_an_identifier_gets_a_python_name(demo: Mc
     specs = {spec.name: spec for spec in await demo.callables()}
     assert "get-env" not in specs
     assert "(MCP tool 'get-env')" in specs["get_env"].description
-    assert await demo.call("get_env", {"name": "PATH"}) == {"result": os.environ["PATH"]}
-    assert await demo.call("get-env", {"name": "PATH"}) == {"result": os.environ["PATH"]}
+    assert await demo.call("get_env", {"name": "PATH"}) == os.environ["PATH"]
+    assert await demo.call("get-env", {"name": "PATH"}) == os.environ["PATH"]
 
 
 def test_parameters_come_from_the_schema_properties_required_first() -> None:
@@ -194,6 +194,12 @@ def test_parameters_come_from_the_schema_properties_required_first() -> None:
 
 async def test_structured_content_comes_back_as_python_data(demo: McpTool) -> None:
     assert await demo.call("add", {"a": 2, "b": 3}) == {"total": 5, "terms": [2, 3]}
+
+
+async def test_a_plain_value_wrapped_under_result_comes_back_plain(demo: McpTool) -> None:
+    product = await demo.call("multiply", {"a": 6, "b": 7})
+    assert product == 42
+    assert product + 1 == 43
 
 
 async def test_a_tool_without_structured_content_returns_its_text(demo: McpTool) -> None:
@@ -257,7 +263,7 @@ async def test_concurrent_calls_share_one_connection(demo: McpTool) -> None:
         demo.call("echo", {"message": "x"}),
         demo.call("pid", {}),
     )
-    assert results[0] == {"result": "slept"}
+    assert results[0] == "slept"
     assert results[1] == results[3]
     assert results[2] == "x"
 
@@ -387,11 +393,9 @@ async def test_env_values_expand_from_the_host_and_nothing_else_is_inherited(
     monkeypatch.setenv("DEMO_NOT_PASSED", "should-not-leak")
     tool = stdio_tool(env={"DEMO_SECRET": "${DEMO_SECRET_SOURCE}", "PLAIN": "x$y"})
     try:
-        assert await tool.call("get_env", {"name": "DEMO_SECRET"}) == {
-            "result": "from-the-host-1234"
-        }
-        assert await tool.call("get_env", {"name": "PLAIN"}) == {"result": "x$y"}
-        assert await tool.call("get_env", {"name": "DEMO_NOT_PASSED"}) == {"result": "<unset>"}
+        assert await tool.call("get_env", {"name": "DEMO_SECRET"}) == "from-the-host-1234"
+        assert await tool.call("get_env", {"name": "PLAIN"}) == "x$y"
+        assert await tool.call("get_env", {"name": "DEMO_NOT_PASSED"}) == "<unset>"
     finally:
         await tool.aclose()
 
@@ -510,7 +514,7 @@ async def test_streamable_http_tools_are_listed_and_called_with_expanded_headers
         assert "add" in names
         assert await tool.call("add", {"a": 20, "b": 22}) == {"total": 42, "terms": [20, 22]}
         assert await tool.call("echo", {"message": "over http"}) == "over http"
-        assert await tool.call("authorization", {}) == {"result": "Bearer http-secret-9876"}
+        assert await tool.call("authorization", {}) == "Bearer http-secret-9876"
         with pytest.raises(ToolError, match="failing on purpose"):
             await tool.call("fail", {})
         assert "http-secret-9876" not in repr(tool)

@@ -106,6 +106,15 @@ Runtime = Annotated[
     ),
 ]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds before the run is interrupted.")]
+Image = Annotated[
+    str | None,
+    typer.Option(
+        "--image",
+        envvar="PY_CODE_MODE_IMAGE",
+        help="Image of --executor container (default: the one `image build` makes).",
+        show_default=False,
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
@@ -129,6 +138,7 @@ class SharedFlags:
     runtime: Runtime = None
     timeout: Timeout = DEFAULT_TIMEOUT
     as_json: AsJson = False
+    image: Image = None
 
     @property
     def base_dir(self) -> Path:
@@ -147,6 +157,7 @@ class SharedFlags:
             timeout=self.timeout,
             isolation=self.isolation,
             runtime=self.runtime,
+            image=self.image,
         )
         try:
             options.check()
@@ -189,6 +200,8 @@ def _with_flags(*names: str) -> Callable[[Callable[..., None]], Callable[..., No
     field order, which is the order ``--help`` lists them in.
     """
     chosen = {"base", *names}
+    if "executor" in chosen:
+        chosen.add("image")  # the container executor's image goes with the executor
     options = get_type_hints(SharedFlags, include_extras=True)
     if unknown := chosen - options.keys():
         raise TypeError(f"no shared flags named {sorted(unknown)}")
@@ -319,6 +332,8 @@ def run_code(
     else:
         if result.stdout:
             typer.echo(result.stdout, nl=not result.stdout.endswith("\n"))
+        if result.stderr:
+            typer.echo(result.stderr, nl=not result.stderr.endswith("\n"), err=True)
         if result.value is not None:
             typer.echo(render_value(result.value))
         if result.error is not None:
@@ -530,14 +545,14 @@ def deps_sync(*, flags: SharedFlags) -> None:
 
 # -- doctor --------------------------------------------------------------------------
 @app.command()
-@_with_flags("redis")
+@_with_flags("redis", "image")
 def doctor(*, flags: SharedFlags) -> None:
     """Check uv, Python, Docker, Redis and the embedding model; say how to fix problems.
 
     Exits 1 when a required part fails; optional parts (Docker, embeddings) only warn.
     """
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
-    checks = run_checks(flags.base_dir, flags.redis)
+    checks = run_checks(flags.base_dir, flags.redis, image=flags.image)
     for check in checks:
         typer.echo(f"[{marks[check.status]}] {check.name}: {check.detail}")
         if check.fix and check.status != "ok":

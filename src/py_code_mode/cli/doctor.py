@@ -30,6 +30,7 @@ Status = Literal["ok", "warn", "fail"]
 
 PROBE_TIMEOUT = 5.0
 OVERALL_TIMEOUT = 20.0
+EMBEDDING_LOAD_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
@@ -257,52 +258,83 @@ def check_redis(url: str) -> Check:
     return Check("redis", "ok", f"{shown}: Redis {version}")
 
 
-def check_embeddings() -> Check:
-    """Whether workflow search can rank by meaning, and with which model."""
+def check_embeddings(load_timeout: float = EMBEDDING_LOAD_TIMEOUT) -> Check:
+    """Load the embedding model search uses, so "ok" means search ranks by meaning."""
     if importlib.util.find_spec("fastembed") is None:
         return Check(
             "embeddings",
             "warn",
             "fastembed is not installed: search ranks by keywords",
-            "pip install 'py-code-mode[search]' for search by meaning",
+            "reinstall py-code-mode (fastembed is one of its dependencies)",
         )
+    from py_code_mode.search.embeddings import Embedder
+
     version = metadata.version("fastembed")
     configured = os.environ.get(MODEL_ENV_VAR, "").strip()
-    if not configured:
-        return Check(
-            "embeddings",
-            "ok",
-            f"fastembed {version}; model {DEFAULT_MODEL} (default) is downloaded "
-            "at first use; without network, search falls back to keywords",
-            f"offline machines: set {MODEL_ENV_VAR} to a local model directory",
-        )
-    if configured.lower() in DISABLED_VALUES:
+    local_hint = (
+        f"set {MODEL_ENV_VAR} to a local model directory (model.onnx + tokenizer.json), "
+        f"or allow downloads of {DEFAULT_MODEL} from Hugging Face"
+    )
+    if configured.lower() in DISABLED_VALUES and configured:
         return Check(
             "embeddings",
             "ok",
             f"semantic search is off ({MODEL_ENV_VAR}={configured}): search ranks by keywords",
         )
-    path = Path(configured).expanduser()
-    if path.is_dir():
-        if any(path.glob("*.onnx")):
-            return Check("embeddings", "ok", f"fastembed {version}; local model {path}")
+    status = Embedder(configured or None).load(timeout=load_timeout)
+    shown = configured or f"{DEFAULT_MODEL} (default)"
+    if status.state == "ready":
+        return Check("embeddings", "ok", f"fastembed {version}; model {shown} loaded")
+    if status.state == "failed":
+        reason = status.reason or "the model could not be loaded"
         return Check(
             "embeddings",
-            "fail",
-            f"{MODEL_ENV_VAR}={configured}: the directory holds no .onnx model",
-            "point it at a directory with model.onnx and tokenizer.json",
-        )
-    if os.sep in configured and not path.exists():
-        return Check(
-            "embeddings",
-            "fail",
-            f"{MODEL_ENV_VAR}={configured}: no such directory",
-            f"fix the path, or give a fastembed model name such as {DEFAULT_MODEL}",
+            "warn",
+            f"model {shown} cannot be loaded ({reason}): search ranks by keywords",
+            status.hint or local_hint if configured else local_hint,
         )
     return Check(
         "embeddings",
+        "warn",
+        f"model {shown} was still loading after {load_timeout:g} s",
+        local_hint,
+    )
+
+
+def check_container(image: str | None = None) -> Check:
+    """The container executor's image in the engine, and the engine's runtimes."""
+    from py_code_mode.execution.container import DEFAULT_IMAGE
+
+    wanted = image or os.environ.get("PY_CODE_MODE_IMAGE") or DEFAULT_IMAGE
+    if importlib.util.find_spec("docker") is None:
+        return Check("container", "warn", "the docker package is not installed", "reinstall")
+    import docker
+
+    try:
+        client = docker.from_env(timeout=int(PROBE_TIMEOUT))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        return Check("container", "warn", f"no engine to check the image: {_one_line(exc)}")
+    try:
+        runtimes = sorted((client.info().get("Runtimes") or {}).keys())
+        try:
+            found = client.images.get(wanted)
+        except docker.errors.ImageNotFound:
+            return Check(
+                "container",
+                "warn",
+                f"image {wanted} is not in the engine (runtimes: {', '.join(runtimes)})",
+                "build it with `py-code-mode image build` (behind a TLS-intercepting proxy add "
+                "--ca-bundle), or pass --image / set PY_CODE_MODE_IMAGE to an image with python3",
+            )
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return Check("container", "warn", f"cannot inspect the engine: {_one_line(exc)}")
+    finally:
+        client.close()
+    gvisor = "runsc (gVisor) available" if "runsc" in runtimes else "no runsc (gVisor) runtime"
+    return Check(
+        "container",
         "ok",
-        f"fastembed {version}; model {configured} ({MODEL_ENV_VAR}), downloaded at first use",
+        f"image {wanted} ({str(found.id)[:19]}); runtimes: {', '.join(runtimes)}; {gvisor}",
     )
 
 
@@ -314,12 +346,23 @@ def check_base(base: Path) -> Check:
         return Check("library", "fail", f"{base} is not a directory", "pass another --base")
     if not os.access(base, os.W_OK):
         return Check("library", "fail", f"{base} is not writable", "fix its permissions")
+    from py_code_mode.tools.registry import load_tool_directory
+
     workflows = len(list((base / "workflows").glob("*.py")))
-    tools = base / "tools"
-    tool_files = len([*tools.glob("*.yaml"), *tools.glob("*.yml")]) if tools.is_dir() else 0
-    return Check(
-        "library", "ok", f"{base}: {workflows} workflow file(s), {tool_files} tool file(s)"
-    )
+    try:
+        tools, problems = load_tool_directory(base / "tools")
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return Check("library", "fail", f"{base}/tools: {_one_line(exc)}", "fix the folder")
+    detail = f"{base}: {workflows} workflow file(s), {len(tools)} tool(s) loaded"
+    if problems:
+        shown = "; ".join(str(p) for p in problems[:5])
+        return Check(
+            "library",
+            "fail",
+            f"{detail}; {len(problems)} tool file(s) failed to load: {shown}",
+            "fix or remove those files (agents see them as missing tools)",
+        )
+    return Check("library", "ok", detail)
 
 
 def check_http_access() -> Check:
@@ -350,7 +393,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run_checks(
-    base: Path, redis_url: str | None = None, *, deadline: float = OVERALL_TIMEOUT
+    base: Path,
+    redis_url: str | None = None,
+    *,
+    deadline: float = OVERALL_TIMEOUT,
+    image: str | None = None,
 ) -> list[Check]:
     """Run every probe concurrently; a probe still running at ``deadline`` fails.
 
@@ -367,6 +414,7 @@ def run_checks(
         ("sandbox", check_jail),
         ("session limits", check_limits),
         ("gvisor", check_gvisor),
+        ("container", lambda: check_container(image)),
         ("embeddings", check_embeddings),
         ("http access", check_http_access),
     ]

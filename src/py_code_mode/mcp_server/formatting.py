@@ -19,6 +19,8 @@ from py_code_mode.result import ExecutionResult
 
 __all__ = [
     "DEFAULT_MAX_CHARS",
+    "RUN_OUTPUT_MAX_CHARS",
+    "STRUCTURED_FIELD_MAX",
     "ArtifactListOutput",
     "ArtifactOutput",
     "DeletedOutput",
@@ -56,24 +58,31 @@ class RunCodeOutput(_Open):
 
     is_ok: bool
     value: Any = None
-    stdout: str = ""
+    stdout: str | None = ""
+    stderr: str | None = ""
     error: str | None = None
     error_type: str | None = None
     execution_time_ms: float = 0.0
     variables_lost: bool = False
     truncated: bool = False
+    output_artifact: str | None = None
+    images: list[str] = []
 
 
 class ToolListOutput(_Open):
     """Tools with their callables (``list_tools``)."""
 
     tools: list[dict[str, Any]]
+    problems: list[dict[str, str]] = []
+    """Tool files that failed to load: ``{path, message}``."""
 
 
 class WorkflowListOutput(_Open):
     """Workflows without source (``list_workflows``)."""
 
     workflows: list[dict[str, Any]]
+    problems: list[dict[str, str]] = []
+    """Workflow files that were skipped: ``{name, message}``."""
 
 
 class SearchOutput(_Open):
@@ -162,28 +171,74 @@ def render_value(value: Any) -> str:
     return _json(value)
 
 
+STRUCTURED_FIELD_MAX = 4_000
+"""Longer fields go only in the text block, so a reply never carries them twice."""
+
+RUN_OUTPUT_MAX_CHARS = 16_000
+"""Characters of stdout shown in a ``run_code`` reply; the whole output is saved aside."""
+
+
+def _once(text: str | None, cut: bool) -> str | None:
+    """A field for structured content: itself when short and whole, else ``None``.
+
+    A long or cut field is shown once, in the text block.
+    """
+    if text is None or (not cut and len(text) <= STRUCTURED_FIELD_MAX):
+        return text
+    return None
+
+
 def format_run_result(
-    result: ExecutionResult, limit: int = DEFAULT_MAX_CHARS
+    result: ExecutionResult,
+    limit: int = DEFAULT_MAX_CHARS,
+    *,
+    output_artifact: str | None = None,
+    stdout_limit: int | None = None,
 ) -> tuple[str, RunCodeOutput]:
-    """Text and structured form of a run, every field bounded by ``limit``."""
+    """Text and structured form of a run, every field bounded by ``limit``.
+
+    A field too long for structured content is shown once, cut, in the text block;
+    structured content then carries ``None`` for it and ``truncated`` is set.
+
+    Args:
+        result: The run.
+        limit: Characters kept of the value and the error.
+        output_artifact: Name of the artifact holding the whole stdout, when it was
+            too long to show and was saved.
+        stdout_limit: Characters of stdout (and of stderr) shown; ``limit`` by default.
+    """
+    out_limit = limit if stdout_limit is None else stdout_limit
     parts: list[str] = []
     any_cut = False
     value_out: Any = result.value
     if result.value is not None:
-        shown, cut = truncate(render_value(result.value), limit)
-        if cut:
-            # A huge value would flood structured content too; keep the cut text.
-            value_out = shown
+        rendered = render_value(result.value)
+        shown, cut = truncate(rendered, limit)
         any_cut |= cut
+        if cut or len(rendered) > STRUCTURED_FIELD_MAX:
+            value_out = None
+            any_cut = True
         parts.append(f"value:\n{shown}")
-    stdout, cut = truncate(result.stdout or "", limit)
-    any_cut |= cut
+    stdout, stdout_cut = truncate(result.stdout or "", out_limit)
+    any_cut |= stdout_cut
     if stdout:
         parts.append(f"stdout:\n{stdout.rstrip(chr(10))}")
+    stderr_text = result.stderr or ""
+    stderr, stderr_cut = truncate(stderr_text, out_limit)
+    any_cut |= stderr_cut
+    if stderr:
+        parts.append(f"stderr:\n{stderr.rstrip(chr(10))}")
+    if output_artifact is not None:
+        parts.append(
+            f"full output saved as artifact {output_artifact!r}: read it with "
+            f"artifacts.load({output_artifact!r}) in run_code or as resource "
+            f"artifact://{output_artifact}"
+        )
     error: str | None = None
+    error_cut = False
     if result.error is not None:
-        error, cut = truncate(result.error, limit)
-        any_cut |= cut
+        error, error_cut = truncate(result.error, limit)
+        any_cut |= error_cut
         parts.append(f"error ({result.error_type or 'Error'}):\n{error.rstrip(chr(10))}")
     if result.variables_lost:
         parts.append(
@@ -193,15 +248,21 @@ def format_run_result(
     if not parts:
         parts.append("ok (no value, no output)")
     parts.append(f"[{'ok' if result.is_ok else 'failed'} in {result.execution_time_ms:.0f} ms]")
+    stdout_out = _once(stdout, stdout_cut)
+    stderr_out = _once(stderr, stderr_cut)
+    error_out = _once(error, error_cut)
+    any_cut |= stdout_out is None or stderr_out is None or (error is not None and error_out is None)
     structured = RunCodeOutput(
         is_ok=result.is_ok,
         value=value_out,
-        stdout=stdout,
-        error=error,
+        stdout=stdout_out,
+        stderr=stderr_out,
+        error=error_out,
         error_type=result.error_type,
         execution_time_ms=result.execution_time_ms,
         variables_lost=result.variables_lost,
         truncated=any_cut,
+        output_artifact=output_artifact,
     )
     return "\n\n".join(parts), structured
 

@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "DEFAULT_TIMEOUT",
     "EXECUTOR_KINDS",
+    "IMAGE_ENV",
     "LogLevel",
     "ServerOptions",
     "build_parser",
@@ -50,6 +51,7 @@ DEFAULT_PREFIX = "py-code-mode"
 DEFAULT_TIMEOUT = 60.0
 EXECUTOR_KINDS: tuple[ExecutorKind, ...] = get_args(ExecutorKind)
 BASE_ENV = "PY_CODE_MODE_BASE"
+IMAGE_ENV = "PY_CODE_MODE_IMAGE"
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -106,6 +108,8 @@ class ServerOptions:
             otherwise).
         engines: Docker engine URLs for the container executor (empty: ``DOCKER_HOST``).
         engine_certs: TLS client certificate directory for ``tcp://`` engines.
+        image: Image of the container executor (``--image`` or ``$PY_CODE_MODE_IMAGE``);
+            ``None`` for the one ``py-code-mode image build`` makes.
     """
 
     base: Path
@@ -127,6 +131,7 @@ class ServerOptions:
     limits: TenantLimits = DEFAULT_LIMITS
     engines: tuple[str, ...] = ()
     engine_certs: Path | None = None
+    image: str | None = None
 
     @property
     def executor_kind(self) -> ExecutorKind:
@@ -232,6 +237,8 @@ class ServerOptions:
             settings["engine"] = self.engines
         if self.engine_certs is not None:
             settings["engine_cert_path"] = self.engine_certs.expanduser()
+        if self.image and self.executor_kind == "container":
+            settings["image"] = self.image
         return _make_executor(self.executor_kind, settings)
 
     def make_session(self) -> Session:
@@ -332,6 +339,12 @@ def build_parser(prog: str = "py-code-mode-mcp") -> argparse.ArgumentParser:
         choices=EXECUTOR_KINDS,
         default=None,
         help="where code runs (default: subprocess when installed, else in-process)",
+    )
+    run.add_argument(
+        "--image",
+        default=None,
+        help=f"image of --executor container (default: ${IMAGE_ENV}, else the one "
+        "`py-code-mode image build` makes)",
     )
     run.add_argument(
         "--timeout",
@@ -449,4 +462,5 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "py-code-mode-mcp"
             idle_timeout=None if ns.idle_timeout == 0 else ns.idle_timeout,
             max_runs=ns.max_runs,
         ),
+        image=ns.image or os.environ.get(IMAGE_ENV) or None,
     )

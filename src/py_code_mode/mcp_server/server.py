@@ -28,6 +28,13 @@ from py_code_mode import __version__
 from py_code_mode._private.commands import COMMANDS
 from py_code_mode.errors import PyCodeModeError
 from py_code_mode.mcp_server.access import auth_settings, build_pool, describe_access, tenancy_for
+from py_code_mode.mcp_server.arguments import argument_checker
+from py_code_mode.mcp_server.descriptions import (
+    DESCRIPTIONS,
+    INSTRUCTIONS,
+    run_code_description,
+    slim_tool_list,
+)
 from py_code_mode.mcp_server.formatting import (
     DEFAULT_MAX_CHARS,
     ArtifactListOutput,
@@ -44,13 +51,16 @@ from py_code_mode.mcp_server.formatting import (
     artifact_payload,
     format_artifacts,
     format_deps,
-    format_run_result,
     format_tools,
     format_workflow,
     format_workflows,
     workflow_line,
 )
 from py_code_mode.mcp_server.options import ServerOptions
+from py_code_mode.mcp_server.problems import format_problems, tool_problems, workflow_problems
+from py_code_mode.mcp_server.progress import relay_output
+from py_code_mode.mcp_server.resources import ArtifactResources
+from py_code_mode.mcp_server.run_reply import OutputSaves, run_reply
 from py_code_mode.mcp_server.sessions import SessionPool, SessionStartError
 
 if TYPE_CHECKING:
@@ -61,6 +71,8 @@ __all__ = ["MAX_HTTP_SESSIONS", "MAX_RUN_TIMEOUT", "build_server", "run_code_des
 logger = logging.getLogger(__name__)
 
 MAX_RUN_TIMEOUT = 3600.0
+_NO_LIMIT = 1e9
+"""What ``timeout=0`` becomes: no limit, as ``--timeout 0`` on the command line."""
 MAX_HTTP_SESSIONS = 64
 """Concurrent HTTP client sessions; each may own a worker process, so they are capped."""
 _T = TypeVar("_T")
@@ -80,44 +92,6 @@ Name = Annotated[str, Field(description="workflow name, e.g. 'fetch_json'", min_
 Query = Annotated[
     str, Field(description="what you want to do, in a few words", min_length=1, max_length=1000)
 ]
-
-
-def run_code_description(*, allow_runtime_deps: bool, timeout: float | None) -> str:
-    """The ``run_code`` description: the namespaces and the workflow-first habit."""
-    deps = (
-        "`deps.list()`, `deps.add('pandas>=2')`, `deps.remove(name)`"
-        if allow_runtime_deps
-        else "`deps.list()` (installing packages is disabled on this server)"
-    )
-    limit = f" Each call may take up to {timeout:g} s unless you pass `timeout`." if timeout else ""
-    return (
-        "Run Python in a persistent session: variables, imports and functions stay "
-        "defined between calls (until reset_session). Returns the last expression's "
-        "value (like a REPL), printed output, and the traceback if the code raised. "
-        f"Top-level `await` works.{limit}\n\n"
-        "Predefined namespaces:\n"
-        "- `tools`: call configured tools as functions, e.g. `tools.curl.get(url=...)`; "
-        "`tools.list()`, `tools.search('query')`.\n"
-        "- `workflows`: saved, reusable recipes: `workflows.search('query')`, "
-        "`workflows.<name>(**kwargs)`, `workflows.get(name)`, "
-        "`workflows.create(name, source, description)` where source defines `def run(...)`.\n"
-        "- `artifacts`: persistent data shared across sessions: "
-        "`artifacts.save(name, data, description=...)`, `artifacts.load(name)`, "
-        "`artifacts.list()`.\n"
-        f"- `deps`: Python packages: {deps}.\n\n"
-        "Work workflow-first: 1) search for a workflow that does the task "
-        "(search_workflows or `workflows.search`) and invoke it if one fits; "
-        "2) otherwise write the code here, and once it works save it with "
-        "`workflows.create(...)` (or create_workflow) so the next task can reuse it."
-    )
-
-
-_INSTRUCTIONS = (
-    "A persistent Python environment. Use run_code to execute Python; it has the "
-    "namespaces tools, workflows, artifacts and deps. Before writing code for a task, "
-    "search_workflows for an existing recipe and invoke it from run_code; after solving "
-    "something new, save it with create_workflow so it can be reused."
-)
 
 
 def _result(text: str, data: BaseModel) -> CallToolResult:
@@ -177,12 +151,15 @@ def build_server(
     if pool is None:
         pool = build_pool(options, tenancy)
 
+    saves = OutputSaves()
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
         try:
             yield {}
         finally:
             with anyio.CancelScope(shield=True):
+                await saves.wait()
                 await pool.aclose()
 
     async def warm_after_handshake(
@@ -199,7 +176,7 @@ def build_server(
             "py-code-mode",
             title="py-code-mode",
             version=__version__,
-            instructions=_INSTRUCTIONS,
+            instructions=INSTRUCTIONS,
             lifespan=lifespan,
             log_level=options.log_level,
             middleware=[warm_after_handshake],
@@ -222,6 +199,8 @@ def build_server(
         except SessionStartError as exc:
             raise ToolError(str(exc)) from exc
 
+    resources = ArtifactResources(pool.library, before_read=saves.wait)
+
     @server.tool(
         description=run_code_description(
             allow_runtime_deps=options.allow_runtime_deps, timeout=options.timeout
@@ -234,41 +213,37 @@ def build_server(
         timeout: Annotated[
             float | None,
             Field(
-                description="seconds before the run is interrupted (default: the server's)",
-                gt=0,
+                description="seconds before the run is interrupted; 0 for no limit",
+                ge=0,
                 le=MAX_RUN_TIMEOUT,
             ),
         ] = None,
     ) -> Annotated[CallToolResult, RunCodeOutput]:
         session, lock = await acquire(ctx)
-        async with lock:
-            result = await session.run(code, timeout=timeout or options.timeout)
-        text, data = format_run_result(result, max_chars)
-        return _result(text, data)
+        limit = _NO_LIMIT if timeout == 0 else timeout or options.timeout
+        async with lock, relay_output(ctx):
+            await saves.wait()
+            result = await session.run(code, timeout=limit)
+        reply = await run_reply(session, result, saves=saves, max_chars=max_chars)
+        await resources.notify_changes(ctx.request_context)
+        return reply
 
-    @server.tool(
-        description="Clear the variables of your run_code session. Workflows, artifacts "
-        "and installed packages are kept.",
-        annotations=_hints("session.reset"),
-    )
+    @server.tool(description=DESCRIPTIONS["reset_session"], annotations=_hints("session.reset"))
     async def reset_session(ctx: Context[Any, Any]) -> Annotated[CallToolResult, ResetOutput]:
         session, lock = await acquire(ctx)
         async with lock:
             await _call(session.reset())
         return _result("Session reset: all variables are cleared.", ResetOutput(reset=True))
 
-    @server.tool(
-        description="List the configured tools and their callables (call them in run_code "
-        "as tools.<tool>.<callable>(...)).",
-        annotations=_hints("tools.list"),
-    )
+    @server.tool(description=DESCRIPTIONS["list_tools"], annotations=_hints("tools.list"))
     async def list_tools(ctx: Context[Any, Any]) -> Annotated[CallToolResult, ToolListOutput]:
-        tools = await _call(library_of(ctx).list_tools())
-        return _result(format_tools(tools), ToolListOutput(tools=tools))
+        library = library_of(ctx)
+        tools = await _call(library.list_tools())
+        problems = await tool_problems(library)
+        text = "\n\n".join(filter(None, [format_tools(tools), format_problems("tool", problems)]))
+        return _result(text, ToolListOutput(tools=tools, problems=problems))
 
-    @server.tool(
-        description="Find tools for a task, best match first.", annotations=_hints("tools.search")
-    )
+    @server.tool(description=DESCRIPTIONS["search_tools"], annotations=_hints("tools.search"))
     async def search_tools(
         query: Query,
         ctx: Context[Any, Any],
@@ -277,20 +252,20 @@ def build_server(
         hits = await _call(library_of(ctx).search_tools(query, limit))
         return _result(format_tools(hits, query=query), SearchOutput(query=query, results=hits))
 
-    @server.tool(
-        description="List saved workflows (reusable recipes) with their parameters.",
-        annotations=_hints("workflows.list"),
-    )
+    @server.tool(description=DESCRIPTIONS["list_workflows"], annotations=_hints("workflows.list"))
     async def list_workflows(
         ctx: Context[Any, Any],
     ) -> Annotated[CallToolResult, WorkflowListOutput]:
-        workflows = await _call(library_of(ctx).list_workflows())
-        return _result(format_workflows(workflows), WorkflowListOutput(workflows=workflows))
+        library = library_of(ctx)
+        workflows = await _call(library.list_workflows())
+        problems = workflow_problems(library)
+        text = "\n\n".join(
+            filter(None, [format_workflows(workflows), format_problems("workflow", problems)])
+        )
+        return _result(text, WorkflowListOutput(workflows=workflows, problems=problems))
 
     @server.tool(
-        description="Find saved workflows for a task, best match first. Do this before "
-        "writing new code; invoke a match in run_code as workflows.<name>(...).",
-        annotations=_hints("workflows.search"),
+        description=DESCRIPTIONS["search_workflows"], annotations=_hints("workflows.search")
     )
     async def search_workflows(
         query: Query,
@@ -300,10 +275,7 @@ def build_server(
         hits = await _call(library_of(ctx).search_workflows(query, limit))
         return _result(format_workflows(hits, query=query), SearchOutput(query=query, results=hits))
 
-    @server.tool(
-        description="Show one workflow with its source code.",
-        annotations=_hints("workflows.get"),
-    )
+    @server.tool(description=DESCRIPTIONS["get_workflow"], annotations=_hints("workflows.get"))
     async def get_workflow(
         name: Name, ctx: Context[Any, Any]
     ) -> Annotated[CallToolResult, WorkflowOutput]:
@@ -313,11 +285,7 @@ def build_server(
         return _result(format_workflow(record, max_chars), WorkflowOutput(**record))
 
     @server.tool(
-        description="Save a reusable workflow. `source` is Python defining `run(...)` (sync "
-        "or async); its parameters and docstring describe it. It may use tools, workflows, "
-        "artifacts and deps. Replaces a workflow of the same name. Invoke it in run_code "
-        "as workflows.<name>(...).",
-        annotations=_hints("workflows.create"),
+        description=DESCRIPTIONS["create_workflow"], annotations=_hints("workflows.create")
     )
     async def create_workflow(
         name: Annotated[
@@ -338,7 +306,9 @@ def build_server(
         )
         return _result(text, WorkflowOutput(**record))
 
-    @server.tool(description="Delete a saved workflow.", annotations=_hints("workflows.delete"))
+    @server.tool(
+        description=DESCRIPTIONS["delete_workflow"], annotations=_hints("workflows.delete")
+    )
     async def delete_workflow(
         name: Name, ctx: Context[Any, Any]
     ) -> Annotated[CallToolResult, DeletedOutput]:
@@ -347,32 +317,24 @@ def build_server(
             raise ToolError(f"no workflow named {name!r}; list_workflows shows what exists")
         return _result(f"Deleted workflow {name}.", DeletedOutput(name=name, deleted=True))
 
-    @server.tool(
-        description="List stored artifacts (persistent data saved with artifacts.save).",
-        annotations=_hints("artifacts.list"),
-    )
+    @server.tool(description=DESCRIPTIONS["list_artifacts"], annotations=_hints("artifacts.list"))
     async def list_artifacts(
         ctx: Context[Any, Any],
     ) -> Annotated[CallToolResult, ArtifactListOutput]:
         artifacts = await _call(library_of(ctx).list_artifacts())
         return _result(format_artifacts(artifacts), ArtifactListOutput(artifacts=artifacts))
 
-    @server.tool(
-        description="Read a stored artifact: text as-is, JSON as data, bytes as base64.",
-        annotations=_hints("artifacts.load"),
-    )
+    @server.tool(description=DESCRIPTIONS["load_artifact"], annotations=_hints("artifacts.load"))
     async def load_artifact(
         name: Annotated[str, Field(description="artifact name, e.g. 'report.json'", min_length=1)],
         ctx: Context[Any, Any],
     ) -> Annotated[CallToolResult, ArtifactOutput]:
+        await saves.wait()
         data = await _call(library_of(ctx).load_artifact(name))
         text, payload = artifact_payload(name, data, max_chars)
         return _result(text, payload)
 
-    @server.tool(
-        description="List the Python packages of the execution environment (as persisted).",
-        annotations=_hints("deps.list"),
-    )
+    @server.tool(description=DESCRIPTIONS["list_deps"], annotations=_hints("deps.list"))
     async def list_deps(ctx: Context[Any, Any]) -> Annotated[CallToolResult, DepsOutput]:
         deps = await _call(library_of(ctx).list_deps())
         text = format_deps(deps, allow_runtime_deps=options.allow_runtime_deps)
@@ -380,12 +342,7 @@ def build_server(
 
     if options.allow_runtime_deps:
 
-        @server.tool(
-            description="Install a Python package into the execution environment and keep "
-            "it listed, e.g. 'pandas' or 'pandas>=2,<3'. Only plain requirements from the "
-            "package index are accepted.",
-            annotations=_hints("deps.add"),
-        )
+        @server.tool(description=DESCRIPTIONS["add_dep"], annotations=_hints("deps.add"))
         async def add_dep(
             spec: Annotated[str, Field(description="requirement, e.g. 'requests>=2.31'")],
             ctx: Context[Any, Any],
@@ -398,10 +355,7 @@ def build_server(
                 DepChangeOutput(spec=spec_out, changed=True, output=output),
             )
 
-        @server.tool(
-            description="Uninstall a Python package and drop it from the list.",
-            annotations=_hints("deps.remove"),
-        )
+        @server.tool(description=DESCRIPTIONS["remove_dep"], annotations=_hints("deps.remove"))
         async def remove_dep(
             spec: Annotated[str, Field(description="package name, e.g. 'requests'")],
             ctx: Context[Any, Any],
@@ -411,6 +365,9 @@ def build_server(
                 raise ToolError(f"{spec!r} is not in the deps list; list_deps shows it")
             return _result(f"Removed {spec}.", DepChangeOutput(spec=spec, changed=True))
 
+    resources.register(server)
+    slim_tool_list(server)
+    server.middleware.append(argument_checker(server))
     return server
 
 

@@ -160,6 +160,8 @@ class FileStorage:
         self._index_mutex = threading.Lock()  # storage calls run on several threads
         self._vector_cache: dict[Path, tuple[_StatKey, dict[str, array.array[float]]]] = {}
         self._warned: set[tuple[str, _StatKey]] = set()
+        self.workflow_problems: dict[str, str] = {}
+        """Workflow files the last listing skipped, by name, with why."""
 
     @property
     def base_path(self) -> Path:
@@ -247,6 +249,7 @@ class FileStorage:
                 if meta.name.endswith(".json") and meta.is_file():
                     sidecars[meta.name[:-5]] = meta.stat()
         records: list[WorkflowRecord] = []
+        problems: dict[str, str] = {}
         for entry in entries:
             if not entry.name.endswith(".py") or entry.name.startswith("."):
                 continue
@@ -273,9 +276,11 @@ class FileStorage:
                 )
             except _InvalidWorkflowFileError as exc:
                 self._warn_once(name, st, f"skipping workflow file: {exc}")
+                problems[name] = str(exc)
                 continue
             records.append(record)
         records.sort(key=lambda r: r.name)
+        self.workflow_problems = problems
         return records
 
     def _warn_once(self, name: str, st: os.stat_result, message: str) -> None:

@@ -83,7 +83,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
-ParamLocation = Literal["path", "query", "body", "header"]
+ParamLocation = Literal["path", "query", "body", "header", "json"]
+"""``json``: the argument is the whole JSON request body (any JSON value)."""
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 DEFAULT_MAX_RESPONSE_BYTES: Final = 10 * 1024 * 1024
@@ -339,8 +340,11 @@ def _resolve_endpoint(
         elif key in placeholders:
             problems.append(f"{at}: the path has a {{{key}}} placeholder, so it must be `in: path`")
             continue
-        if param.type == "object" and location != "body":
-            problems.append(f"{at}: an object can only be sent `in: body`")
+        if location == "json" and param.name is not None:
+            problems.append(f"{at}: `name` does not apply to the whole JSON body (`in: json`)")
+            continue
+        if param.type == "object" and location not in ("body", "json"):
+            problems.append(f"{at}: an object can only be sent `in: body` or `in: json`")
             continue
         if param.type == "array" and location in ("path", "header"):
             problems.append(f"{at}: an array cannot be sent `in: {location}`")
@@ -373,6 +377,12 @@ def _resolve_endpoint(
                 default=param.default if has_default else None,
                 description=param.description.strip(),
             )
+        )
+    whole = [p.name for p in parameters if p.location == "json"]
+    if whole and (len(whole) > 1 or any(p.location == "body" for p in parameters)):
+        problems.append(
+            f"{where}.parameters: {', '.join(whole)} `in: json` is the whole request body, so "
+            "the endpoint can have no other body parameter"
         )
     declared = {p.name for p in parameters if p.location == "path"}
     for placeholder in placeholders:
@@ -468,7 +478,8 @@ class _Request:
     display: str
     """Method and URL for messages: the base URL as written, so no secret shows."""
     query: list[tuple[str, str | int | float | bool | None]]
-    body: dict[str, Any] | None
+    body: Any
+    """JSON body: a dict of the body parameters, or the value of an ``in: json`` one."""
     headers: dict[str, str]
 
 
@@ -597,7 +608,7 @@ class HttpTool:
 
         path = endpoint.path
         query: list[tuple[str, str | int | float | bool | None]] = []
-        body: dict[str, Any] | None = None
+        body: Any = None
         headers: dict[str, str] = {}
         for param in endpoint.parameters:
             if param.name not in values:
@@ -624,6 +635,8 @@ class HttpTool:
                         tool=self.name,
                     )
                 headers[param.wire_name] = text
+            elif param.location == "json":
+                body = value
             else:
                 body = {} if body is None else body
                 body[param.wire_name] = value

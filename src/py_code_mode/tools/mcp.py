@@ -246,6 +246,26 @@ class McpServerTool:
     server_name: str
     """The name the server knows it by."""
     spec: CallableSpec
+    wraps_result: bool = False
+    """The output schema is the SDK's ``{"result": ...}`` wrapper of a non-object value."""
+
+
+def wraps_result(output_schema: Mapping[str, Any] | None) -> bool:
+    """Whether an output schema only wraps a plain value under ``result``.
+
+    The python SDK (and FastMCP) put a function's non-object return value under a
+    single ``result`` key; agent code should get the value itself.
+    """
+    if not isinstance(output_schema, Mapping):
+        return False
+    if output_schema.get("x-fastmcp-wrap-result") is True:
+        return True
+    properties = output_schema.get("properties")
+    return (
+        isinstance(properties, Mapping)
+        and list(properties) == ["result"]
+        and list(output_schema.get("required") or []) == ["result"]
+    )
 
 
 def _python_name(server_name: str, taken: set[str]) -> str:
@@ -323,6 +343,7 @@ def _server_tools(tools: Sequence[Tool]) -> tuple[McpServerTool, ...]:
                     parameters=parameters_from_schema(tool.input_schema),
                     input_schema=dict(tool.input_schema),
                 ),
+                wraps_result=wraps_result(tool.output_schema),
             )
         )
     return tuple(result)
@@ -765,7 +786,7 @@ class McpTool:
                 message = self.spec.redactor.redact(f"{where}: {exc}")
                 raise ToolError(message, tool=self.name) from None
             else:
-                return self._value(where, result)
+                return self._value(where, result, unwrap=tool.wraps_result)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
@@ -833,13 +854,16 @@ class McpTool:
         missing = [p.name for p in parameters if p.required and arguments.get(p.name) is None]
         reject_missing(where, missing, tool=self.name, parameters=[p.name for p in parameters])
 
-    def _value(self, where: str, result: CallToolResult) -> Any:
+    def _value(self, where: str, result: CallToolResult, *, unwrap: bool = False) -> Any:
         text = _content_text(result.content)
         if result.is_error:
             message = self.spec.redactor.redact(text) or "the tool reported an error"
             raise ToolError(f"{where} failed: {message}", tool=self.name)
-        if result.structured_content is not None:
-            return result.structured_content
+        structured = result.structured_content
+        if structured is not None:
+            if unwrap and isinstance(structured, Mapping) and list(structured) == ["result"]:
+                return structured["result"]
+            return structured
         return text if result.content else None
 
 

@@ -151,6 +151,8 @@ class ToolFileConfig(StrictModel):
 
     name: ToolName
     description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    """Words search matches besides the description (upstream py-code-mode files have them)."""
 
 
 # -- CLI tool files ----------------------------------------------------------------

@@ -111,11 +111,16 @@ def _load_tool_file(path: Path) -> ToolAdapter:
             f"type: unknown tool type {tool_type!r}; expected one of: {', '.join(TOOL_LOADERS)}"
         )
     try:
-        return _resolve_loader(tool_type)(data, path)
+        tool = _resolve_loader(tool_type)(data, path)
     except ValidationError as exc:
         raise _FileProblemError(describe_validation_error(exc)) from exc
     except PyCodeModeError as exc:
         raise _FileProblemError(str(exc)) from exc
+    tags = data.get("tags")
+    if isinstance(tags, list) and tags:
+        # Validated as a list of strings by the file's model; kept for listing and search.
+        setattr(tool, "tags", tuple(str(t) for t in tags))  # noqa: B010
+    return tool
 
 
 def load_tool_directory(directory: Path) -> tuple[list[ToolAdapter], list[ToolLoadProblem]]:
@@ -223,8 +228,9 @@ class ToolRegistry:
         tool = self._tools.get(name) if isinstance(name, str) else None
         if tool is None:
             available = ", ".join(self.names()) or "none"
+            broken = "".join(f"; {p.path} failed to load: {p.message}" for p in self._problems[:5])
             raise ToolNotFoundError(
-                f"no tool named {name!r}; available: {available}", tool=str(name)
+                f"no tool named {name!r}; available: {available}{broken}", tool=str(name)
             )
         return tool
 
@@ -263,6 +269,9 @@ class ToolRegistry:
             "description": tool.description,
             "kind": tool.kind,
         }
+        tags = getattr(tool, "tags", ())
+        if tags:
+            entry["tags"] = list(tags)
         try:
             entry["callables"] = [spec.to_dict() for spec in await tool.callables()]
         except PyCodeModeError as exc:
@@ -288,7 +297,11 @@ def tool_search_document(entry: Mapping[str, Any]) -> SearchDocument:
             "name": entry["name"],
             "callables": " ".join(c["name"] for c in callables),
             "description": " ".join(
-                [entry.get("description", ""), *(c.get("description", "") for c in callables)]
+                [
+                    entry.get("description", ""),
+                    *entry.get("tags", ()),
+                    *(c.get("description", "") for c in callables),
+                ]
             ),
             "parameters": " ".join(
                 [

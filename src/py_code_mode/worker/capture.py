@@ -8,13 +8,21 @@ stream that was there before. The host's own printing is never swallowed.
 
 from __future__ import annotations
 
+import codecs
 import contextvars
 import io
 import sys
 import threading
-from typing import TextIO
+from typing import Any, TextIO
 
-__all__ = ["OutputBuffer", "active_buffer", "install_routers"]
+__all__ = [
+    "LATE_OUTPUT_HEADER",
+    "OutputBuffer",
+    "active_buffer",
+    "active_error_buffer",
+    "install_routers",
+    "run_threads",
+]
 
 TRUNCATION_MARKER = "\n[... output truncated: {dropped} more characters not shown ...]\n"
 
@@ -75,13 +83,95 @@ class OutputBuffer:
 active_buffer: contextvars.ContextVar[OutputBuffer | None] = contextvars.ContextVar(
     "py_code_mode_output", default=None
 )
+active_error_buffer: contextvars.ContextVar[OutputBuffer | None] = contextvars.ContextVar(
+    "py_code_mode_error_output", default=None
+)
+"""Where the active run's ``sys.stderr`` goes; unset means together with stdout."""
+
+
+LATE_OUTPUT_HEADER = "[output printed by threads of the previous run after it ended]\n"
+LATE_OUTPUT_LIMIT = 100_000
+
+
+class _RunThreads:
+    """Threads agent code started, so their output is not lost.
+
+    A thread does not inherit the run's context, so its prints would miss the run's
+    buffer. Threads that did not exist when a run began are the run's: while it
+    runs their output joins it; once it has ended, their output is kept (bounded)
+    and handed to the next run, which shows it first under :data:`LATE_OUTPUT_HEADER`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: set[int | None] = set()
+        self._current: tuple[OutputBuffer, OutputBuffer] | None = None
+        self._late_ids: set[int | None] = set()
+        self._late = OutputBuffer(LATE_OUTPUT_LIMIT)
+
+    def begin(self, out: OutputBuffer, err: OutputBuffer) -> str:
+        """Start attributing new threads to a run; returns late output of the last one."""
+        with self._lock:
+            alive = {t.ident for t in threading.enumerate()}
+            # Threads of earlier runs that still live write into this run now.
+            self._known = alive - self._late_ids
+            self._current = (out, err)
+            late = self._late
+            self._late = OutputBuffer(LATE_OUTPUT_LIMIT)
+        text = late.getvalue()
+        return LATE_OUTPUT_HEADER + text if text else ""
+
+    def end(self) -> None:
+        """Keep output of the run's threads that are still alive until the next run."""
+        with self._lock:
+            alive = {t.ident for t in threading.enumerate()}
+            self._late_ids = alive - self._known
+            self._current = None
+
+    def target(self, errors: bool) -> OutputBuffer | None:
+        """Where a write of the calling thread goes, when it has no run context."""
+        ident = threading.get_ident()
+        current = self._current
+        if current is not None:
+            if ident in self._known:
+                return None
+            return current[1] if errors else current[0]
+        if ident in self._late_ids:
+            return self._late
+        return None
+
+
+run_threads = _RunThreads()
+
+
+class _BinaryWriter(io.RawIOBase):
+    """``sys.stdout.buffer``: bytes decoded as UTF-8 (bad bytes replaced) into the router."""
+
+    def __init__(self, router: _Router) -> None:
+        self._router = router
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        data = bytes(b)
+        text = self._decoder.decode(data)
+        if text:
+            self._router.write(text)
+        return len(data)
+
+    def flush(self) -> None:
+        self._router.flush()
 
 
 class _Router(io.TextIOBase):
     """A text stream that writes to the active run's buffer or to a fallback."""
 
-    def __init__(self, fallback: TextIO) -> None:
+    def __init__(self, fallback: TextIO, *, errors: bool = False) -> None:
         self._fallback = fallback
+        self._errors = errors
+        self._binary: _BinaryWriter | None = None
 
     @property
     def fallback(self) -> TextIO:
@@ -90,10 +180,21 @@ class _Router(io.TextIOBase):
     def write(self, s: str) -> int:
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        buffer = active_buffer.get()
+        buffer = (
+            (self._errors and active_error_buffer.get())
+            or active_buffer.get()
+            or run_threads.target(self._errors)
+        )
         if buffer is not None:
             return buffer.write(s)
         return self._fallback.write(s)
+
+    @property
+    def buffer(self) -> _BinaryWriter:
+        """A binary view, like ``sys.stdout.buffer``, that lands in the same place."""
+        if self._binary is None:
+            self._binary = _BinaryWriter(self)
+        return self._binary
 
     def flush(self) -> None:
         if active_buffer.get() is None:
@@ -129,4 +230,4 @@ def install_routers() -> None:
         if not isinstance(sys.stdout, _Router):
             sys.stdout = _Router(sys.stdout)
         if not isinstance(sys.stderr, _Router):
-            sys.stderr = _Router(sys.stderr)
+            sys.stderr = _Router(sys.stderr, errors=True)

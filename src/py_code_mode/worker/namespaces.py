@@ -39,6 +39,10 @@ class WorkflowRunner(Protocol):
         """Run a coroutine to completion from synchronous code."""
         ...
 
+    def show_image(self, value: Any, name: str | None = None) -> str:
+        """Save an image as an artifact and show it in this run's reply; its name."""
+        ...
+
 
 def build_namespaces(host: HostChannel, runtime: WorkflowRunner) -> dict[str, Any]:
     """The four namespaces, wired to ``host``."""
@@ -46,7 +50,7 @@ def build_namespaces(host: HostChannel, runtime: WorkflowRunner) -> dict[str, An
     return {
         "tools": ToolsNamespace(host),
         "workflows": workflows,
-        "artifacts": ArtifactsNamespace(host),
+        "artifacts": ArtifactsNamespace(host, runtime),
         "deps": DepsNamespace(host),
     }
 
@@ -134,6 +138,9 @@ class ToolsNamespace:
             raise AttributeError(name)
         names = self.names()
         if name not in names:
+            # The host's answer also names tool files that failed to load. The callable
+            # name "-" can never exist, so nothing is called if the tool turned up.
+            self._host.call("tools.call", {"tool": name, "callable": "-", "args": {}})
             available = ", ".join(names) or "none (add YAML files to the tools directory)"
             raise ToolNotFoundError(f"no tool named {name!r}; available tools: {available}")
         return Tool(self._host, name)
@@ -239,8 +246,18 @@ class WorkflowsNamespace:
 class ArtifactsNamespace:
     """Persistent data by name: str, bytes and JSON values keep their type."""
 
-    def __init__(self, host: HostChannel) -> None:
+    def __init__(self, host: HostChannel, runtime: WorkflowRunner | None = None) -> None:
         self._host = host
+        self._runtime = runtime
+
+    def show(self, image: Any, name: str | None = None) -> str:
+        """Save an image (PNG/JPEG bytes, PIL image, matplotlib figure) and show it.
+
+        The MCP reply of this run carries the image; returns the artifact's name.
+        """
+        if self._runtime is None:
+            raise RuntimeError("artifacts.show() needs a running session")
+        return self._runtime.show_image(image, name)
 
     def save(
         self,
@@ -279,7 +296,10 @@ class ArtifactsNamespace:
         return bool(self._host.call("artifacts.delete", {"name": name}))
 
     def __repr__(self) -> str:
-        return "<artifacts: save(name, data), load(name), list(), exists(name), delete(name)>"
+        return (
+            "<artifacts: save(name, data), load(name), list(), exists(name), delete(name), "
+            "show(image)>"
+        )
 
 
 # -- deps -------------------------------------------------------------------------------

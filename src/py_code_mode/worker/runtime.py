@@ -14,13 +14,20 @@ import threading
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from types import CodeType
 from typing import Any
 
-from .capture import OutputBuffer, active_buffer, install_routers
+from .capture import (
+    OutputBuffer,
+    active_buffer,
+    active_error_buffer,
+    install_routers,
+    run_threads,
+)
 from .channel import HostChannel
 from .errors import ERROR_TYPES, RunInterrupted
+from .images import image_artifact_name, image_bytes
 from .namespaces import build_namespaces
 
 __all__ = ["DEFAULT_OUTPUT_LIMIT", "RunOutcome", "WorkerRuntime", "to_result_value"]
@@ -44,10 +51,17 @@ class RunOutcome:
     stdout: str = ""
     error: str | None = None
     error_type: str | None = None
+    stderr: str = ""
+    images: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for the wire."""
-        return asdict(self)
+        """Plain-data form for the wire; ``stderr`` and ``images`` only when there are some."""
+        data = asdict(self)
+        if not self.stderr:
+            del data["stderr"]
+        if not self.images:
+            del data["images"]
+        return data
 
 
 @dataclass(slots=True)
@@ -96,6 +110,8 @@ class WorkerRuntime:
         self._code_cache: OrderedDict[str, _Compiled] = OrderedDict()
         self._cell_counter = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.shown_images: list[str] = []
+        """Artifact names of images shown by the active run."""
         self.namespaces = build_namespaces(host, self)
         self.globals: dict[str, Any] = self._fresh_globals()
 
@@ -104,9 +120,15 @@ class WorkerRuntime:
         """Run ``code`` in the persistent namespace; never raises for agent errors."""
         install_routers()
         buffer = self._output_buffer(self.output_limit)
+        errors = OutputBuffer(self.output_limit)
         token = active_buffer.set(buffer)
+        error_token = active_error_buffer.set(errors)
         self.current_output = buffer
         outcome = RunOutcome()
+        self.shown_images.clear()
+        late = run_threads.begin(buffer, errors)
+        if late:
+            buffer.write(late)
         try:
             try:
                 compiled = self._compile(code)
@@ -114,7 +136,7 @@ class WorkerRuntime:
                 outcome.error = "".join(traceback.format_exception_only(type(exc), exc))
                 outcome.error_type = type(exc).__name__
             else:
-                outcome.value = to_result_value(self._execute(compiled))
+                outcome.value = self._result_value(self._execute(compiled))
         except (RunInterrupted, KeyboardInterrupt) as exc:
             self._discard_loop()
             outcome.error = self.format_exception(exc)
@@ -123,12 +145,47 @@ class WorkerRuntime:
             outcome.error = self.format_exception(exc)
             outcome.error_type = type(exc).__name__
         finally:
+            run_threads.end()
+            active_error_buffer.reset(error_token)
             active_buffer.reset(token)
         if self._before_collect is not None:
             self._before_collect()
         self.current_output = None
         outcome.stdout = buffer.getvalue()
+        outcome.stderr = errors.getvalue()
+        outcome.images = list(self.shown_images)
         return outcome
+
+    def show_image(self, value: Any, name: str | None = None) -> str:
+        """Save an image as an artifact and show it in this run's reply; its name.
+
+        Raises:
+            TypeError: ``value`` is not PNG/JPEG bytes, a PIL image or a matplotlib figure.
+        """
+        found = image_bytes(value)
+        if found is None:
+            raise TypeError(
+                "show() takes PNG or JPEG bytes, a PIL image or a matplotlib figure, "
+                f"not {type(value).__name__}"
+            )
+        data, ext = found
+        name = name or image_artifact_name(ext)
+        self.namespaces["artifacts"].save(name, data, description="image shown by a run")
+        self.shown_images.append(name)
+        return name
+
+    def _result_value(self, value: Any) -> Any:
+        """The run's value; an image is saved, shown, and described instead."""
+        if value is None or isinstance(value, bool | int | float | str | list | dict):
+            return to_result_value(value)
+        found = image_bytes(value)
+        if found is None:
+            return to_result_value(value)
+        try:
+            name = self.show_image(value)
+        except Exception as exc:  # noqa: BLE001 - fall back to the repr, and say why
+            return to_result_value(value) + f"  (not shown as an image: {exc})"
+        return f"<image: {len(found[0])} bytes, saved as artifact {name!r}>"
 
     def reset(self) -> None:
         """Forget every name defined by agent code; keep the namespaces."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,15 @@ async def test_deps_add_installs_a_real_package_importable_in_the_same_session(
             check=False,
             timeout=60,
         )
+
+
+async def test_a_pil_image_as_last_value_comes_back_as_a_png_artifact(tmp_path: Path) -> None:
+    pytest.importorskip("PIL")
+    async with Session.inprocess(tmp_path) as session:
+        result = await session.run("from PIL import Image\nImage.new('RGB', (4, 3), 'red')")
+        assert result.is_ok, result.error
+        [name] = result.metadata["images"]
+        data = await session.load_artifact(name)
+    assert isinstance(data, bytes)
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert name.endswith(".png")

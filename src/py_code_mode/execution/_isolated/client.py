@@ -19,6 +19,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
+from py_code_mode._private.run_output import OutputListener
 from py_code_mode.errors import ExecutorError, error_payload
 from py_code_mode.result import ExecutionResult
 from py_code_mode.worker import wire
@@ -120,6 +121,11 @@ def elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
+_MAX_IMAGES = 8
+_WARNED: set[str] = set()
+"""Worker warnings already logged by this process."""
+
+
 def outcome_result(outcome: Any, started: float) -> ExecutionResult:
     """An :class:`ExecutionResult` from the ``outcome`` of a worker's ``result`` message."""
     if not isinstance(outcome, dict):
@@ -136,7 +142,18 @@ def outcome_result(outcome: Any, started: float) -> ExecutionResult:
         error=None if error is None else str(error),
         error_type=None if error_type is None else str(error_type),
         execution_time_ms=elapsed_ms(started),
+        stderr=str(outcome.get("stderr") or ""),
+        metadata=_outcome_metadata(outcome),
     )
+
+
+def _outcome_metadata(outcome: dict[str, Any]) -> dict[str, Any]:
+    images = outcome.get("images")
+    if isinstance(images, list) and images and all(isinstance(i, str) for i in images):
+        # Names come from the worker (agent code); the host only ever reads them as
+        # artifact names, and a handful is all a reply shows.
+        return {"images": images[:_MAX_IMAGES]}
+    return {}
 
 
 def with_notice(result: ExecutionResult, notice: str) -> ExecutionResult:
@@ -144,6 +161,7 @@ def with_notice(result: ExecutionResult, notice: str) -> ExecutionResult:
     return ExecutionResult(
         value=result.value,
         stdout=notice + result.stdout,
+        stderr=result.stderr,
         error=result.error,
         error_type=result.error_type,
         execution_time_ms=result.execution_time_ms,
@@ -211,6 +229,7 @@ class WorkerConnection:
         self._loop = asyncio.get_running_loop()
         self._replies: dict[Any, asyncio.Future[dict[str, Any]]] = {}
         self.outputs: dict[Any, list[str]] = {}
+        self.listeners: dict[Any, OutputListener] = {}
         self._output_sizes: dict[Any, int] = {}
         self._rpc_tasks: set[asyncio.Task[None]] = set()
         self._rpc_slots = asyncio.Semaphore(MAX_RPC_IN_FLIGHT)
@@ -321,6 +340,7 @@ class WorkerConnection:
         """Drop what was kept for ``request_id``."""
         self._replies.pop(request_id, None)
         self.outputs.pop(request_id, None)
+        self.listeners.pop(request_id, None)
         self._output_sizes.pop(request_id, None)
 
     # -- receiving ---------------------------------------------------------------------
@@ -367,6 +387,13 @@ class WorkerConnection:
             text = str(message.get("message", ""))[:4000]
             if level == "fatal":
                 self._planned_cause = self._planned_cause or f"failed: {text}"
+            elif text in _WARNED:
+                logger.debug("worker %s: %s", self.label, text)
+                return
+            elif len(_WARNED) < 256:
+                # A warning every worker start repeats (a limit root is exempt from) is
+                # logged once per process.
+                _WARNED.add(text)
             logger.log(
                 logging.ERROR if level == "fatal" else logging.WARNING,
                 "worker %s: %s",
@@ -382,6 +409,9 @@ class WorkerConnection:
         text = message.get("text")
         if chunks is None or not isinstance(text, str):
             return
+        listener = self.listeners.get(run_id)
+        if listener is not None:
+            listener(text)
         size = self._output_sizes.get(run_id, 0)
         if size < self._output_cap:
             chunks.append(text[: self._output_cap - size])

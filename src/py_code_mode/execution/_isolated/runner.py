@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from py_code_mode._private.run_output import current_listener
 from py_code_mode.errors import ConfigError, ExecutorError, SessionClosedError
 from py_code_mode.execution._configured import ConfiguredExecutor, ExecutorConfig
 from py_code_mode.execution._isolated.client import (
@@ -170,6 +171,9 @@ class WorkerRunner(ConfiguredExecutor[ConfigT], Generic[ConfigT, HandleT]):
         run_id = next(self._ids)
         reply = handle.expect(run_id)
         handle.outputs[run_id] = []
+        listener = current_listener()
+        if listener is not None:
+            handle.listeners[run_id] = listener
         try:
             await handle.send({"kind": "run", "id": run_id, "code": code})
             if timeout is None:

@@ -178,6 +178,31 @@ def build_image(
     return ImageBuild(tag=tag, image_id=image_id)
 
 
+_TLS_SIGNS = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "SSLError", "SSL:")
+_DNS_SIGNS = ("Temporary failure in name resolution", "Name or service not known", "getaddrinfo")
+
+
+def build_failure_hint(output: str) -> str:
+    """A line naming the likely cause of a failed build, or ``""``."""
+    if any(sign in output for sign in _TLS_SIGNS):
+        return (
+            "\nlikely cause: an HTTPS proxy intercepts TLS and the image does not trust its "
+            "CA; rebuild with --ca-bundle PATH (your system bundle, e.g. "
+            "/etc/ssl/certs/ca-certificates.crt)"
+        )
+    if any(sign in output for sign in _DNS_SIGNS):
+        return (
+            "\nlikely cause: the build cannot reach the package index (no DNS or network); "
+            "build where it is reachable or bake nothing (--dep) into the image"
+        )
+    if "returned a non-zero code" in output and ("pip" in output or "uv" in output):
+        return (
+            "\nlikely cause: installing packages failed; behind a TLS-intercepting proxy "
+            "pass --ca-bundle PATH"
+        )
+    return ""
+
+
 def _handle_event(event: Any, report: Callable[[str], None], recent: list[str]) -> str:
     """Report one build event; returns the image id when the event carries it."""
     if not isinstance(event, dict):
@@ -185,7 +210,8 @@ def _handle_event(event: Any, report: Callable[[str], None], recent: list[str]) 
     if "error" in event:
         detail = event.get("errorDetail", {}).get("message") or event["error"]
         tail = "\n".join(recent[-15:])
-        raise ExecutorError(f"the image build failed: {str(detail).strip()}\n{tail}".strip())
+        hint = build_failure_hint(f"{detail}\n{tail}")
+        raise ExecutorError(f"the image build failed: {str(detail).strip()}\n{tail}{hint}".strip())
     text = event.get("stream") or event.get("status") or ""
     if isinstance(text, str):
         for line in _ANSI_RE.sub("", text).splitlines():

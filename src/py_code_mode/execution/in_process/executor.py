@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode._private.installed import missing_from
+from py_code_mode._private.run_output import OutputListener, current_listener
 from py_code_mode._private.uv import run_uv
 from py_code_mode.errors import ExecutorError, SessionClosedError, error_payload
 from py_code_mode.execution._configured import ConfiguredExecutor
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["InProcessConfig", "InProcessExecutor"]
 
 logger = logging.getLogger(__name__)
+
+_RELAY_INTERVAL = 0.2
+"""Seconds between looks at a running run's output when someone listens."""
 
 _LIBRARY_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _HOST_WAIT_SLICE = 0.1
@@ -225,13 +229,24 @@ class InProcessExecutor(ConfiguredExecutor[InProcessConfig]):
         job = _Job(code, loop, loop.create_future())
         started = time.perf_counter()
         runner.submit(job)
+        listener = current_listener()
+        relay = (
+            None
+            if listener is None
+            else asyncio.create_task(_relay_output(self._runtime, job.future, listener))
+        )
         try:
             outcome = await asyncio.wait_for(asyncio.shield(job.future), timeout)
         except TimeoutError:
             return await self._interrupt(runner, job, timeout or 0.0, started)
+        finally:
+            if relay is not None:
+                relay.cancel()
         return ExecutionResult(
             value=outcome.value,
             stdout=outcome.stdout,
+            stderr=outcome.stderr,
+            metadata={"images": outcome.images} if outcome.images else {},
             error=outcome.error,
             error_type=outcome.error_type,
             execution_time_ms=elapsed_ms(started),
@@ -266,3 +281,20 @@ class InProcessExecutor(ConfiguredExecutor[InProcessConfig]):
             stdout=outcome.stdout,
             execution_time_ms=elapsed_ms(started),
         )
+
+
+async def _relay_output(
+    runtime: WorkerRuntime, done: asyncio.Future[Any], listener: OutputListener
+) -> None:
+    """Hand the active run's new output to ``listener`` while the run goes."""
+    seen: tuple[int, int] = (0, 0)
+    while not done.done():
+        await asyncio.sleep(_RELAY_INTERVAL)
+        buffer = runtime.current_output
+        if buffer is None:
+            continue
+        index = seen[1] if seen[0] == id(buffer) else 0
+        text, index = buffer.read_from(index)
+        seen = (id(buffer), index)
+        if text:
+            listener(text)
