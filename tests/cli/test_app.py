@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from py_code_mode.execution.container_image import build_failure_hint
+from py_code_mode.execution.container.image import build_failure_hint
 from typer.testing import CliRunner
 
 from py_code_mode import __version__
