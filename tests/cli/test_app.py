@@ -10,11 +10,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from py_code_mode.execution.container.image import build_failure_hint
 from typer.testing import CliRunner
 
 from py_code_mode import __version__
 from py_code_mode.cli.app import app
+from py_code_mode.execution.container.image import build_failure_hint
 from py_code_mode.mcp_server.options import executor_available
 from tests.search.eval_set import local_model_dir
 

@@ -12,6 +12,7 @@ import pytest
 
 from py_code_mode.errors import ToolError
 from py_code_mode.tools.cli import CliTool
+from py_code_mode.tools.models import load_cli_tool
 
 from .conftest import variant_problem
 
@@ -24,7 +25,7 @@ def _need_bwrap() -> None:
 
 
 def sh(script: str, **extra: Any) -> CliTool:
-    return CliTool.from_mapping(
+    return load_cli_tool(
         {"name": "probe", "command": "sh", "args": ["-c", script], "timeout": 10, **extra}
     )
 
@@ -85,8 +86,8 @@ async def test_a_tool_has_no_network_unless_declared(loopback: int) -> None:
     args = ["-c", probe, str(loopback)]
     data = {"name": "net", "command": "python3", "args": args, "timeout": 10}
     with pytest.raises(ToolError, match=r"Connection refused|Network is unreachable"):
-        await CliTool.from_mapping(data).call(None, {})
-    assert "connected" in await CliTool.from_mapping({**data, "network": True}).call(None, {})
+        await load_cli_tool(data).call(None, {})
+    assert "connected" in await load_cli_tool({**data, "network": True}).call(None, {})
 
 
 async def test_a_tool_timeout_ends_every_process_of_the_call() -> None:
