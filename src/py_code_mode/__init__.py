@@ -14,29 +14,35 @@ from py_code_mode._version import __version__
 from py_code_mode.errors import (
     ArtifactError,
     ArtifactNotFoundError,
+    ArtifactQuotaError,
     ConfigError,
     DependencyError,
     ExecutorError,
     HostError,
     InvalidNameError,
     PyCodeModeError,
+    QuotaExceededError,
     SessionClosedError,
     StorageError,
+    ToolDeniedError,
     ToolError,
     ToolNotFoundError,
     WorkflowError,
     WorkflowNotFoundError,
+    WorkflowQuotaError,
 )
 from py_code_mode.result import ExecutionResult
 from py_code_mode.session import Session
 from py_code_mode.storage.file import FileStorage
 
 if TYPE_CHECKING:
+    from py_code_mode.quotas import Quotas
     from py_code_mode.storage.redis import RedisStorage
 
 __all__ = [
     "ArtifactError",
     "ArtifactNotFoundError",
+    "ArtifactQuotaError",
     "ConfigError",
     "DependencyError",
     "ExecutionResult",
@@ -45,14 +51,18 @@ __all__ = [
     "HostError",
     "InvalidNameError",
     "PyCodeModeError",
+    "QuotaExceededError",
+    "Quotas",
     "RedisStorage",
     "Session",
     "SessionClosedError",
     "StorageError",
+    "ToolDeniedError",
     "ToolError",
     "ToolNotFoundError",
     "WorkflowError",
     "WorkflowNotFoundError",
+    "WorkflowQuotaError",
     "__version__",
 ]
 
@@ -63,4 +73,8 @@ def __getattr__(name: str) -> Any:
         from py_code_mode.storage.redis import RedisStorage
 
         return RedisStorage
+    if name == "Quotas":  # a pydantic model: pydantic loads only when it is used
+        from py_code_mode.quotas import Quotas
+
+        return Quotas
     raise AttributeError(f"module 'py_code_mode' has no attribute {name!r}")

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from typing import Self
 
     from py_code_mode._private.services import HostServices
+    from py_code_mode.quotas import Quotas
     from py_code_mode.search.protocol import Ranker
 
 __all__ = ["ExecutorKind", "Session"]
@@ -46,6 +47,8 @@ class Session:
         ranker: How search ranks results. When omitted,
             :func:`~py_code_mode.search.semantic.default_ranker`: by meaning and
             words when an embedding model loads, lexically otherwise.
+        quotas: Limits on code size, artifact and workflow sizes and counts, and
+            search queries (:class:`~py_code_mode.Quotas`); generous defaults.
 
     Raises:
         ConfigError: ``storage`` or ``executor`` is missing or of the wrong type.
@@ -57,6 +60,7 @@ class Session:
         executor: Executor | None = None,
         *,
         ranker: Ranker | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         if storage is None or not isinstance(storage, StorageBackend):
             raise ConfigError(
@@ -78,6 +82,14 @@ class Session:
         self.storage = storage
         self.executor = executor
         self._ranker = ranker
+        if quotas is not None:
+            from py_code_mode.quotas import Quotas  # pydantic loads with the first session
+
+            if not isinstance(quotas, Quotas):
+                raise ConfigError(
+                    f"Session(quotas=...) needs a Quotas(...), got {type(quotas).__name__}"
+                )
+        self._quotas = quotas
         self._host: HostServices | None = None
         self._state: Literal["new", "started", "closed"] = "new"
         self._start_lock = asyncio.Lock()
@@ -146,6 +158,7 @@ class Session:
                 # Function-level: pydantic, search and the tool adapters load with the
                 # first session, keeping `import py_code_mode` fast.
                 from py_code_mode._private.services import HostServices
+                from py_code_mode.quotas import Quotas
                 from py_code_mode.search.semantic import default_ranker
                 from py_code_mode.tools.registry import ToolRegistry
 
@@ -157,6 +170,7 @@ class Session:
                     environment=self.executor,
                     ranker=self._ranker or default_ranker(self.storage),
                     allow_runtime_deps=self.executor.allow_runtime_deps,
+                    quotas=self._quotas or Quotas(),
                 )
             return self._host
 

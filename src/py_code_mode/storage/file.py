@@ -47,7 +47,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from py_code_mode._private import storage_rules
 from py_code_mode._private.artifact_codec import (
@@ -70,6 +70,9 @@ from py_code_mode.errors import (
 )
 from py_code_mode.models import ArtifactInfo, WorkflowRecord
 from py_code_mode.storage.protocol import ArtifactValue
+
+if TYPE_CHECKING:
+    from py_code_mode.quotas import Quotas
 
 __all__ = ["DEFAULT_MAX_ARTIFACT_BYTES", "FileStorage"]
 
@@ -194,7 +197,7 @@ class FileStorage:
         path = self._workflow_path(name)
         return await self._run(self._get_workflow_sync, f"read workflow {name!r}", path, name)
 
-    async def save_workflow(self, record: WorkflowRecord) -> None:
+    async def save_workflow(self, record: WorkflowRecord, *, quotas: Quotas | None = None) -> None:
         """Write the source and its sidecar; an existing workflow keeps its ``created_at``.
 
         The description goes to the sidecar only when it differs from what the
@@ -203,9 +206,13 @@ class FileStorage:
         Raises:
             InvalidNameError: The record's name is not a plain file name.
             WorkflowError: The source is invalid or the metadata is not JSON data.
+            WorkflowQuotaError: A new workflow would exceed ``quotas.max_workflows``
+                (counted under the lock, so concurrent writers cannot both pass).
         """
         path = self._workflow_path(record.name)
-        await self._run(self._save_workflow_sync, f"save workflow {record.name!r}", path, record)
+        await self._run(
+            self._save_workflow_sync, f"save workflow {record.name!r}", path, record, quotas
+        )
 
     async def delete_workflow(self, name: str) -> bool:
         """Remove the source and sidecar; ``False`` when no source file existed."""
@@ -378,7 +385,7 @@ class FileStorage:
             logger.warning("ignoring unreadable workflow sidecar %s: %s", path, exc)
             return None
 
-    def _save_workflow_sync(self, record: WorkflowRecord) -> None:
+    def _save_workflow_sync(self, record: WorkflowRecord, quotas: Quotas | None) -> None:
         name = record.name
         derived = analyze_workflow(name, record.source)
         description = record.description.strip()
@@ -387,6 +394,9 @@ class FileStorage:
         payload = storage_rules.workflow_source_bytes(name, record.source)
         path = self._workflow_path(name)
         with self._locked(exclusive=True):
+            if quotas is not None and not path.exists():
+                count = sum(1 for p in self._workflows.glob("*.py") if not p.name.startswith("."))
+                quotas.check("max_workflows", count + 1, "the workflow library", "workflows")
             self._meta.mkdir(parents=True, exist_ok=True)
             previous = self._read_sidecar(name)
             now = time.time()
@@ -441,6 +451,7 @@ class FileStorage:
         *,
         description: str = "",
         metadata: Mapping[str, Any] | None = None,
+        quotas: Quotas | None = None,
     ) -> ArtifactInfo:
         """Store ``data`` under ``name``, keeping ``created_at`` of a previous value.
 
@@ -449,6 +460,8 @@ class FileStorage:
             ArtifactError: ``data`` is of an unsupported type, larger than
                 ``max_artifact_bytes``, or ``name`` clashes with a folder of artifacts
                 or resolves outside ``artifacts/`` through a symlink.
+            ArtifactQuotaError: Over a quota of ``quotas``; totals come from the
+                index, read under the same lock as the write.
         """
         meta = dict(metadata or {})
         return await self._run(
@@ -459,6 +472,7 @@ class FileStorage:
             data,
             description,
             meta,
+            quotas,
         )
 
     async def load_artifact(self, name: str) -> ArtifactValue:
@@ -543,11 +557,18 @@ class FileStorage:
         self._index_cache = None
 
     def _save_artifact_sync(
-        self, name: str, data: object, description: str, metadata: dict[str, Any]
+        self,
+        name: str,
+        data: object,
+        description: str,
+        metadata: dict[str, Any],
+        quotas: Quotas | None = None,
     ) -> ArtifactInfo:
         kind, payload = encode_artifact(
             name, data, self._max_artifact_bytes, limit_name="max_artifact_bytes"
         )
+        if quotas is not None:
+            quotas.check("max_artifact_bytes", len(payload), f"artifact {name!r}", "artifacts")
         json_bytes(metadata, f"metadata of artifact {name!r}", ArtifactError)
         path = self._artifact_path(name)
         with self._locked(exclusive=True):
@@ -567,6 +588,8 @@ class FileStorage:
             index = self._read_index()
             now = time.time()
             previous = index.get(name)
+            if quotas is not None:
+                _check_totals(quotas, index, previous, len(payload))
             info = ArtifactInfo(
                 name=name,
                 kind=kind,
@@ -811,6 +834,18 @@ class FileStorage:
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+def _check_totals(
+    quotas: Quotas, index: Mapping[str, ArtifactInfo], previous: ArtifactInfo | None, size: int
+) -> None:
+    # The index already holds every size, and is read and rewritten by each save anyway.
+    if previous is None:
+        quotas.check("max_artifacts", len(index) + 1, "the artifact store", "artifacts")
+    total = sum(info.size for info in index.values())
+    new_total = total - (previous.size if previous else 0) + size
+    if new_total > total:  # shrinking or same-size replacements always pass
+        quotas.check("max_total_artifact_bytes", new_total, "the artifact store", "artifacts")
 
 
 def _stat_key(st: os.stat_result) -> _StatKey:
