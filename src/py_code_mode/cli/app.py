@@ -93,6 +93,14 @@ Executor = Annotated[
 ]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds before the run is interrupted.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+Quota = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--quota",
+        metavar="NAME=VALUE",
+        help="Set a quota (repeatable), e.g. max_artifact_bytes=50M; see `doctor`.",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,7 @@ class SharedFlags:
     executor: Executor = None
     timeout: Timeout = DEFAULT_TIMEOUT
     as_json: AsJson = False
+    quota: Quota = None
 
     @property
     def base_dir(self) -> Path:
@@ -129,6 +138,7 @@ class SharedFlags:
             prefix=self.prefix,
             executor=self.executor,  # type: ignore[arg-type]  # validated by check()
             timeout=self.timeout,
+            quotas=tuple(self.quota or ()),
         )
         try:
             options.check()
@@ -160,7 +170,7 @@ class SharedFlags:
 
 
 # Where the library's workflows, artifacts and deps are kept.
-_STORE = ("storage", "redis", "prefix")
+_STORE = ("storage", "redis", "prefix", "quota")
 
 
 def _with_flags(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -510,14 +520,14 @@ def deps_sync(*, flags: SharedFlags) -> None:
 
 # -- doctor --------------------------------------------------------------------------
 @app.command()
-@_with_flags("redis")
+@_with_flags("redis", "quota")
 def doctor(*, flags: SharedFlags) -> None:
     """Check uv, Python, Docker, Redis and the embedding model; say how to fix problems.
 
     Exits 1 when a required part fails; optional parts (Docker, embeddings) only warn.
     """
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
-    checks = run_checks(flags.base_dir, flags.redis)
+    checks = run_checks(flags.base_dir, flags.redis, quotas=flags.options().make_quotas())
     for check in checks:
         typer.echo(f"[{marks[check.status]}] {check.name}: {check.detail}")
         if check.fix and check.status != "ok":

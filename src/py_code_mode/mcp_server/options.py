@@ -21,6 +21,7 @@ from py_code_mode.session import _EXECUTOR_FACTORIES, ExecutorKind, Session, _ma
 
 if TYPE_CHECKING:
     from py_code_mode.execution.protocol import Executor
+    from py_code_mode.quotas import Quotas
     from py_code_mode.storage.protocol import StorageBackend
 
 __all__ = [
@@ -87,6 +88,7 @@ class ServerOptions:
         host: Interface for HTTP.
         port: Port for HTTP.
         log_level: Level of the server's stderr log.
+        quotas: ``NAME=VALUE`` quota settings (``--quota``) over the defaults.
     """
 
     base: Path
@@ -101,6 +103,7 @@ class ServerOptions:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     log_level: LogLevel = "WARNING"
+    quotas: tuple[str, ...] = ()
 
     @property
     def executor_kind(self) -> ExecutorKind:
@@ -138,6 +141,7 @@ class ServerOptions:
             )
         if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
             raise ConfigError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        self.make_quotas()
         if not 0 < self.port < 65536:
             raise ConfigError(f"--port must be between 1 and 65535, got {self.port}")
         if self.tools is not None and not self.tools.expanduser().is_dir():
@@ -186,9 +190,21 @@ class ServerOptions:
         settings = {"tools_path": self.tools_path, "allow_runtime_deps": self.allow_runtime_deps}
         return _make_executor(self.executor_kind, settings)
 
+    def make_quotas(self) -> Quotas:
+        """The quotas of the ``--quota`` flags over the defaults.
+
+        Raises:
+            ConfigError: A flag is not ``NAME=VALUE`` with a known name and a positive size.
+        """
+        from py_code_mode.quotas import Quotas
+
+        return Quotas.from_assignments(self.quotas)
+
     def make_session(self) -> Session:
         """A new, not yet started session on the shared storage location."""
-        return Session(storage=self.make_storage(), executor=self.make_executor())
+        return Session(
+            storage=self.make_storage(), executor=self.make_executor(), quotas=self.make_quotas()
+        )
 
 
 def build_parser(prog: str = "py-code-mode-mcp") -> argparse.ArgumentParser:
@@ -246,6 +262,16 @@ def build_parser(prog: str = "py-code-mode-mcp") -> argparse.ArgumentParser:
         action="store_true",
         help="do not let agents install or remove packages (hides add_dep and remove_dep)",
     )
+    run.add_argument(
+        "--quota",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="set a quota, repeatable; sizes may end in K, M or G, e.g. "
+        "--quota max_artifact_bytes=50M --quota max_artifacts=1000 (names: "
+        "max_code_bytes, max_artifact_bytes, max_total_artifact_bytes, max_artifacts, "
+        "max_workflows, max_workflow_source_bytes, max_description_bytes, max_query_chars)",
+    )
     serve = parser.add_argument_group("transport")
     serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP interface (default: 127.0.0.1)")
@@ -278,4 +304,5 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "py-code-mode-mcp"
         host=ns.host,
         port=ns.port,
         log_level=cast("LogLevel", ns.log_level),
+        quotas=tuple(ns.quota),
     )
