@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode._version import __version__
+from py_code_mode.approval import ApprovalRequest
 from py_code_mode.errors import (
     ArtifactError,
     ArtifactNotFoundError,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from py_code_mode.storage.redis import RedisStorage
 
 __all__ = [
+    "ApprovalRequest",
     "ArtifactError",
     "ArtifactNotFoundError",
     "ArtifactQuotaError",

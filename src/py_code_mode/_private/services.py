@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode._private.commands import COMMANDS, Command
+from py_code_mode.approval import Approvals
 from py_code_mode.errors import ExecutorError, PyCodeModeError
 from py_code_mode.execution.protocol import Executor, PackageEnvironment
 from py_code_mode.quotas import Quotas
@@ -38,6 +39,7 @@ class HostServices:
         ranker: Ranks search results.
         allow_runtime_deps: Whether ``deps.add``/``remove`` may change the environment.
         quotas: Limits on what commands store and accept (checked by the commands).
+        approvals: Who approves tool calls marked ``confirm`` (checked by ``tools.call``).
     """
 
     storage: StorageBackend
@@ -46,6 +48,7 @@ class HostServices:
     ranker: Ranker
     allow_runtime_deps: bool = True
     quotas: Quotas = field(default_factory=Quotas)
+    approvals: Approvals = field(default_factory=Approvals)
     deps_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property

@@ -151,6 +151,8 @@ class ToolFileConfig(StrictModel):
 
     name: ToolName
     description: str = ""
+    confirm: bool = False
+    """Every call asks the session's approver first (see ``Session(approve=...)``)."""
 
 
 # -- CLI tool files ----------------------------------------------------------------
@@ -219,6 +221,8 @@ class CliRecipeConfig(StrictModel):
     """``recipes.<name>``: a preset way to call the tool."""
 
     description: str = ""
+    confirm: bool = False
+    """Calls of this recipe ask the session's approver first."""
     preset: dict[str, Any] = Field(default_factory=dict)
     params: EntryMap[CliRecipeParamConfig] = Field(default_factory=dict)
 

@@ -42,4 +42,5 @@ async def search(host: HostServices, args: Search) -> list[dict[str, Any]]:
 
 
 async def call(host: HostServices, args: Call) -> Any:
+    await host.approvals.check(host.tools, args.tool, args.callable, args.args or {})
     return await host.tools.call(args.tool, args.callable, args.args or {})
