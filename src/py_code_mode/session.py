@@ -114,6 +114,11 @@ class Session:
         self._state: Literal["new", "started", "closed"] = "new"
         self._start_lock = asyncio.Lock()
 
+    @property
+    def approve(self) -> Approver | None:
+        """The hook asked before tool calls marked ``confirm`` (``None``: refuse them)."""
+        return self._approvals.approve
+
     # -- construction shortcuts ------------------------------------------------------
     @classmethod
     def from_base(

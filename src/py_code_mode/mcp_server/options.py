@@ -20,6 +20,7 @@ from py_code_mode.errors import ConfigError
 from py_code_mode.session import _EXECUTOR_FACTORIES, ExecutorKind, Session, _make_executor
 
 if TYPE_CHECKING:
+    from py_code_mode.approval import Approver
     from py_code_mode.execution.protocol import Executor
     from py_code_mode.quotas import Quotas
     from py_code_mode.storage.protocol import StorageBackend
@@ -89,6 +90,7 @@ class ServerOptions:
         port: Port for HTTP.
         log_level: Level of the server's stderr log.
         quotas: ``NAME=VALUE`` quota settings (``--quota``) over the defaults.
+        confirm: Patterns of tool calls that need the client's approval (``--confirm``).
     """
 
     base: Path
@@ -104,6 +106,7 @@ class ServerOptions:
     port: int = DEFAULT_PORT
     log_level: LogLevel = "WARNING"
     quotas: tuple[str, ...] = ()
+    confirm: tuple[str, ...] = ()
 
     @property
     def executor_kind(self) -> ExecutorKind:
@@ -200,10 +203,19 @@ class ServerOptions:
 
         return Quotas.from_assignments(self.quotas)
 
-    def make_session(self) -> Session:
-        """A new, not yet started session on the shared storage location."""
+    def make_session(self, approve: Approver | None = None) -> Session:
+        """A new, not yet started session on the shared storage location.
+
+        Args:
+            approve: Asked before tool calls marked ``confirm`` (the server's asks
+                its MCP client); without it such calls are refused.
+        """
         return Session(
-            storage=self.make_storage(), executor=self.make_executor(), quotas=self.make_quotas()
+            storage=self.make_storage(),
+            executor=self.make_executor(),
+            quotas=self.make_quotas(),
+            approve=approve,
+            confirm=self.confirm,
         )
 
 
@@ -272,6 +284,15 @@ def build_parser(prog: str = "py-code-mode-mcp") -> argparse.ArgumentParser:
         "max_code_bytes, max_artifact_bytes, max_total_artifact_bytes, max_artifacts, "
         "max_workflows, max_workflow_source_bytes, max_description_bytes, max_query_chars)",
     )
+    run.add_argument(
+        "--confirm",
+        metavar="PATTERN",
+        action="append",
+        default=[],
+        help="ask the client before tool calls matching PATTERN (repeatable; fnmatch on "
+        "'tool' or 'tool.callable', e.g. --confirm 'git' --confirm 'curl.*'), besides "
+        "tools and recipes marked confirm: true in their YAML",
+    )
     serve = parser.add_argument_group("transport")
     serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP interface (default: 127.0.0.1)")
@@ -305,4 +326,5 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "py-code-mode-mcp"
         port=ns.port,
         log_level=cast("LogLevel", ns.log_level),
         quotas=tuple(ns.quota),
+        confirm=tuple(ns.confirm),
     )

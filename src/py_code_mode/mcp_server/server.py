@@ -13,7 +13,8 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager, nullcontext, suppress
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
@@ -26,6 +27,7 @@ from pydantic import BaseModel, Field
 from py_code_mode import __version__
 from py_code_mode._private.commands import COMMANDS
 from py_code_mode.errors import PyCodeModeError
+from py_code_mode.mcp_server.approval import ClientApprover, approving_session
 from py_code_mode.mcp_server.formatting import (
     DEFAULT_MAX_CHARS,
     ArtifactListOutput,
@@ -148,7 +150,9 @@ def build_server(
         max_chars: Characters kept per result field before truncation.
     """
     if pool is None:
-        pool = SessionPool(options.make_session, per_connection=options.transport == "http")
+        pool = SessionPool(
+            partial(approving_session, options), per_connection=options.transport == "http"
+        )
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
@@ -212,8 +216,11 @@ def build_server(
         ] = None,
     ) -> Annotated[CallToolResult, RunCodeOutput]:
         session, lock = await acquire(ctx)
+        # Calls marked `confirm` ask the client whose run_code is in progress.
+        approver = session.approve if isinstance(session.approve, ClientApprover) else None
         async with lock:
-            result = await session.run(code, timeout=timeout or options.timeout)
+            with approver.asking(ctx) if approver else nullcontext():
+                result = await session.run(code, timeout=timeout or options.timeout)
         text, data = format_run_result(result, max_chars)
         return _result(text, data)
 
@@ -387,7 +394,9 @@ def build_server(
 
 async def serve(options: ServerOptions) -> None:
     """Serve until the client disconnects (stdio) or the process is told to stop."""
-    pool = SessionPool(options.make_session, per_connection=options.transport == "http")
+    pool = SessionPool(
+        partial(approving_session, options), per_connection=options.transport == "http"
+    )
     server = build_server(options, pool=pool)
     if options.transport == "http":
         if options.host not in ("127.0.0.1", "localhost", "::1"):
