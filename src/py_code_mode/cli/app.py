@@ -273,7 +273,7 @@ def version() -> None:
 
 
 @app.command("run")
-@_with_flags("storage", "tools", "redis", "prefix", "executor", "timeout", "as_json")
+@_with_flags("storage", "tools", "redis", "prefix", "executor", "timeout", "as_json", "quota")
 def run_code(
     file: Annotated[
         str | None,

@@ -220,7 +220,7 @@ def build_server(
         approver = session.approve if isinstance(session.approve, ClientApprover) else None
         async with lock:
             with approver.asking(ctx) if approver else nullcontext():
-                result = await session.run(code, timeout=timeout or options.timeout)
+                result = await _call(session.run(code, timeout=timeout or options.timeout))
         text, data = format_run_result(result, max_chars)
         return _result(text, data)
 
