@@ -5,6 +5,8 @@ Runs on every backend of the contract suite (FileStorage and a real redis-server
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from py_code_mode._private.workflow_source import analyze_workflow
@@ -115,3 +117,25 @@ async def test_the_workflow_count_quota_refuses_a_new_workflow_and_keeps_the_oth
     record = await storage.get_workflow("one")
     assert record is not None
     assert "return 2" in record.source
+
+
+async def test_concurrent_writers_cannot_both_squeeze_under_the_count_quota(
+    make_storage: MakeStorage,
+) -> None:
+    # Two backend instances on one place stand for two agents (processes, machines).
+    first, second = await make_storage(), await make_storage()
+    quotas = Quotas(max_artifacts=5, max_total_artifact_bytes=10_000)
+
+    async def save(index: int) -> bool:
+        backend = first if index % 2 else second
+        try:
+            await backend.save_artifact(f"a{index}", b"x" * 100, quotas=quotas)
+        except ArtifactQuotaError:
+            return False
+        return True
+
+    outcomes = await asyncio.gather(*(save(i) for i in range(20)))
+    stored = await first.list_artifacts()
+    assert outcomes.count(True) == 5
+    assert len(stored) == 5
+    assert sum(info.size for info in stored) == 500
