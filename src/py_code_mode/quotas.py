@@ -123,12 +123,13 @@ class Quotas(BaseModel):
     ) -> QuotaExceededError:
         """The error for ``value`` over ``quota`` (see :meth:`check`)."""
         limit: int = getattr(self, quota)
-        unit = "characters" if quota.endswith("_chars") else "bytes"
+        verb, unit = "would be", "characters" if quota.endswith("_chars") else "bytes"
+        advice = "Make it smaller"
         if quota in ("max_artifacts", "max_workflows"):
-            unit = namespace
+            verb, unit, advice = "would hold", namespace, f"Delete unused {namespace}"
         return _ERRORS.get(namespace, QuotaExceededError)(
-            f"{what} would be {value:,} {unit}, over the quota {quota}={limit:,}; nothing "
-            f"was changed. Make it smaller, or raise the quota: "
+            f"{what} {verb} {value:,} {unit}, over the quota {quota}={limit:,}; nothing "
+            f"was changed. {advice}, or raise the quota: "
             f"Session(quotas=Quotas({quota}=...)) or --quota {quota}=N",
             quota=quota,
             value=value,
