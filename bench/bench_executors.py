@@ -10,8 +10,9 @@ Figures (targets from the subprocess executor issue, 2-core machine):
   here, so the RPC-only calls below show the executor's share);
 * RPC-only namespace calls, ``tools.list()`` and ``artifacts.exists('x')``: what
   one round trip to the host costs;
-* an artifact round trip of 100 KB (save then load, from agent code) and a
-  workflow invoke (a trivial workflow, from agent code);
+* a run printing 1,000 lines (``for i in range(1000): print(i)``), timed from the host;
+* an artifact round trip of 100 KB, bytes and str (save then load, from agent code)
+  and a workflow invoke (a trivial workflow, from agent code);
 * ``import py_code_mode`` in a fresh interpreter (< 150 ms);
 * ``while True: pass`` with ``timeout=1``: time until the result is back
   (< 1.5 s), and whether the next run works.
@@ -105,6 +106,7 @@ async def measure(
     async with Session(FileStorage(storage_dir), factory()) as session:
         await session.add_workflow("noop", "def run(n: int) -> int:\n    return n\n")
         await session.run("_blob = bytes(range(256)) * 400")  # 100 KB
+        await session.run("_text = 'x' * 100_000")  # 100 KB
         await session.run("x = 1")
         for _ in range(20):
             await session.run("1+1")
@@ -116,12 +118,20 @@ async def measure(
             assert result.is_ok, result.error
         figures["run_median"] = statistics.median(runs)
         figures["run_p90"] = percentile(runs, 0.9)
+        prints = []
+        for _ in range(max(20, args.runs // 10)):
+            began = time.perf_counter()
+            result = await session.run("for i in range(1000): print(i)")
+            prints.append((time.perf_counter() - began) * 1000)
+            assert result.is_ok, result.error
+        figures["print_1000_median"] = statistics.median(prints)
 
         for label, call in (
             ("tool_cli", "tools.echo.say(text='hi')"),
             ("rpc_tools_list", "tools.list()"),
             ("rpc_exists", "artifacts.exists('x')"),
             ("artifact_100k", "artifacts.save('blob', _blob); artifacts.load('blob')"),
+            ("artifact_str_100k", "artifacts.save('text', _text); artifacts.load('text')"),
             ("workflow_invoke", "workflows.invoke('noop', n=1)"),
         ):
             code = textwrap.dedent(TIMED_CALLS).format(calls=args.calls, call=call)
@@ -151,8 +161,10 @@ ROWS = [
     ("RPC tools.list() median", "rpc_tools_list_median", "ms", ""),
     ("RPC artifacts.exists() median", "rpc_exists_median", "ms", ""),
     ("RPC artifacts.exists() p90", "rpc_exists_p90", "ms", ""),
+    ("print of 1,000 lines (run)", "print_1000_median", "ms", ""),
     ("artifact 100 KB save+load median", "artifact_100k_median", "ms", ""),
     ("artifact 100 KB save+load p90", "artifact_100k_p90", "ms", ""),
+    ("artifact 100 KB str save+load", "artifact_str_100k_median", "ms", ""),
     ("workflow invoke median", "workflow_invoke_median", "ms", ""),
     ("workflow invoke p90", "workflow_invoke_p90", "ms", ""),
     ("while True: pass, timeout=1", "timeout_s", "s", "< 1.5 s"),

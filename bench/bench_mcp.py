@@ -5,7 +5,8 @@ Measures, with raw JSON-RPC lines on the server's pipes (no client SDK overhead)
 * startup: wall time from spawning the server process to the ``initialize``
   answer arriving (target: under 1 s);
 * run_code: median round trip of ``run_code("1+1")`` on a warm session
-  (target: under 5 ms).
+  (target: under 5 ms);
+* tools/list: median round trip of a ``tools/list`` request.
 
 Usage::
 
@@ -33,6 +34,18 @@ from py_code_mode.mcp_server.options import default_executor
 READ_TIMEOUT = 120.0
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far; None where unknown.
+
+    Unlike wall time it hardly depends on what else the machine is doing.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """A server process spoken to with newline-delimited JSON-RPC."""
 
@@ -53,6 +66,7 @@ class Server:
         self._sel.register(self.proc.stdout, selectors.EVENT_READ)
         self._buf = b""
         self._next_id = 0
+        self.startup_cpu: float | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         assert self.proc.stdin is not None
@@ -92,6 +106,7 @@ class Server:
             },
         )
         elapsed = time.perf_counter() - self.started
+        self.startup_cpu = process_cpu_seconds(self.proc.pid)
         if "result" not in answer:
             raise RuntimeError(f"initialize failed: {answer}")
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
@@ -113,24 +128,27 @@ class Server:
         self._sel.close()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--executor", default=None, help="executor kind (default: the server's)")
-    parser.add_argument("--starts", type=int, default=5, help="server starts to time")
-    parser.add_argument("--calls", type=int, default=200, help="run_code calls to time")
-    args = parser.parse_args()
+def measure_stdio(
+    executor: str | None, starts: int, calls: int, startup_cpu: list[float] | None = None
+) -> tuple[list[float], float, list[float], list[float]]:
+    """Startup seconds per start, first run_code ms, run_code and tools/list round trips (ms).
 
+    ``startup_cpu``, when given, receives the server's CPU seconds up to each
+    ``initialize`` answer.
+    """
     with tempfile.TemporaryDirectory(prefix="pcm-bench-") as tmp:
         base = Path(tmp) / "base"
         startup: list[float] = []
-        for _ in range(args.starts):
-            server = Server(base, args.executor)
+        for _ in range(starts):
+            server = Server(base, executor)
             try:
                 startup.append(server.initialize())
+                if startup_cpu is not None and server.startup_cpu is not None:
+                    startup_cpu.append(server.startup_cpu)
             finally:
                 server.close()
 
-        server = Server(base, args.executor)
+        server = Server(base, executor)
         try:
             server.initialize()
             first_started = time.perf_counter()
@@ -140,13 +158,31 @@ def main() -> int:
                 raise RuntimeError(f"unexpected run_code result: {first}")
             for _ in range(10):
                 server.call("run_code", {"code": "1+1"})
+                server.request("tools/list", {})
             trips: list[float] = []
-            for _ in range(args.calls):
+            for _ in range(calls):
                 started = time.perf_counter()
                 server.call("run_code", {"code": "1+1"})
                 trips.append((time.perf_counter() - started) * 1000)
+            listings: list[float] = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                answer = server.request("tools/list", {})
+                listings.append((time.perf_counter() - started) * 1000)
+                if not answer.get("result", {}).get("tools"):
+                    raise RuntimeError(f"unexpected tools/list answer: {answer}")
         finally:
             server.close()
+    return startup, first_ms, trips, listings
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--executor", default=None, help="executor kind (default: the server's)")
+    parser.add_argument("--starts", type=int, default=5, help="server starts to time")
+    parser.add_argument("--calls", type=int, default=200, help="run_code calls to time")
+    args = parser.parse_args()
+    startup, first_ms, trips, listings = measure_stdio(args.executor, args.starts, args.calls)
 
     figures = {
         "executor": args.executor or f"{default_executor()} (default)",
@@ -157,6 +193,10 @@ def main() -> int:
             "n": len(startup),
         },
         "first_run_code_ms": round(first_ms, 1),
+        "tools_list_ms": {
+            "median": round(statistics.median(listings), 3),
+            "n": len(listings),
+        },
         "run_code_1plus1_ms": {
             "median": round(statistics.median(trips), 3),
             "p90": round(sorted(trips)[int(len(trips) * 0.9) - 1], 3),

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode._version import __version__
-from py_code_mode.approval import ApprovalRequest
 from py_code_mode.errors import (
     ArtifactError,
     ArtifactNotFoundError,
@@ -32,12 +31,13 @@ from py_code_mode.errors import (
     WorkflowNotFoundError,
     WorkflowQuotaError,
 )
-from py_code_mode.result import ExecutionResult
-from py_code_mode.session import Session
-from py_code_mode.storage.file import FileStorage
 
 if TYPE_CHECKING:
+    from py_code_mode.approval import ApprovalRequest
     from py_code_mode.quotas import Quotas
+    from py_code_mode.result import ExecutionResult
+    from py_code_mode.session import Session
+    from py_code_mode.storage.file import FileStorage
     from py_code_mode.storage.redis import RedisStorage
 
 __all__ = [
@@ -69,14 +69,28 @@ __all__ = [
 ]
 
 
+# Imported on first use: ``import py_code_mode`` (a CLI's ``--help``, an MCP server
+# answering ``initialize``) should not pay for asyncio, the executors or redis-py.
+_LAZY = {
+    "ApprovalRequest": "py_code_mode.approval",
+    "ExecutionResult": "py_code_mode.result",
+    "FileStorage": "py_code_mode.storage.file",
+    "Quotas": "py_code_mode.quotas",  # a pydantic model: pydantic loads when it is used
+    "RedisStorage": "py_code_mode.storage.redis",  # redis-py is an optional extra
+    "Session": "py_code_mode.session",
+}
+
+
 def __getattr__(name: str) -> Any:
-    # RedisStorage imports redis-py, which is an optional extra and slow to import.
-    if name == "RedisStorage":
-        from py_code_mode.storage.redis import RedisStorage
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'py_code_mode' has no attribute {name!r}")
+    import importlib
 
-        return RedisStorage
-    if name == "Quotas":  # a pydantic model: pydantic loads only when it is used
-        from py_code_mode.quotas import Quotas
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return Quotas
-    raise AttributeError(f"module 'py_code_mode' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -37,6 +37,8 @@ __all__ = [
     "MODEL_DIR",
     "MODEL_DIR_ENV",
     "PARAPHRASED",
+    "PARAPHRASED_HELD_OUT",
+    "PARAPHRASED_TUNING",
     "EvalWorkflow",
     "Labelled",
     "all_labelled",
@@ -655,6 +657,11 @@ PARAPHRASED: tuple[Labelled, ...] = tuple(
         ("what is new on a blog's syndication channel", "rss_headlines"),
     )
 )
+
+PARAPHRASED_TUNING: tuple[Labelled, ...] = PARAPHRASED[0::2]
+"""Every other paraphrased query: the part ranking changes may be tuned on."""
+PARAPHRASED_HELD_OUT: tuple[Labelled, ...] = PARAPHRASED[1::2]
+"""The other half: only reported, never tuned on, so a gain here is not overfitting."""
 
 EXACT_NAME: tuple[Labelled, ...] = tuple(
     Labelled(query, expected, "exact name")

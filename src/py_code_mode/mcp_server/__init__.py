@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from py_code_mode._private.mcp_sdk import require_mcp2
 from py_code_mode.errors import ConfigError
 from py_code_mode.mcp_server.options import ServerOptions, executor_available, parse_args
 
@@ -35,6 +36,7 @@ def run(options: ServerOptions) -> int:
         0 after a normal shutdown, 2 for a configuration error, 130 on Ctrl-C.
     """
     try:
+        require_mcp2("the MCP server")
         options.check()
     except ConfigError as exc:
         print(f"py-code-mode-mcp: error: {exc}", file=sys.stderr)

@@ -12,8 +12,9 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager, nullcontext, suppress
+import sys
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import asynccontextmanager, contextmanager, nullcontext, suppress
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -135,6 +136,30 @@ async def _call(awaitable: Awaitable[_T]) -> _T:
         raise ToolError(str(exc)) from exc
 
 
+@contextmanager
+def _sdk_logging_left_alone() -> Iterator[None]:
+    """Keep the SDK's server constructor from configuring logging.
+
+    It calls ``logging.basicConfig`` with a ``rich`` handler, which imports rich
+    (about a tenth of the server's start-up) only to be ignored when the entry point
+    has configured logging already; and a library must not configure it otherwise.
+    """
+    module = sys.modules.get(MCPServer.__module__)
+    original = getattr(module, "configure_logging", None)
+    if module is None or original is None:
+        yield
+        return
+    module.configure_logging = _no_logging_setup  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        module.configure_logging = original  # type: ignore[attr-defined]
+
+
+def _no_logging_setup(*args: object, **kwargs: object) -> None:
+    return None
+
+
 def build_server(
     options: ServerOptions,
     *,
@@ -171,15 +196,16 @@ def build_server(
             pool.warm(ctx)
         return result
 
-    server: MCPServer[Any] = MCPServer(
-        "py-code-mode",
-        title="py-code-mode",
-        version=__version__,
-        instructions=_INSTRUCTIONS,
-        lifespan=lifespan,
-        log_level=options.log_level,
-        middleware=[warm_after_handshake],
-    )
+    with _sdk_logging_left_alone():
+        server: MCPServer[Any] = MCPServer(
+            "py-code-mode",
+            title="py-code-mode",
+            version=__version__,
+            instructions=_INSTRUCTIONS,
+            lifespan=lifespan,
+            log_level=options.log_level,
+            middleware=[warm_after_handshake],
+        )
 
     async def acquire(ctx: Context[Any, Any]) -> tuple[Session, asyncio.Lock]:
         try:

@@ -6,6 +6,8 @@ Layout under ``base_path`` (every part is created on demand)::
     workflows/.meta/<name>.json      sidecar: explicit description, metadata, timestamps
     artifacts/<name>                 artifact payloads (names may contain '/')
     artifacts/.index.json            kind, description, metadata, size, timestamps
+    artifacts/.index.log             changes since .index.json, one JSON line each
+                                     (only in libraries whose index is large)
     requirements.txt                 the deps list, one spec a line
     .cache/embeddings/<model>/vectors.bin   embedding cache (stdlib ``array``, no pickle)
     .lock                            fcntl.flock lock file for read-modify-write
@@ -23,6 +25,12 @@ Why it is built the way it is:
   lock file, so several processes can share a base path without losing updates.
   Loading an artifact takes the lock shared, so the index entry and the payload it
   reads belong to the same save.
+* A save must not cost more in a large library than in a small one, so once the
+  index outgrows ``_INDEX_REWRITE_BYTES`` a save appends one line to
+  ``.index.log`` instead of rewriting ``.index.json``; the log is folded back into
+  ``.index.json`` when it has grown as large as it (a whole rewrite every N saves,
+  constant on average). Each process keeps the index in memory and reads only the
+  log lines appended since it last looked.
 * Parsing 1,000 workflow files on every ``list`` would be slow, so analysed records
   are cached per file, keyed by inode, size, mtime and ctime. Like git's "racy
   clean" rule, a file modified within the last two seconds is never served from the
@@ -44,8 +52,10 @@ import secrets
 import stat
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -65,6 +75,7 @@ from py_code_mode.errors import (
     ConfigError,
     DependencyError,
     InvalidNameError,
+    QuotaExceededError,
     StorageError,
     WorkflowError,
 )
@@ -84,6 +95,8 @@ DEFAULT_MAX_ARTIFACT_BYTES: Final = 100 * 1024 * 1024
 _LOCK_TIMEOUT: Final = 30.0
 _RACY_NS: Final = 2_000_000_000
 _INDEX_VERSION: Final = 1
+_INDEX_REWRITE_BYTES: Final = 64 * 1024
+"""Below this size the artifact index is rewritten whole on each save (no log)."""
 _VECTOR_MAGIC: Final = b"PCMVEC1\n"
 _INLINE_COMMENT = re.compile(r"\s+#.*$")
 _UNSAFE_DIR_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -141,12 +154,14 @@ class FileStorage:
         self._meta = self._workflows / ".meta"
         self._artifacts = self._base / "artifacts"
         self._index = self._artifacts / ".index.json"
+        self._index_log = self._artifacts / ".index.log"
         self._requirements = self._base / "requirements.txt"
         self._embeddings = self._base / ".cache" / "embeddings"
         self._lock_path = self._base / ".lock"
         # name -> (py key, sidecar key, record or the reason the file is invalid)
         self._wf_cache: dict[str, tuple[_StatKey, _StatKey | None, WorkflowRecord | str]] = {}
-        self._index_cache: tuple[_StatKey, dict[str, ArtifactInfo]] | None = None
+        self._index_state: _IndexState | None = None
+        self._index_mutex = threading.Lock()  # storage calls run on several threads
         self._vector_cache: dict[Path, tuple[_StatKey, dict[str, array.array[float]]]] = {}
         self._warned: set[tuple[str, _StatKey]] = set()
 
@@ -172,7 +187,7 @@ class FileStorage:
     async def close(self) -> None:
         """Drop in-memory caches. Idempotent; there is nothing else to release."""
         self._wf_cache.clear()
-        self._index_cache = None
+        self._index_state = None
         self._vector_cache.clear()
 
     def _open_sync(self) -> None:
@@ -492,8 +507,9 @@ class FileStorage:
     async def get_artifact_info(self, name: str) -> ArtifactInfo | None:
         """Index entry of one artifact, or ``None`` when absent."""
         self._artifact_path(name)
-        index = await self._run(self._read_index, "read the artifact index", self._index)
-        return index.get(name)
+        return await self._run(
+            self._artifact_info_sync, "read the artifact index", self._index, name
+        )
 
     async def delete_artifact(self, name: str) -> bool:
         """Remove an artifact and its index entry; ``False`` when neither existed."""
@@ -519,13 +535,42 @@ class FileStorage:
         return path
 
     def _read_index(self) -> dict[str, ArtifactInfo]:
-        try:
-            st = self._index.stat()
-        except FileNotFoundError:
-            return {}
-        key = _stat_key(st)
-        if self._index_cache is not None and self._index_cache[0] == key:
-            return dict(self._index_cache[1])
+        """A copy of the whole index (for listings)."""
+        with self._locked(exclusive=False), self._index_mutex:
+            return dict(self._current_index())
+
+    def _artifact_info_sync(self, name: str) -> ArtifactInfo | None:
+        with self._locked(exclusive=False), self._index_mutex:
+            return self._current_index().get(name)
+
+    def _current_index(self) -> dict[str, ArtifactInfo]:
+        """The index as of now: cached snapshot plus the log lines not yet applied.
+
+        Callers hold the storage lock (so no compaction runs meanwhile) and
+        ``_index_mutex``; the returned dict is the cache itself, not a copy.
+        """
+        snapshot = _stat_or_none(self._index)
+        log = _stat_or_none(self._index_log)
+        snapshot_key = _stat_key(snapshot) if snapshot is not None else None
+        log_id = (log.st_dev, log.st_ino) if log is not None else None
+        state = self._index_state
+        if (
+            state is None
+            or state.snapshot_key != snapshot_key
+            or state.log_id != log_id
+            or (log is not None and log.st_size < state.log_offset)
+            # a snapshot someone else wrote in the last two seconds may hide a change
+            or (snapshot is not None and not state.trusted and not _settled(snapshot))
+        ):
+            entries = self._read_snapshot() if snapshot is not None else {}
+            trusted = snapshot is None or _settled(snapshot)
+            state = _IndexState(snapshot_key, log_id, 0, _SizedIndex(entries), trusted)
+            self._index_state = state
+        if log is not None and log.st_size > state.log_offset:
+            state.log_offset = self._replay_log(state.entries, state.log_offset)
+        return state.entries
+
+    def _read_snapshot(self) -> dict[str, ArtifactInfo]:
         raw = self._index.read_bytes()
         try:
             doc = json.loads(raw)
@@ -543,18 +588,73 @@ class FileStorage:
                 index[name] = storage_rules.artifact_info_from_entry(entry, name=name)
             except storage_rules.BadEntryError as exc:
                 logger.warning("ignoring bad entry %r in %s: it %s", name, self._index, exc)
-        if _settled(st):
-            self._index_cache = (key, index)
-        return dict(index)
+        return index
+
+    def _replay_log(self, entries: dict[str, ArtifactInfo], offset: int) -> int:
+        """Apply the complete log lines from ``offset``; return the offset after them."""
+        try:
+            with open(self._index_log, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return offset
+        end = data.rfind(b"\n") + 1  # a last line without newline is still being written
+        for line in data[:end].splitlines():
+            try:
+                change = json.loads(line)
+                name = change["name"]
+                if "entry" in change:
+                    entries[name] = storage_rules.artifact_info_from_entry(
+                        change["entry"], name=name
+                    )
+                else:
+                    entries.pop(name, None)
+            except (ValueError, TypeError, KeyError) as exc:
+                # BadEntryError is a ValueError
+                logger.warning("ignoring bad line in %s: %s", self._index_log, exc)
+        return offset + end
+
+    def _record_change(self, name: str, info: ArtifactInfo | None) -> None:
+        """Make the index say ``name`` is ``info`` (None: absent), durably.
+
+        Small indexes are rewritten whole; large ones get one appended log line
+        (and are compacted when the log has grown as large as the index). Callers
+        hold the exclusive storage lock and ``_index_mutex``, with the state current.
+        """
+        state = self._index_state
+        assert state is not None
+        if info is None:
+            state.entries.pop(name, None)
+        else:
+            state.entries[name] = info
+        snapshot_size = 0 if state.snapshot_key is None else state.snapshot_key[1]
+        if state.log_id is None and snapshot_size < _INDEX_REWRITE_BYTES:
+            self._write_index(state.entries)
+            return
+        change: dict[str, Any] = {"name": name}
+        if info is not None:
+            entry = _entry_of(info)
+            change["entry"] = entry
+        line = json.dumps(change, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        state.log_offset = _append_line(self._index_log, line.encode("utf-8", "surrogatepass"))
+        log = os.stat(self._index_log)
+        state.log_id = (log.st_dev, log.st_ino)
+        if state.log_offset >= max(snapshot_size, _INDEX_REWRITE_BYTES):
+            self._write_index(state.entries)
 
     def _write_index(self, index: Mapping[str, ArtifactInfo]) -> None:
-        entries = {}
-        for name in sorted(index):
-            entry = index[name].to_dict()
-            del entry["name"]
-            entries[name] = entry
-        _atomic_write(self._index, _dump_json({"version": _INDEX_VERSION, "artifacts": entries}))
-        self._index_cache = None
+        """Rewrite ``.index.json`` whole, drop the log, and cache what was written."""
+        entries = {name: _entry_of(index[name]) for name in sorted(index)}
+        _atomic_write(
+            self._index,
+            _dump_json({"version": _INDEX_VERSION, "artifacts": entries}),
+            sync_dir=False,  # the caller's payload rename syncs the folder
+        )
+        # A crash before this unlink only leaves lines the snapshot already holds.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._index_log)
+        snapshot = os.stat(self._index)
+        self._index_state = _IndexState(_stat_key(snapshot), None, 0, _SizedIndex(index), True)
 
     def _save_artifact_sync(
         self,
@@ -585,35 +685,42 @@ class FileStorage:
                     f"artifact {name!r} cannot be saved: it is a folder holding other "
                     f"artifacts (e.g. '{name}/...'); pick another name"
                 )
-            index = self._read_index()
-            now = time.time()
-            previous = index.get(name)
-            if quotas is not None:
-                _check_totals(quotas, index, previous, len(payload))
-            info = ArtifactInfo(
-                name=name,
-                kind=kind,
-                description=description,
-                metadata=metadata,
-                size=len(payload),
-                created_at=previous.created_at if previous else now,
-                updated_at=now,
-            )
-            old_index = dict(index)
-            index[name] = info
-            _replace_paired(
-                path,
-                payload,
-                write_companion=lambda: self._write_index(index),
-                restore_companion=lambda: self._write_index(old_index),
-            )
+            with self._index_mutex:
+                try:
+                    index = self._current_index()
+                    previous = index.get(name)
+                    if quotas is not None:
+                        _check_totals(quotas, index, previous, len(payload))
+                    now = time.time()
+                    info = ArtifactInfo(
+                        name=name,
+                        kind=kind,
+                        description=description,
+                        metadata=metadata,
+                        size=len(payload),
+                        created_at=previous.created_at if previous else now,
+                        updated_at=now,
+                    )
+                    _replace_paired(
+                        path,
+                        payload,
+                        write_companion=lambda: self._record_change(name, info),
+                        restore_companion=lambda: self._record_change(name, previous),
+                        also_sync=self._artifacts,
+                    )
+                except QuotaExceededError:
+                    raise  # refused before anything was written: the state is still current
+                except BaseException:
+                    self._index_state = None  # read it from disk again: it may be anything now
+                    raise
         return info
 
     def _load_artifact_sync(self, name: str) -> ArtifactValue:
-        if not self._index.exists():
+        if not self._index.exists() and not self._index_log.exists():
             raise not_found(name)
         with self._locked(exclusive=False):
-            info = self._read_index().get(name)
+            with self._index_mutex:
+                info = self._current_index().get(name)
             if info is None:
                 raise not_found(name)
             path = self._artifact_path(name)
@@ -629,13 +736,20 @@ class FileStorage:
     def _delete_artifact_sync(self, name: str) -> bool:
         path = self._artifact_path(name)
         with self._locked(exclusive=True):
-            index = self._read_index()
-            in_index = index.pop(name, None) is not None
+            with self._index_mutex:
+                in_index = name in self._current_index()
             had_file = path.is_file() or path.is_symlink()
             if had_file:
                 path.unlink()
             if in_index:
-                self._write_index(index)
+                with self._index_mutex:
+                    try:
+                        self._current_index()
+                        self._record_change(name, None)
+                    except BaseException:
+                        self._index_state = None
+                        raise
+                _fsync_dir(self._artifacts)
             self._prune_empty_folders(path.parent)
         return in_index or had_file
 
@@ -839,10 +953,9 @@ class FileStorage:
 def _check_totals(
     quotas: Quotas, index: Mapping[str, ArtifactInfo], previous: ArtifactInfo | None, size: int
 ) -> None:
-    # The index already holds every size, and is read and rewritten by each save anyway.
     if previous is None:
         quotas.check("max_artifacts", len(index) + 1, "the artifact store", "artifacts")
-    total = sum(info.size for info in index.values())
+    total = index.total_bytes if isinstance(index, _SizedIndex) else _total(index)
     new_total = total - (previous.size if previous else 0) + size
     if new_total > total:  # shrinking or same-size replacements always pass
         quotas.check("max_total_artifact_bytes", new_total, "the artifact store", "artifacts")
@@ -868,9 +981,101 @@ def _inside(path: Path, root: Path) -> bool:
     return real == real_root or real.startswith(real_root + os.sep)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, whole."""
-    _commit(_write_temp(path, data), path)
+def _atomic_write(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, whole.
+
+    ``sync_dir=False`` leaves the folder's fsync to a rename that follows in it.
+    """
+    _commit(_write_temp(path, data), path, sync_dir=sync_dir)
+
+
+def _append_line(path: Path, line: bytes) -> int:
+    """Append one line durably; return the file size after it.
+
+    A line left unfinished by a crash is closed first, so it stays one bad line
+    (skipped when read) instead of spoiling this one.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        created = size == 0
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        data = memoryview(line + b"\n")
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
+        end = os.fstat(fd).st_size
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = os.fspath(path)
+        raise
+    finally:
+        os.close(fd)
+    if created:
+        _fsync_dir(path.parent)
+    return end
+
+
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+
+
+def _entry_of(info: ArtifactInfo) -> dict[str, Any]:
+    """The index entry of ``info``: its fields but the name (the entry's key)."""
+    return {
+        "kind": info.kind,
+        "description": info.description,
+        "metadata": info.metadata,
+        "size": info.size,
+        "created_at": info.created_at,
+        "updated_at": info.updated_at,
+    }
+
+
+def _total(index: Mapping[str, ArtifactInfo]) -> int:
+    return sum(info.size for info in index.values())
+
+
+class _SizedIndex(dict[str, ArtifactInfo]):
+    """The artifact index with a running total of payload sizes, for quotas.
+
+    Every change of the cached index goes through ``[name] = info`` or ``pop``, so
+    the total stays exact without summing all entries on each save.
+    """
+
+    def __init__(self, entries: Mapping[str, ArtifactInfo] | None = None) -> None:
+        super().__init__(entries or {})
+        self.total_bytes = _total(self)
+
+    def __setitem__(self, name: str, info: ArtifactInfo) -> None:
+        old = self.get(name)
+        super().__setitem__(name, info)
+        self.total_bytes += info.size - (old.size if old is not None else 0)
+
+    def __delitem__(self, name: str) -> None:
+        self.total_bytes -= self[name].size
+        super().__delitem__(name)
+
+    def pop(self, name: str, *default: Any) -> Any:
+        if name in self:
+            self.total_bytes -= self[name].size
+        return super().pop(name, *default)
+
+
+@dataclass(slots=True)
+class _IndexState:
+    """One process's view of the artifact index and how far it has read the log."""
+
+    snapshot_key: _StatKey | None
+    log_id: tuple[int, int] | None
+    log_offset: int
+    entries: dict[str, ArtifactInfo]
+    trusted: bool
+    """False for a snapshot another process wrote under two seconds ago."""
 
 
 def _write_temp(path: Path, data: bytes) -> Path:
@@ -896,6 +1101,7 @@ def _replace_paired(
     *,
     write_companion: Callable[[], None],
     restore_companion: Callable[[], None],
+    also_sync: Path | None = None,
 ) -> None:
     """Replace ``path`` and the file that describes it (sidecar, index) as one pair.
 
@@ -915,6 +1121,8 @@ def _replace_paired(
         with contextlib.suppress(OSError):
             restore_companion()
         raise
+    if also_sync is not None and also_sync != path.parent:
+        _fsync_dir(also_sync)
 
 
 def _restore(path: Path, previous: bytes | None) -> None:
@@ -925,14 +1133,15 @@ def _restore(path: Path, previous: bytes | None) -> None:
         _atomic_write(path, previous)
 
 
-def _commit(tmp: Path, path: Path) -> None:
+def _commit(tmp: Path, path: Path, *, sync_dir: bool = True) -> None:
     """Rename a temp file from :func:`_write_temp` over ``path``."""
     try:
         os.replace(tmp, path)
     except BaseException:
         _discard(tmp)
         raise
-    _fsync_dir(path.parent)
+    if sync_dir:
+        _fsync_dir(path.parent)
 
 
 def _read_or_none(path: Path) -> bytes | None:

@@ -848,6 +848,10 @@ def load_mcp_tool(data: Mapping[str, Any], source: Path) -> McpTool:
 
     Raises:
         pydantic.ValidationError: The mapping does not describe a valid MCP tool.
-        ConfigError: A referenced environment variable is not set.
+        ConfigError: A referenced environment variable is not set, or the mcp SDK
+            installed is older than 2.x.
     """
+    from py_code_mode._private.mcp_sdk import require_mcp2
+
+    require_mcp2(f"the MCP tool in {source}")
     return McpTool.from_mapping(data, source=source)

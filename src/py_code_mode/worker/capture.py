@@ -33,6 +33,15 @@ class OutputBuffer:
 
     def write(self, text: str) -> int:
         """Append ``text``, keeping at most ``limit`` characters in total."""
+        n = len(text)
+        size = self._size + n
+        if size <= self.limit:
+            # Lock-free fast path (``print`` writes twice per line): no call sits between
+            # reading and storing ``_size``, so the GIL cannot switch threads in between,
+            # and ``list.append`` is atomic.
+            self._size = size
+            self._chunks.append(text)
+            return n
         with self._lock:
             room = self.limit - self._size
             if room >= len(text):
@@ -51,7 +60,8 @@ class OutputBuffer:
         Lets a worker stream a run's output while it is still being written.
         """
         with self._lock:
-            return "".join(self._chunks[index:]), len(self._chunks)
+            end = len(self._chunks)  # writers may append meanwhile: stop where we counted
+            return "".join(self._chunks[index:end]), end
 
     def getvalue(self) -> str:
         """Everything kept, with a marker saying how much was dropped."""

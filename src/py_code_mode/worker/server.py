@@ -23,9 +23,11 @@ Process layout:
 
 from __future__ import annotations
 
+import array
 import atexit
 import codecs
 import contextlib
+import functools
 import itertools
 import os
 import queue
@@ -294,7 +296,7 @@ class _Capture:
         self._fd = fd
         self._worker = worker
         os.set_blocking(fd, False)
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         try:
             import fcntl  # POSIX only: elsewhere the usual pipe size is assumed
@@ -302,13 +304,14 @@ class _Capture:
             self._capacity = int(fcntl.fcntl(fd, getattr(fcntl, "F_GETPIPE_SZ", 1032)))
         except (ImportError, OSError):
             self._capacity = 65536
+        self.probe = _unread_probe(fd)
 
     def start(self) -> None:
         threading.Thread(target=self._loop, name="py-code-mode-output", daemon=True).start()
 
     def flush_into_run(self) -> None:
         """Move everything written to fds 1 and 2 so far into the active run's output."""
-        with self._lock:
+        with self.lock:
             self._drain(self._capacity + _READ_CHUNK)
 
     def buffer(self, limit: int) -> OutputBuffer:
@@ -325,7 +328,7 @@ class _Capture:
         interval_ms = int(_STREAM_INTERVAL * 1000)
         while True:
             if poller.poll(interval_ms):
-                with self._lock:
+                with self.lock:
                     if self._drain(16 * _READ_CHUNK):
                         return
             self._worker.stream_output()
@@ -348,16 +351,54 @@ class _Capture:
         return False
 
 
+def _unread_probe(fd: int) -> tuple[Callable[[], object], array.array[int]] | None:
+    """A cheap "does the pipe hold unread bytes?" check: one ioctl, no exception.
+
+    Returns a call that stores the pipe's unread byte count into the returned array,
+    or None where ``FIONREAD`` is missing (then every write drains, which only costs
+    a read).
+    """
+    try:
+        import fcntl
+        import termios
+
+        count = array.array("i", [0])
+        probe = functools.partial(fcntl.ioctl, fd, termios.FIONREAD, count, True)
+        probe()
+    except (ImportError, AttributeError, OSError):
+        return None
+    return probe, count
+
+
 class _OrderedBuffer(OutputBuffer):
-    __slots__ = ("_capture",)
+    __slots__ = ("_capture", "_count", "_drain_lock", "_probe")
 
     def __init__(self, limit: int, capture: _Capture) -> None:
         super().__init__(limit)
         self._capture = capture
+        self._drain_lock = capture.lock
+        probe = capture.probe
+        self._probe: Callable[[], object] | None = None
+        self._count: array.array[int] = array.array("i", [0])
+        if probe is not None:
+            self._probe, self._count = probe
 
     def write(self, text: str) -> int:
-        self._capture.flush_into_run()
-        return super().write(text)
+        # Runs for every ``print`` (twice): probe first, then look at the lock. An empty
+        # pipe with no drain in progress means no fd-level output written so far is
+        # missing, so the drain (a lock and a read) is skipped.
+        probe = self._probe
+        if probe is None:
+            self._capture.flush_into_run()
+        else:
+            try:
+                probe()
+                unread = self._count[0]
+            except OSError:
+                unread = 1
+            if unread or self._drain_lock.locked():
+                self._capture.flush_into_run()
+        return OutputBuffer.write(self, text)
 
 
 # -- the worker --------------------------------------------------------------------------

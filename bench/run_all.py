@@ -1,0 +1,228 @@
+"""Every speed figure of the project in one run, each beside its budget.
+
+Runs the existing benches' own measuring code (nothing is measured twice over):
+
+* ``bench_executors.measure`` for the in-process, subprocess and (when a Docker
+  engine and an image are there) container executors;
+* ``bench_mcp.measure_stdio`` for the MCP server over stdio: spawn to
+  ``initialize`` answered, ``run_code('1+1')`` and ``tools/list`` round trips;
+* ``bench_executors.import_time_ms`` for ``import py_code_mode`` (beside ``python -c
+  pass``);
+* ``bench_search.split_recall`` for search recall@1 on paraphrased queries, tuning
+  and held-out halves (needs the offline model, see tests/search/eval_set.py);
+* with ``--growth``, ``bench_growth`` (10 / 1,000 / 10,000 entries per backend).
+
+Then prints one table: figure, our value, budget, and ``ok`` or ``OVER``. The HTTP
+load figure comes from bench/bench_load.py and an mcp 1.x client's figure needs
+that SDK installed beside; both are listed as not measured here.
+
+Usage::
+
+    uv run python bench/run_all.py [--quick] [--growth] [--no-container]
+
+Wall-clock figures depend on what else the machine is doing: the one-minute load
+average is printed with the table, and a figure over budget on a loaded machine
+should be measured again before it is believed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_executors
+from bench_executors import ECHO_TOOL, import_time_ms, make_factories, measure
+
+from py_code_mode.execution.protocol import Executor
+
+# (label, source, key, budget, lower_is_better, unit)
+BUDGETS: list[tuple[str, str, str, float, bool, str]] = [
+    ("in-process: print 1,000 lines (run)", "in-process", "print_1000_median", 0.55, True, "ms"),
+    (
+        "in-process: 100 KB str artifact save+load",
+        "in-process",
+        "artifact_str_100k_median",
+        1.09,
+        True,
+        "ms",
+    ),
+    ("MCP stdio: tools/list round trip", "mcp", "tools_list", 1.49, True, "ms"),
+    ("subprocess: run('1+1') round trip", "subprocess", "run_median", 0.1, True, "ms"),
+    (
+        "subprocess: 100 KB str artifact save+load",
+        "subprocess",
+        "artifact_str_100k_median",
+        1.5,
+        True,
+        "ms",
+    ),
+    ("subprocess: print 1,000 lines (run)", "subprocess", "print_1000_median", 1.5, True, "ms"),
+    ("MCP stdio: run_code('1+1'), raw client", "mcp", "run_code", 2.0, True, "ms"),
+    ("MCP stdio: initialize, spawn -> ready", "mcp", "initialize", 300.0, True, "ms"),
+    ("import py_code_mode", "import", "import", 50.0, True, "ms"),
+    ("search R@1 paraphrased, held-out half", "search", "held_out", 0.90, False, ""),
+]
+NOT_HERE = [
+    ("MCP stdio: run_code('1+1'), mcp 1.x client", "<= 2 ms", "needs mcp 1.x beside"),
+    ("HTTP, 50 agents looping run_code('1+1'), p99", "<= 50 ms", "bench/bench_load.py"),
+]
+
+
+def python_startup_ms(count: int = 7) -> float:
+    """Median ms of ``python -c pass``: the floor under any import figure."""
+    samples = []
+    for _ in range(count):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        samples.append((time.perf_counter() - began) * 1000)
+    return statistics.median(samples)
+
+
+def container_factory(tools: Path) -> Callable[[], Executor] | None:
+    """The container executor's factory when an engine and an image are there."""
+    try:
+        from bench_container import pick_image
+
+        from py_code_mode.execution import ContainerConfig, ContainerExecutor
+
+        image = pick_image(None)
+    except Exception as exc:  # noqa: BLE001 - no docker SDK, no engine: skip the column
+        print(f"# container executor skipped: {exc}", file=sys.stderr)
+        return None
+    if image is None:
+        return None
+    config = ContainerConfig(image=image, tools_path=tools)
+    return lambda: ContainerExecutor(config)
+
+
+async def executor_figures(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp:
+        base = Path(tmp)
+        tools = base / "tools"
+        tools.mkdir()
+        (tools / "echo.yaml").write_text(textwrap.dedent(ECHO_TOOL))
+        factories = make_factories(tools)
+        if not args.no_container:
+            container = container_factory(tools)
+            if container is not None:
+                factories["container"] = container
+        for name, factory in factories.items():
+            began = time.perf_counter()
+            results[name] = await measure(name, factory, base, args)
+            print(f"# {name}: measured in {time.perf_counter() - began:.1f} s", file=sys.stderr)
+    return results
+
+
+def mcp_figures(args: argparse.Namespace) -> dict[str, float]:
+    from bench_mcp import measure_stdio
+
+    cpu: list[float] = []
+    startup, _first, trips, listings = measure_stdio(None, args.starts, args.calls, cpu)
+    return {
+        "initialize": statistics.median(startup) * 1000,
+        "initialize_cpu": statistics.median(cpu) * 1000 if cpu else float("nan"),
+        "run_code": statistics.median(trips),
+        "tools_list": statistics.median(listings),
+    }
+
+
+async def search_figures() -> dict[str, float] | None:
+    from bench_search import split_recall
+    from tests.search.eval_set import local_model_dir
+
+    from py_code_mode.search.embeddings import Embedder
+
+    model = local_model_dir()
+    if model is None:
+        print("# search recall skipped: the offline model is not there", file=sys.stderr)
+        return None
+    embedder = Embedder(model)
+    if embedder.load(timeout=120).state != "ready":
+        return None
+    return await split_recall(embedder)
+
+
+def verdict(value: float, budget: float, lower_is_better: bool) -> str:
+    ok = value <= budget if lower_is_better else value >= budget
+    return "ok" if ok else "OVER"
+
+
+def show_budgets(sources: dict[str, dict[str, Any]]) -> None:
+    print(f"\n{'figure':46} {'ours':>10} {'budget':>12}")
+    print("-" * 76)
+    for label, source, key, budget, lower, unit in BUDGETS:
+        value = sources.get(source, {}).get(key)
+        sign = "<=" if lower else ">="
+        limit = f"{sign} {budget:g} {unit}".rstrip()
+        if not isinstance(value, float | int):
+            print(f"{label:46} {'-':>10} {limit:>12}   not measured")
+            continue
+        shown = f"{value:.3f} {unit}".rstrip() if value < 100 else f"{value:.0f} {unit}"
+        print(f"{label:46} {shown:>10} {limit:>12}   {verdict(value, budget, lower)}")
+    for label, limit, why in NOT_HERE:
+        print(f"{label:46} {'-':>10} {limit:>12}   not measured here ({why})")
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer samples (about 1 minute)")
+    parser.add_argument("--growth", action="store_true", help="also the 10/1k/10k growth table")
+    parser.add_argument("--no-container", action="store_true", help="skip the container column")
+    args = parser.parse_args()
+    args.starts, args.runs, args.calls = (3, 300, 100) if args.quick else (10, 1000, 300)
+
+    sources: dict[str, dict[str, Any]] = await executor_figures(args)
+    sources["mcp"] = mcp_figures(args)
+    sources["import"] = {"import": import_time_ms(), "python": python_startup_ms()}
+    recall = await search_figures()
+    if recall is not None:
+        sources["search"] = recall
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.2f}; "
+        f"{args.starts} starts, {args.runs} runs, {args.calls} calls per figure\n"
+    )
+    executors = {k: v for k, v in sources.items() if k in ("in-process", "subprocess", "container")}
+    bench_executors.show(executors)
+    mcp = sources["mcp"]
+    print(
+        f"\nMCP stdio (raw JSON-RPC client): initialize {mcp['initialize']:.0f} ms "
+        f"({mcp['initialize_cpu']:.0f} ms of server CPU), "
+        f"run_code('1+1') {mcp['run_code']:.3f} ms, tools/list {mcp['tools_list']:.3f} ms"
+    )
+    print(
+        f"import py_code_mode {sources['import']['import']:.1f} ms "
+        f"(python -c pass: {sources['import']['python']:.1f} ms)"
+    )
+    if recall is not None:
+        print(
+            f"search R@1 on paraphrased queries: tuning half {recall['tuning']:.2f}, "
+            f"held-out half {recall['held_out']:.2f}"
+        )
+    show_budgets(sources)
+
+    if args.growth:
+        import bench_growth
+
+        sizes = [10, 1000, 10000]
+        print("\ngrowth: median ms of one call with N artifacts and N workflows stored\n")
+        bench_growth.show(await bench_growth.run(sizes, 10 if args.quick else 20), sizes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
