@@ -14,29 +14,37 @@ from py_code_mode._version import __version__
 from py_code_mode.errors import (
     ArtifactError,
     ArtifactNotFoundError,
+    ArtifactQuotaError,
     ConfigError,
     DependencyError,
     ExecutorError,
     HostError,
     InvalidNameError,
     PyCodeModeError,
+    QuotaExceededError,
     SessionClosedError,
     StorageError,
+    ToolDeniedError,
     ToolError,
     ToolNotFoundError,
     WorkflowError,
     WorkflowNotFoundError,
+    WorkflowQuotaError,
 )
 
 if TYPE_CHECKING:
+    from py_code_mode.approval import ApprovalRequest
+    from py_code_mode.quotas import Quotas
     from py_code_mode.result import ExecutionResult
     from py_code_mode.session import Session
     from py_code_mode.storage.file import FileStorage
     from py_code_mode.storage.redis import RedisStorage
 
 __all__ = [
+    "ApprovalRequest",
     "ArtifactError",
     "ArtifactNotFoundError",
+    "ArtifactQuotaError",
     "ConfigError",
     "DependencyError",
     "ExecutionResult",
@@ -45,14 +53,18 @@ __all__ = [
     "HostError",
     "InvalidNameError",
     "PyCodeModeError",
+    "QuotaExceededError",
+    "Quotas",
     "RedisStorage",
     "Session",
     "SessionClosedError",
     "StorageError",
+    "ToolDeniedError",
     "ToolError",
     "ToolNotFoundError",
     "WorkflowError",
     "WorkflowNotFoundError",
+    "WorkflowQuotaError",
     "__version__",
 ]
 
@@ -60,8 +72,10 @@ __all__ = [
 # Imported on first use: ``import py_code_mode`` (a CLI's ``--help``, an MCP server
 # answering ``initialize``) should not pay for asyncio, the executors or redis-py.
 _LAZY = {
+    "ApprovalRequest": "py_code_mode.approval",
     "ExecutionResult": "py_code_mode.result",
     "FileStorage": "py_code_mode.storage.file",
+    "Quotas": "py_code_mode.quotas",  # a pydantic model: pydantic loads when it is used
     "RedisStorage": "py_code_mode.storage.redis",  # redis-py is an optional extra
     "Session": "py_code_mode.session",
 }

@@ -19,36 +19,44 @@ from typing import Any
 from py_code_mode.worker.errors import (
     ArtifactError,
     ArtifactNotFoundError,
+    ArtifactQuotaError,
     ConfigError,
     DependencyError,
     ExecutorError,
     HostError,
     InvalidNameError,
     PyCodeModeError,
+    QuotaExceededError,
     SessionClosedError,
     StorageError,
+    ToolDeniedError,
     ToolError,
     ToolNotFoundError,
     WorkflowError,
     WorkflowNotFoundError,
+    WorkflowQuotaError,
     translate,
 )
 
 __all__ = [
     "ArtifactError",
     "ArtifactNotFoundError",
+    "ArtifactQuotaError",
     "ConfigError",
     "DependencyError",
     "ExecutorError",
     "HostError",
     "InvalidNameError",
     "PyCodeModeError",
+    "QuotaExceededError",
     "SessionClosedError",
     "StorageError",
+    "ToolDeniedError",
     "ToolError",
     "ToolNotFoundError",
     "WorkflowError",
     "WorkflowNotFoundError",
+    "WorkflowQuotaError",
 ]
 
 logger = logging.getLogger(__name__)
@@ -65,6 +73,8 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
         payload: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
         if isinstance(exc, ToolError):
             payload.update(tool=exc.tool, stderr=exc.stderr)
+        if isinstance(exc, QuotaExceededError):
+            payload.update(quota=exc.quota, value=exc.value, limit=exc.limit)
         return payload
     logger.error("host service failed", exc_info=exc)
     return {

@@ -6,11 +6,12 @@ import asyncio
 import importlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from py_code_mode.approval import Approvals, Approver
 from py_code_mode.errors import ConfigError, SessionClosedError, WorkflowNotFoundError
 from py_code_mode.execution.protocol import Executor
 from py_code_mode.result import ExecutionResult
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from typing import Self
 
     from py_code_mode._private.services import HostServices
+    from py_code_mode.quotas import Quotas
     from py_code_mode.search.protocol import Ranker
 
 __all__ = ["ExecutorKind", "Session"]
@@ -46,6 +48,14 @@ class Session:
         ranker: How search ranks results. When omitted,
             :func:`~py_code_mode.search.semantic.default_ranker`: by meaning and
             words when an embedding model loads, lexically otherwise.
+        quotas: Limits on code size, artifact and workflow sizes and counts, and
+            search queries (:class:`~py_code_mode.Quotas`); generous defaults.
+        approve: Asked before every tool call marked ``confirm: true`` in its YAML or
+            matched by ``confirm``: a sync or async callable given an
+            :class:`~py_code_mode.approval.ApprovalRequest`, returning ``True`` to
+            allow. Without it such calls are refused with ``ToolDeniedError``.
+        confirm: Patterns (``fnmatch``) of calls that need approval too, e.g.
+            ``["git", "curl.*"]`` (a tool, or ``tool.callable``).
 
     Raises:
         ConfigError: ``storage`` or ``executor`` is missing or of the wrong type.
@@ -57,6 +67,9 @@ class Session:
         executor: Executor | None = None,
         *,
         ranker: Ranker | None = None,
+        quotas: Quotas | None = None,
+        approve: Approver | None = None,
+        confirm: Sequence[str] = (),
     ) -> None:
         if storage is None or not isinstance(storage, StorageBackend):
             raise ConfigError(
@@ -78,9 +91,33 @@ class Session:
         self.storage = storage
         self.executor = executor
         self._ranker = ranker
+        if quotas is not None:
+            from py_code_mode.quotas import Quotas  # pydantic loads with the first session
+
+            if not isinstance(quotas, Quotas):
+                raise ConfigError(
+                    f"Session(quotas=...) needs a Quotas(...), got {type(quotas).__name__}"
+                )
+        self._quotas = quotas
+        if approve is not None and not callable(approve):
+            raise ConfigError(
+                "Session(approve=...) needs a callable taking an ApprovalRequest and "
+                f"returning bool, got {type(approve).__name__}"
+            )
+        if isinstance(confirm, str) or not all(isinstance(p, str) for p in confirm):
+            raise ConfigError(
+                "Session(confirm=...) needs a list of patterns such as ['git', 'curl.*'], "
+                f"got {confirm!r}"
+            )
+        self._approvals = Approvals(approve=approve, patterns=tuple(confirm))
         self._host: HostServices | None = None
         self._state: Literal["new", "started", "closed"] = "new"
         self._start_lock = asyncio.Lock()
+
+    @property
+    def approve(self) -> Approver | None:
+        """The hook asked before tool calls marked ``confirm`` (``None``: refuse them)."""
+        return self._approvals.approve
 
     # -- construction shortcuts ------------------------------------------------------
     @classmethod
@@ -146,6 +183,7 @@ class Session:
                 # Function-level: pydantic, search and the tool adapters load with the
                 # first session, keeping `import py_code_mode` fast.
                 from py_code_mode._private.services import HostServices
+                from py_code_mode.quotas import Quotas
                 from py_code_mode.search.semantic import default_ranker
                 from py_code_mode.tools.registry import ToolRegistry
 
@@ -157,6 +195,8 @@ class Session:
                     environment=self.executor,
                     ranker=self._ranker or default_ranker(self.storage),
                     allow_runtime_deps=self.executor.allow_runtime_deps,
+                    quotas=self._quotas or Quotas(),
+                    approvals=self._approvals,
                 )
             return self._host
 

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode._private.commands import COMMANDS, Command
+from py_code_mode.approval import Approvals
 from py_code_mode.errors import ExecutorError, PyCodeModeError
 from py_code_mode.execution.protocol import Executor, PackageEnvironment
+from py_code_mode.quotas import Quotas
 
 if TYPE_CHECKING:
     from py_code_mode.search.protocol import Ranker
@@ -36,6 +38,8 @@ class HostServices:
         environment: Where ``deps`` installs packages: the executor, or ``None``.
         ranker: Ranks search results.
         allow_runtime_deps: Whether ``deps.add``/``remove`` may change the environment.
+        quotas: Limits on what commands store and accept (checked by the commands).
+        approvals: Who approves tool calls marked ``confirm`` (checked by ``tools.call``).
     """
 
     storage: StorageBackend
@@ -43,6 +47,8 @@ class HostServices:
     environment: PackageEnvironment | None
     ranker: Ranker
     allow_runtime_deps: bool = True
+    quotas: Quotas = field(default_factory=Quotas)
+    approvals: Approvals = field(default_factory=Approvals)
     deps_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property

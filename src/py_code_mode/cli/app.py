@@ -116,6 +116,14 @@ Image = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+Quota = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--quota",
+        metavar="NAME=VALUE",
+        help="Set a quota (repeatable), e.g. max_artifact_bytes=50M; see `doctor`.",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,7 @@ class SharedFlags:
     timeout: Timeout = DEFAULT_TIMEOUT
     as_json: AsJson = False
     image: Image = None
+    quota: Quota = None
 
     @property
     def base_dir(self) -> Path:
@@ -158,6 +167,7 @@ class SharedFlags:
             isolation=self.isolation,
             runtime=self.runtime,
             image=self.image,
+            quotas=tuple(self.quota or ()),
         )
         try:
             options.check()
@@ -189,7 +199,7 @@ class SharedFlags:
 
 
 # Where the library's workflows, artifacts and deps are kept.
-_STORE = ("storage", "redis", "prefix")
+_STORE = ("storage", "redis", "prefix", "quota")
 
 
 def _with_flags(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -295,7 +305,16 @@ def version() -> None:
 
 @app.command("run")
 @_with_flags(
-    "storage", "tools", "redis", "prefix", "executor", "isolation", "runtime", "timeout", "as_json"
+    "storage",
+    "tools",
+    "redis",
+    "prefix",
+    "executor",
+    "isolation",
+    "runtime",
+    "timeout",
+    "as_json",
+    "quota",
 )
 def run_code(
     file: Annotated[
@@ -545,14 +564,16 @@ def deps_sync(*, flags: SharedFlags) -> None:
 
 # -- doctor --------------------------------------------------------------------------
 @app.command()
-@_with_flags("redis", "image")
+@_with_flags("redis", "image", "quota")
 def doctor(*, flags: SharedFlags) -> None:
     """Check uv, Python, Docker, Redis and the embedding model; say how to fix problems.
 
     Exits 1 when a required part fails; optional parts (Docker, embeddings) only warn.
     """
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
-    checks = run_checks(flags.base_dir, flags.redis, image=flags.image)
+    checks = run_checks(
+        flags.base_dir, flags.redis, image=flags.image, quotas=flags.options().make_quotas()
+    )
     for check in checks:
         typer.echo(f"[{marks[check.status]}] {check.name}: {check.detail}")
         if check.fix and check.status != "ok":

@@ -17,12 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from py_code_mode._private.uv import uv_binary
 from py_code_mode.errors import DependencyError
 from py_code_mode.mcp_server.options import EXECUTOR_KINDS, default_executor, executor_available
 from py_code_mode.search.embeddings import DEFAULT_MODEL, DISABLED_VALUES, MODEL_ENV_VAR
+
+if TYPE_CHECKING:
+    from py_code_mode.quotas import Quotas
 
 __all__ = ["Check", "run_checks"]
 
@@ -392,12 +395,29 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
+def check_quotas(quotas: Quotas) -> Check:
+    """The quotas in force, so an operator sees what agents may store."""
+    shown = ", ".join(f"{name}={_size(value, name)}" for name, value, _ in quotas.describe())
+    return Check(
+        "quotas", "ok", shown, "change one with --quota NAME=VALUE, e.g. max_artifacts=500"
+    )
+
+
+def _size(value: int, name: str) -> str:
+    if name.endswith("_bytes"):
+        for unit, factor in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+            if value % factor == 0:
+                return f"{value // factor}{unit}"
+    return str(value)
+
+
 def run_checks(
     base: Path,
     redis_url: str | None = None,
     *,
     deadline: float = OVERALL_TIMEOUT,
     image: str | None = None,
+    quotas: Quotas | None = None,
 ) -> list[Check]:
     """Run every probe concurrently; a probe still running at ``deadline`` fails.
 
@@ -420,6 +440,8 @@ def run_checks(
     ]
     if redis_url is not None:
         probes.append(("redis", lambda: check_redis(redis_url)))
+    if quotas is not None:
+        probes.append(("quotas", lambda: check_quotas(quotas)))
     results: dict[str, Check] = {}
 
     def work(name: str, probe: Callable[[], Check]) -> None:

@@ -8,8 +8,10 @@ bearer-token hooks, so the server module needs only a few lines for either.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from py_code_mode.mcp_server.approval import approving_session
 from py_code_mode.mcp_server.sessions import SessionPool
 
 if TYPE_CHECKING:
@@ -34,10 +36,10 @@ def build_pool(options: ServerOptions, tenancy: Tenancy | None = None) -> Sessio
     """The session pool of a server: per tenant on HTTP, one shared session on stdio."""
     http = options.transport == "http"
     return SessionPool(
-        options.make_session,
+        partial(approving_session, options),
         per_connection=http,
         tenancy=tenancy if http else None,
-        tenant_factory=options.make_tenant_session,
+        tenant_factory=partial(approving_session, options),
         limits=options.limits if http else None,
     )
 

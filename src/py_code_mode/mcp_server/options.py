@@ -29,7 +29,9 @@ from py_code_mode.mcp_server.tenants import (
 from py_code_mode.session import _EXECUTOR_FACTORIES, ExecutorKind, Session, _make_executor
 
 if TYPE_CHECKING:
+    from py_code_mode.approval import Approver
     from py_code_mode.execution.protocol import Executor
+    from py_code_mode.quotas import Quotas
     from py_code_mode.storage.protocol import StorageBackend
 
 __all__ = [
@@ -110,6 +112,8 @@ class ServerOptions:
         engine_certs: TLS client certificate directory for ``tcp://`` engines.
         image: Image of the container executor (``--image`` or ``$PY_CODE_MODE_IMAGE``);
             ``None`` for the one ``py-code-mode image build`` makes.
+        quotas: ``NAME=VALUE`` quota settings (``--quota``) over the defaults.
+        confirm: Patterns of tool calls that need the client's approval (``--confirm``).
     """
 
     base: Path
@@ -132,6 +136,8 @@ class ServerOptions:
     engines: tuple[str, ...] = ()
     engine_certs: Path | None = None
     image: str | None = None
+    quotas: tuple[str, ...] = ()
+    confirm: tuple[str, ...] = ()
 
     @property
     def executor_kind(self) -> ExecutorKind:
@@ -171,6 +177,7 @@ class ServerOptions:
             raise ConfigError(f"--isolation must be bwrap or none, got {self.isolation!r}")
         if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
             raise ConfigError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        self.make_quotas()
         if not 0 < self.port < 65536:
             raise ConfigError(f"--port must be between 1 and 65535, got {self.port}")
         self.limits.check("limits")
@@ -241,14 +248,35 @@ class ServerOptions:
             settings["image"] = self.image
         return _make_executor(self.executor_kind, settings)
 
-    def make_session(self) -> Session:
-        """A new, not yet started session on the shared storage location."""
-        return Session(storage=self.make_storage(), executor=self.make_executor())
+    def make_quotas(self) -> Quotas:
+        """The quotas of the ``--quota`` flags over the defaults.
 
-    def make_tenant_session(self, tenant: Tenant) -> Session:
+        Raises:
+            ConfigError: A flag is not ``NAME=VALUE`` with a known name and a positive size.
+        """
+        from py_code_mode.quotas import Quotas
+
+        return Quotas.from_assignments(self.quotas)
+
+    def make_session(self, approve: Approver | None = None) -> Session:
+        """A new, not yet started session on the shared storage location.
+
+        Args:
+            approve: Asked before tool calls marked ``confirm`` (the server's asks
+                its MCP client); without it such calls are refused.
+        """
+        return Session(
+            storage=self.make_storage(),
+            executor=self.make_executor(),
+            quotas=self.make_quotas(),
+            approve=approve,
+            confirm=self.confirm,
+        )
+
+    def make_tenant_session(self, tenant: Tenant, approve: Approver | None = None) -> Session:
         """A new, not yet started session on ``tenant``'s own storage location."""
         if tenant.storage_key is None:
-            return self.make_session()
+            return self.make_session(approve)
         if self.redis is None:
             from py_code_mode.storage.file import FileStorage
 
@@ -257,7 +285,13 @@ class ServerOptions:
             from py_code_mode import RedisStorage
 
             storage = RedisStorage(url=self.redis, prefix=tenant.redis_prefix(self.prefix))
-        return Session(storage=storage, executor=self.make_executor())
+        return Session(
+            storage=storage,
+            executor=self.make_executor(),
+            quotas=self.make_quotas(),
+            approve=approve,
+            confirm=self.confirm,
+        )
 
     def tenancy(self) -> Tenancy | None:
         """The tenants of an HTTP server, or ``None`` when it runs without auth.
@@ -386,6 +420,25 @@ def build_parser(prog: str = "py-code-mode-mcp") -> argparse.ArgumentParser:
         metavar="DIR",
         help="ca.pem, cert.pem and key.pem for tcp:// engines (Docker's DOCKER_CERT_PATH layout)",
     )
+    run.add_argument(
+        "--quota",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="set a quota, repeatable; sizes may end in K, M or G, e.g. "
+        "--quota max_artifact_bytes=50M --quota max_artifacts=1000 (names: "
+        "max_code_bytes, max_artifact_bytes, max_total_artifact_bytes, max_artifacts, "
+        "max_workflows, max_workflow_source_bytes, max_description_bytes, max_query_chars)",
+    )
+    run.add_argument(
+        "--confirm",
+        metavar="PATTERN",
+        action="append",
+        default=[],
+        help="ask the client before tool calls matching PATTERN (repeatable; fnmatch on "
+        "'tool' or 'tool.callable', e.g. --confirm 'git' --confirm 'curl.*'), besides "
+        "tools and recipes marked confirm: true in their YAML",
+    )
     serve = parser.add_argument_group("transport")
     serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP interface (default: 127.0.0.1)")
@@ -463,4 +516,6 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "py-code-mode-mcp"
             max_runs=ns.max_runs,
         ),
         image=ns.image or os.environ.get(IMAGE_ENV) or None,
+        quotas=tuple(ns.quota),
+        confirm=tuple(ns.confirm),
     )

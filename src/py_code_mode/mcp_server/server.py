@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager, nullcontext, suppress
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
@@ -28,6 +28,7 @@ from py_code_mode import __version__
 from py_code_mode._private.commands import COMMANDS
 from py_code_mode.errors import PyCodeModeError
 from py_code_mode.mcp_server.access import auth_settings, build_pool, describe_access, tenancy_for
+from py_code_mode.mcp_server.approval import ClientApprover
 from py_code_mode.mcp_server.arguments import argument_checker
 from py_code_mode.mcp_server.descriptions import (
     DESCRIPTIONS,
@@ -221,9 +222,12 @@ def build_server(
     ) -> Annotated[CallToolResult, RunCodeOutput]:
         session, lock = await acquire(ctx)
         limit = _NO_LIMIT if timeout == 0 else timeout or options.timeout
+        # Calls marked `confirm` ask the client whose run_code is in progress.
+        approver = session.approve if isinstance(session.approve, ClientApprover) else None
         async with lock, relay_output(ctx):
             await saves.wait()
-            result = await session.run(code, timeout=limit)
+            with approver.asking(ctx) if approver else nullcontext():
+                result = await _call(session.run(code, timeout=limit))
         reply = await run_reply(session, result, saves=saves, max_chars=max_chars)
         await resources.notify_changes(ctx.request_context)
         return reply

@@ -57,7 +57,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from py_code_mode._private import storage_rules
 from py_code_mode._private.artifact_codec import (
@@ -75,11 +75,15 @@ from py_code_mode.errors import (
     ConfigError,
     DependencyError,
     InvalidNameError,
+    QuotaExceededError,
     StorageError,
     WorkflowError,
 )
 from py_code_mode.models import ArtifactInfo, WorkflowRecord
 from py_code_mode.storage.protocol import ArtifactValue
+
+if TYPE_CHECKING:
+    from py_code_mode.quotas import Quotas
 
 __all__ = ["DEFAULT_MAX_ARTIFACT_BYTES", "FileStorage"]
 
@@ -210,7 +214,7 @@ class FileStorage:
         path = self._workflow_path(name)
         return await self._run(self._get_workflow_sync, f"read workflow {name!r}", path, name)
 
-    async def save_workflow(self, record: WorkflowRecord) -> None:
+    async def save_workflow(self, record: WorkflowRecord, *, quotas: Quotas | None = None) -> None:
         """Write the source and its sidecar; an existing workflow keeps its ``created_at``.
 
         The description goes to the sidecar only when it differs from what the
@@ -219,9 +223,13 @@ class FileStorage:
         Raises:
             InvalidNameError: The record's name is not a plain file name.
             WorkflowError: The source is invalid or the metadata is not JSON data.
+            WorkflowQuotaError: A new workflow would exceed ``quotas.max_workflows``
+                (counted under the lock, so concurrent writers cannot both pass).
         """
         path = self._workflow_path(record.name)
-        await self._run(self._save_workflow_sync, f"save workflow {record.name!r}", path, record)
+        await self._run(
+            self._save_workflow_sync, f"save workflow {record.name!r}", path, record, quotas
+        )
 
     async def delete_workflow(self, name: str) -> bool:
         """Remove the source and sidecar; ``False`` when no source file existed."""
@@ -397,7 +405,7 @@ class FileStorage:
             logger.warning("ignoring unreadable workflow sidecar %s: %s", path, exc)
             return None
 
-    def _save_workflow_sync(self, record: WorkflowRecord) -> None:
+    def _save_workflow_sync(self, record: WorkflowRecord, quotas: Quotas | None) -> None:
         name = record.name
         derived = analyze_workflow(name, record.source)
         description = record.description.strip()
@@ -406,6 +414,9 @@ class FileStorage:
         payload = storage_rules.workflow_source_bytes(name, record.source)
         path = self._workflow_path(name)
         with self._locked(exclusive=True):
+            if quotas is not None and not path.exists():
+                count = sum(1 for p in self._workflows.glob("*.py") if not p.name.startswith("."))
+                quotas.check("max_workflows", count + 1, "the workflow library", "workflows")
             self._meta.mkdir(parents=True, exist_ok=True)
             previous = self._read_sidecar(name)
             now = time.time()
@@ -460,6 +471,7 @@ class FileStorage:
         *,
         description: str = "",
         metadata: Mapping[str, Any] | None = None,
+        quotas: Quotas | None = None,
     ) -> ArtifactInfo:
         """Store ``data`` under ``name``, keeping ``created_at`` of a previous value.
 
@@ -468,6 +480,8 @@ class FileStorage:
             ArtifactError: ``data`` is of an unsupported type, larger than
                 ``max_artifact_bytes``, or ``name`` clashes with a folder of artifacts
                 or resolves outside ``artifacts/`` through a symlink.
+            ArtifactQuotaError: Over a quota of ``quotas``; totals come from the
+                index, read under the same lock as the write.
         """
         meta = dict(metadata or {})
         return await self._run(
@@ -478,6 +492,7 @@ class FileStorage:
             data,
             description,
             meta,
+            quotas,
         )
 
     async def load_artifact(self, name: str) -> ArtifactValue:
@@ -554,7 +569,7 @@ class FileStorage:
         ):
             entries = self._read_snapshot() if snapshot is not None else {}
             trusted = snapshot is None or _settled(snapshot)
-            state = _IndexState(snapshot_key, log_id, 0, entries, trusted)
+            state = _IndexState(snapshot_key, log_id, 0, _SizedIndex(entries), trusted)
             self._index_state = state
         if log is not None and log.st_size > state.log_offset:
             state.log_offset = self._replay_log(state.entries, state.log_offset)
@@ -644,14 +659,21 @@ class FileStorage:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._index_log)
         snapshot = os.stat(self._index)
-        self._index_state = _IndexState(_stat_key(snapshot), None, 0, dict(index), True)
+        self._index_state = _IndexState(_stat_key(snapshot), None, 0, _SizedIndex(index), True)
 
     def _save_artifact_sync(
-        self, name: str, data: object, description: str, metadata: dict[str, Any]
+        self,
+        name: str,
+        data: object,
+        description: str,
+        metadata: dict[str, Any],
+        quotas: Quotas | None = None,
     ) -> ArtifactInfo:
         kind, payload = encode_artifact(
             name, data, self._max_artifact_bytes, limit_name="max_artifact_bytes"
         )
+        if quotas is not None:
+            quotas.check("max_artifact_bytes", len(payload), f"artifact {name!r}", "artifacts")
         json_bytes(metadata, f"metadata of artifact {name!r}", ArtifactError)
         path = self._artifact_path(name)
         with self._locked(exclusive=True):
@@ -670,7 +692,10 @@ class FileStorage:
                 )
             with self._index_mutex:
                 try:
-                    previous = self._current_index().get(name)
+                    index = self._current_index()
+                    previous = index.get(name)
+                    if quotas is not None:
+                        _check_totals(quotas, index, previous, len(payload))
                     now = time.time()
                     info = ArtifactInfo(
                         name=name,
@@ -688,6 +713,8 @@ class FileStorage:
                         restore_companion=lambda: self._record_change(name, previous),
                         also_sync=self._artifacts,
                     )
+                except QuotaExceededError:
+                    raise  # refused before anything was written: the state is still current
                 except BaseException:
                     self._index_state = None  # read it from disk again: it may be anything now
                     raise
@@ -928,6 +955,17 @@ class FileStorage:
 # -- helpers -------------------------------------------------------------------------
 
 
+def _check_totals(
+    quotas: Quotas, index: Mapping[str, ArtifactInfo], previous: ArtifactInfo | None, size: int
+) -> None:
+    if previous is None:
+        quotas.check("max_artifacts", len(index) + 1, "the artifact store", "artifacts")
+    total = index.total_bytes if isinstance(index, _SizedIndex) else _total(index)
+    new_total = total - (previous.size if previous else 0) + size
+    if new_total > total:  # shrinking or same-size replacements always pass
+        quotas.check("max_total_artifact_bytes", new_total, "the artifact store", "artifacts")
+
+
 def _stat_key(st: os.stat_result) -> _StatKey:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
@@ -1001,6 +1039,36 @@ def _entry_of(info: ArtifactInfo) -> dict[str, Any]:
         "created_at": info.created_at,
         "updated_at": info.updated_at,
     }
+
+
+def _total(index: Mapping[str, ArtifactInfo]) -> int:
+    return sum(info.size for info in index.values())
+
+
+class _SizedIndex(dict[str, ArtifactInfo]):
+    """The artifact index with a running total of payload sizes, for quotas.
+
+    Every change of the cached index goes through ``[name] = info`` or ``pop``, so
+    the total stays exact without summing all entries on each save.
+    """
+
+    def __init__(self, entries: Mapping[str, ArtifactInfo] | None = None) -> None:
+        super().__init__(entries or {})
+        self.total_bytes = _total(self)
+
+    def __setitem__(self, name: str, info: ArtifactInfo) -> None:
+        old = self.get(name)
+        super().__setitem__(name, info)
+        self.total_bytes += info.size - (old.size if old is not None else 0)
+
+    def __delitem__(self, name: str) -> None:
+        self.total_bytes -= self[name].size
+        super().__delitem__(name)
+
+    def pop(self, name: str, *default: Any) -> Any:
+        if name in self:
+            self.total_bytes -= self[name].size
+        return super().pop(name, *default)
 
 
 @dataclass(slots=True)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from py_code_mode.models import ArtifactInfo, WorkflowRecord
+
+if TYPE_CHECKING:
+    from py_code_mode.quotas import Quotas
 
 __all__ = ["ArtifactValue", "StorageBackend"]
 
@@ -39,8 +42,12 @@ class StorageBackend(Protocol):
         """One workflow, or ``None`` when absent."""
         ...
 
-    async def save_workflow(self, record: WorkflowRecord) -> None:
-        """Create or replace a workflow (already validated by the caller)."""
+    async def save_workflow(self, record: WorkflowRecord, *, quotas: Quotas | None = None) -> None:
+        """Create or replace a workflow (already validated by the caller).
+
+        With ``quotas``, a new workflow beyond ``max_workflows`` raises
+        ``WorkflowQuotaError``, checked atomically with the write.
+        """
         ...
 
     async def delete_workflow(self, name: str) -> bool:
@@ -59,8 +66,14 @@ class StorageBackend(Protocol):
         *,
         description: str = "",
         metadata: Mapping[str, Any] | None = None,
+        quotas: Quotas | None = None,
     ) -> ArtifactInfo:
-        """Store ``data`` under ``name`` (validated), replacing any previous value."""
+        """Store ``data`` under ``name`` (validated), replacing any previous value.
+
+        With ``quotas``, ``max_artifact_bytes``, ``max_total_artifact_bytes`` and
+        ``max_artifacts`` are checked atomically with the write (a running total, not
+        a rescan); over one raises ``ArtifactQuotaError`` and nothing changes.
+        """
         ...
 
     async def load_artifact(self, name: str) -> ArtifactValue:

@@ -6,6 +6,7 @@ Every key lives under ``{prefix}:``, so several libraries can share one Redis::
     {prefix}:workflows            hash  name -> "<created_at> LF <record JSON, with source>"
     {prefix}:artifacts            hash  name -> "<created_at> LF <index entry JSON>"
     {prefix}:artifact:{name}      string, the artifact payload (raw bytes)
+    {prefix}:artifacts:bytes      running total of the payload sizes (for quotas)
     {prefix}:deps                 list  canonical distribution names, in insertion order
     {prefix}:deps:specs           hash  canonical name -> requirement spec as given
     {prefix}:vectors:{model_id}   hash  content hash -> little-endian float32 vector
@@ -21,6 +22,10 @@ Why it is built the way it is:
   the stored one: a read-modify-write of the record on the client would race with
   other writers, and re-encoding JSON inside Lua would change floats and lists.
   One hash per kind also makes a listing one HVALS command.
+* Quotas on total artifact bytes must not rescan every payload per save, so the save
+  and delete scripts keep a running total next to the index (rebuilt with STRLEN
+  when missing, e.g. in a library written by an older version). The check and the
+  write are one script, so two agents cannot both squeeze under a limit.
 * Every call reads Redis: a workflow saved by one agent must be visible to every
   other agent on its very next call. Only the parsing of unchanged records is
   reused between listings.
@@ -40,7 +45,7 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -76,6 +81,9 @@ from py_code_mode.errors import (
 from py_code_mode.models import ArtifactInfo, WorkflowRecord
 from py_code_mode.storage.protocol import ArtifactValue
 
+if TYPE_CHECKING:
+    from py_code_mode.quotas import Quotas
+
 __all__ = ["DEFAULT_MAX_VALUE_BYTES", "DEFAULT_PREFIX", "RedisStorage", "mask_url"]
 
 logger = logging.getLogger(__name__)
@@ -103,23 +111,86 @@ _SECRET_QUERY_KEYS: Final = frozenset({"password", "pass", "pwd", "auth", "token
 
 _T = TypeVar("_T")
 
-# KEYS: entries hash[, payload key]
-# ARGV: name, entry JSON, created_at to use when new[, payload]
-# Returns the created_at that is now stored (kept from an earlier save if any).
-_SAVE_ENTRY_LUA: Final = rb"""
-local created = ARGV[3]
+# KEYS: entries hash, payload key, running total key
+# ARGV: name, entry JSON, created_at when new, payload, payload key prefix,
+#       max single size, max total bytes, max count (-1: no quota)
+# Returns {"ok", created_at} or {quota name, value that was refused}.
+_SAVE_ARTIFACT_LUA: Final = rb"""
+local total = redis.call('GET', KEYS[3])
+if total then
+  total = tonumber(total)
+else
+  total = 0
+  for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
+    total = total + redis.call('STRLEN', ARGV[5] .. name)
+  end
+  redis.call('SET', KEYS[3], total)
+end
+local size = string.len(ARGV[4])
 local old = redis.call('HGET', KEYS[1], ARGV[1])
+local old_size = 0
+if old then
+  old_size = redis.call('STRLEN', KEYS[2])
+end
+local max_size, max_total, max_count = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+if max_size >= 0 and size > max_size then
+  return {'max_artifact_bytes', size}
+end
+if not old and max_count >= 0 then
+  local count = redis.call('HLEN', KEYS[1]) + 1
+  if count > max_count then
+    return {'max_artifacts', count}
+  end
+end
+local new_total = total - old_size + size
+if max_total >= 0 and new_total > total and new_total > max_total then
+  return {'max_total_artifact_bytes', new_total}
+end
+local created = ARGV[3]
 if old then
   local kept = string.match(old, '^([^\n]+)\n')
   if kept then
     created = kept
   end
 end
-if #KEYS == 2 then
-  redis.call('SET', KEYS[2], ARGV[4])
+redis.call('SET', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], created .. '\n' .. ARGV[2])
+redis.call('INCRBY', KEYS[3], size - old_size)
+return {'ok', created}
+"""
+
+# KEYS: entries hash, payload key, running total key; ARGV: name.
+# Returns {1 when it was in the index, 1 when it had a payload}.
+_DELETE_ARTIFACT_LUA: Final = b"""
+local size = redis.call('STRLEN', KEYS[2])
+local in_index = redis.call('HDEL', KEYS[1], ARGV[1])
+local had_payload = redis.call('DEL', KEYS[2])
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('DECRBY', KEYS[3], size)
+end
+return {in_index, had_payload}
+"""
+
+# KEYS: workflows hash; ARGV: name, entry JSON, created_at when new, max count (-1: none)
+# Returns {"ok", created_at} or {"max_workflows", the count that was refused}.
+_SAVE_WORKFLOW_LUA: Final = rb"""
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+local max_count = tonumber(ARGV[4])
+if not old and max_count >= 0 then
+  local count = redis.call('HLEN', KEYS[1]) + 1
+  if count > max_count then
+    return {'max_workflows', count}
+  end
+end
+local created = ARGV[3]
+if old then
+  local kept = string.match(old, '^([^\n]+)\n')
+  if kept then
+    created = kept
+  end
 end
 redis.call('HSET', KEYS[1], ARGV[1], created .. '\n' .. ARGV[2])
-return created
+return {'ok', created}
 """
 
 # KEYS: order list, specs hash; ARGV: canonical name, spec.
@@ -159,7 +230,9 @@ class _Script:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
 
 
-_SAVE_ENTRY = _Script(_SAVE_ENTRY_LUA)
+_SAVE_ARTIFACT = _Script(_SAVE_ARTIFACT_LUA)
+_DELETE_ARTIFACT = _Script(_DELETE_ARTIFACT_LUA)
+_SAVE_WORKFLOW = _Script(_SAVE_WORKFLOW_LUA)
 _ADD_DEP = _Script(_ADD_DEP_LUA)
 _REMOVE_DEP = _Script(_REMOVE_DEP_LUA)
 
@@ -247,6 +320,7 @@ class RedisStorage:
         self._k_layout = f"{prefix}:layout"
         self._k_workflows = f"{prefix}:workflows"
         self._k_artifacts = f"{prefix}:artifacts"
+        self._k_artifact_bytes = f"{prefix}:artifacts:bytes"
         self._k_deps = f"{prefix}:deps"
         self._k_dep_specs = f"{prefix}:deps:specs"
 
@@ -374,11 +448,13 @@ class RedisStorage:
         )
         return None if raw is None else _workflow_from_entry(name, raw)
 
-    async def save_workflow(self, record: WorkflowRecord) -> None:
+    async def save_workflow(self, record: WorkflowRecord, *, quotas: Quotas | None = None) -> None:
         """Create or replace a workflow; an existing one keeps its ``created_at``.
 
         Raises:
             WorkflowError: The source is not UTF-8 or the metadata is not JSON data.
+            WorkflowQuotaError: A new workflow would exceed ``quotas.max_workflows``
+                (counted in the same script as the write).
         """
         name = record.name
         metadata = storage_rules.workflow_metadata(record)
@@ -386,12 +462,17 @@ class RedisStorage:
         now = time.time()
         entry = {**record.to_dict(), "metadata": metadata, "updated_at": record.updated_at or now}
         del entry["created_at"]
-        await self._run(
-            lambda client: _SAVE_ENTRY.run(
-                client, [self._k_workflows], [name, _dump(entry), repr(record.created_at or now)]
+        max_count = -1 if quotas is None else quotas.max_workflows
+        outcome, value = await self._run(
+            lambda client: _SAVE_WORKFLOW.run(
+                client,
+                [self._k_workflows],
+                [name, _dump(entry), repr(record.created_at or now), str(max_count)],
             ),
             f"save workflow {name!r}",
         )
+        if outcome != b"ok" and quotas is not None:
+            raise quotas.exceeded(outcome.decode(), int(value), "the workflow library", "workflows")
 
     async def delete_workflow(self, name: str) -> bool:
         """Remove a workflow; ``False`` when it did not exist."""
@@ -421,15 +502,18 @@ class RedisStorage:
         *,
         description: str = "",
         metadata: Mapping[str, Any] | None = None,
+        quotas: Quotas | None = None,
     ) -> ArtifactInfo:
         """Store ``data`` under ``name``, keeping ``created_at`` of a previous value.
 
         The payload, its index entry and its creation time are written by one
-        script, so readers see the old artifact or the new one, never a mix.
+        script, so readers see the old artifact or the new one, never a mix. The
+        same script checks ``quotas`` against the running total and count.
 
         Raises:
             ArtifactError: ``data`` is of an unsupported type, or it (or its metadata)
                 is larger than ``max_value_bytes``.
+            ArtifactQuotaError: Over a quota of ``quotas``; nothing was written.
             StorageError: Redis failed; the previous value is unchanged.
         """
         meta = dict(metadata or {})
@@ -451,14 +535,27 @@ class RedisStorage:
             "size": len(payload),
             "updated_at": now,
         }
-        stored_created = await self._run(
-            lambda client: _SAVE_ENTRY.run(
+        limits = (
+            ["-1", "-1", "-1"]
+            if quotas is None
+            else [
+                str(quotas.max_artifact_bytes),
+                str(quotas.max_total_artifact_bytes),
+                str(quotas.max_artifacts),
+            ]
+        )
+        outcome, stored_created = await self._run(
+            lambda client: _SAVE_ARTIFACT.run(
                 client,
-                [self._k_artifacts, self._payload_key(name)],
-                [name, _dump(entry), repr(now), payload],
+                [self._k_artifacts, self._payload_key(name), self._k_artifact_bytes],
+                [name, _dump(entry), repr(now), payload, self._payload_key(""), *limits],
             ),
             f"save artifact {name!r}",
         )
+        if outcome != b"ok" and quotas is not None:
+            quota = outcome.decode()
+            what = f"artifact {name!r}" if quota == "max_artifact_bytes" else "the artifact store"
+            raise quotas.exceeded(quota, int(stored_created), what, "artifacts")
         return ArtifactInfo(
             name=name,
             kind=kind,
@@ -505,14 +602,14 @@ class RedisStorage:
 
     async def delete_artifact(self, name: str) -> bool:
         """Remove an artifact and its index entry; ``False`` when neither existed."""
-
-        async def delete(client: aioredis.Redis) -> list[Any]:
-            pipe = client.pipeline(transaction=True)
-            pipe.hdel(self._k_artifacts, name)
-            pipe.delete(self._payload_key(name))
-            return await pipe.execute()
-
-        in_index, had_payload = await self._run(delete, f"delete artifact {name!r}")
+        in_index, had_payload = await self._run(
+            lambda client: _DELETE_ARTIFACT.run(
+                client,
+                [self._k_artifacts, self._payload_key(name), self._k_artifact_bytes],
+                [name],
+            ),
+            f"delete artifact {name!r}",
+        )
         return bool(in_index or had_payload)
 
     def _payload_key(self, name: str) -> str:

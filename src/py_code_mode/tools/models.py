@@ -153,6 +153,8 @@ class ToolFileConfig(StrictModel):
     description: str = ""
     tags: list[str] = Field(default_factory=list)
     """Words search matches besides the description (upstream py-code-mode files have them)."""
+    confirm: bool = False
+    """Every call asks the session's approver first (see ``Session(approve=...)``)."""
 
 
 # -- CLI tool files ----------------------------------------------------------------
@@ -221,6 +223,8 @@ class CliRecipeConfig(StrictModel):
     """``recipes.<name>``: a preset way to call the tool."""
 
     description: str = ""
+    confirm: bool = False
+    """Calls of this recipe ask the session's approver first."""
     preset: dict[str, Any] = Field(default_factory=dict)
     params: EntryMap[CliRecipeParamConfig] = Field(default_factory=dict)
 

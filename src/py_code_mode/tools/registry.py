@@ -17,6 +17,7 @@ import builtins
 import importlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -36,8 +37,10 @@ from py_code_mode.tools.protocol import (
 __all__ = [
     "MAX_TOOL_FILE_BYTES",
     "TOOL_LOADERS",
+    "ConfirmRule",
     "ToolRegistry",
     "load_tool_directory",
+    "load_tool_directory_with_rules",
     "tool_search_document",
 ]
 
@@ -60,6 +63,17 @@ TOOL_LOADERS: Final[dict[str, str]] = {
 TOOL_FILE_SUFFIXES: Final = (".yaml", ".yml")
 MAX_TOOL_FILE_BYTES: Final = 1024 * 1024
 """Tool files are small; a bigger one is refused rather than parsed."""
+
+
+@dataclass(frozen=True)
+class ConfirmRule:
+    """What a tool file marks ``confirm: true``: the whole tool, or some recipes."""
+
+    tool: bool = False
+    callables: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return self.tool or bool(self.callables)
 
 
 class _FileProblemError(Exception):
@@ -94,7 +108,22 @@ def _read_yaml(path: Path) -> Any:
         raise _FileProblemError(f"invalid YAML: {exc}") from exc
 
 
+def _confirm_rule(data: Mapping[str, Any]) -> ConfirmRule:
+    # Read from the YAML the adapter was built from, so every tool type gets it alike.
+    recipes = data.get("recipes") if isinstance(data.get("recipes"), dict) else {}
+    marked = frozenset(
+        name
+        for name, entry in (recipes or {}).items()
+        if isinstance(entry, dict) and entry.get("confirm") is True
+    )
+    return ConfirmRule(tool=data.get("confirm") is True, callables=marked)
+
+
 def _load_tool_file(path: Path) -> ToolAdapter:
+    return _load_tool_file_with_rule(path)[0]
+
+
+def _load_tool_file_with_rule(path: Path) -> tuple[ToolAdapter, ConfirmRule]:
     data = _read_yaml(path)
     if data is None:
         raise _FileProblemError(
@@ -120,10 +149,21 @@ def _load_tool_file(path: Path) -> ToolAdapter:
     if isinstance(tags, list) and tags:
         # Validated as a list of strings by the file's model; kept for listing and search.
         setattr(tool, "tags", tuple(str(t) for t in tags))  # noqa: B010
-    return tool
+    return tool, _confirm_rule(data)
 
 
 def load_tool_directory(directory: Path) -> tuple[list[ToolAdapter], list[ToolLoadProblem]]:
+    """Load every ``*.yaml``/``*.yml`` file of ``directory`` (not recursive), by file name.
+
+    See :func:`load_tool_directory_with_rules`, which also gives the ``confirm`` marks.
+    """
+    tools, problems, _ = load_tool_directory_with_rules(directory)
+    return tools, problems
+
+
+def load_tool_directory_with_rules(
+    directory: Path,
+) -> tuple[list[ToolAdapter], list[ToolLoadProblem], dict[str, ConfirmRule]]:
     """Load every ``*.yaml``/``*.yml`` file of ``directory`` (not recursive), by file name.
 
     Blocking (file I/O, parsing): call it off the event loop. A missing folder
@@ -135,7 +175,7 @@ def load_tool_directory(directory: Path) -> tuple[list[ToolAdapter], list[ToolLo
     """
     directory = directory.expanduser()
     if not directory.exists():
-        return [], []
+        return [], [], {}
     if not directory.is_dir():
         raise ConfigError(
             f"tools path {directory} is a file; expected a folder of *.yaml tool files"
@@ -147,10 +187,11 @@ def load_tool_directory(directory: Path) -> tuple[list[ToolAdapter], list[ToolLo
     )
     tools: list[ToolAdapter] = []
     problems: list[ToolLoadProblem] = []
+    rules: dict[str, ConfirmRule] = {}
     defined_in: dict[str, Path] = {}
     for path in files:
         try:
-            tool = _load_tool_file(path)
+            tool, rule = _load_tool_file_with_rule(path)
         except _FileProblemError as exc:
             problems.append(ToolLoadProblem(path=str(path), message=str(exc)))
             continue
@@ -167,7 +208,9 @@ def load_tool_directory(directory: Path) -> tuple[list[ToolAdapter], list[ToolLo
             continue
         defined_in[tool.name] = path
         tools.append(tool)
-    return tools, problems
+        if rule:
+            rules[tool.name] = rule
+    return tools, problems, rules
 
 
 class ToolRegistry:
@@ -176,14 +219,19 @@ class ToolRegistry:
     Args:
         tools: Loaded adapters; names must be unique.
         problems: Files that could not be loaded, kept for reporting.
+        confirm: Tool name -> what its YAML marks ``confirm: true``.
 
     Raises:
         ConfigError: Two adapters share a name.
     """
 
     def __init__(
-        self, tools: Iterable[ToolAdapter] = (), problems: Iterable[ToolLoadProblem] = ()
+        self,
+        tools: Iterable[ToolAdapter] = (),
+        problems: Iterable[ToolLoadProblem] = (),
+        confirm: Mapping[str, ConfirmRule] | None = None,
     ) -> None:
+        self._confirm = dict(confirm or {})
         self._tools: dict[str, ToolAdapter] = {}
         for tool in tools:
             if tool.name in self._tools:
@@ -201,11 +249,11 @@ class ToolRegistry:
         if path is None:
             return cls()
         directory = Path(path)
-        tools, problems = await asyncio.to_thread(load_tool_directory, directory)
+        tools, problems, rules = await asyncio.to_thread(load_tool_directory_with_rules, directory)
         for problem in problems:
             logger.warning("tool file not loaded: %s", problem)
         logger.debug("loaded %d tool(s) from %s", len(tools), directory)
-        return cls(tools, problems)
+        return cls(tools, problems, rules)
 
     def __repr__(self) -> str:
         return f"ToolRegistry(tools={self.names()!r}, problems={len(self._problems)})"
@@ -214,6 +262,17 @@ class ToolRegistry:
     def problems(self) -> list[ToolLoadProblem]:
         """Files that could not be loaded (each names the file, the field and why)."""
         return list(self._problems)
+
+    def confirm_reason(self, tool: str, callable_name: str | None) -> str | None:
+        """Why a call must be approved first (its YAML's ``confirm: true``), or ``None``."""
+        rule = self._confirm.get(tool)
+        if rule is None:
+            return None
+        if rule.tool:
+            return f"tool {tool!r} is marked confirm: true in its YAML"
+        if callable_name in rule.callables:
+            return f"recipe {callable_name!r} of tool {tool!r} is marked confirm: true in its YAML"
+        return None
 
     def names(self) -> list[str]:
         """Tool names, sorted."""

@@ -15,12 +15,16 @@ Hierarchy::
     ├── ExecutorError
     ├── HostError                    an internal failure on the host, details logged there
     ├── StorageError
+    ├── QuotaExceededError           .quota, .value, .limit: a write over a quota
     ├── ArtifactError
-    │   └── ArtifactNotFoundError    (also KeyError)
+    │   ├── ArtifactNotFoundError    (also KeyError)
+    │   └── ArtifactQuotaError       (also QuotaExceededError)
     ├── WorkflowError
-    │   └── WorkflowNotFoundError    (also KeyError and AttributeError)
+    │   ├── WorkflowNotFoundError    (also KeyError and AttributeError)
+    │   └── WorkflowQuotaError       (also QuotaExceededError)
     ├── ToolError                    .tool, .stderr
-    │   └── ToolNotFoundError        (also LookupError and AttributeError)
+    │   ├── ToolNotFoundError        (also LookupError and AttributeError)
+    │   └── ToolDeniedError          a call that needed approval was not approved
     └── DependencyError
 
     RunInterrupted (BaseException)   stops a run on timeout; not an Exception
@@ -40,19 +44,23 @@ __all__ = [
     "TRANSLATIONS",
     "ArtifactError",
     "ArtifactNotFoundError",
+    "ArtifactQuotaError",
     "ConfigError",
     "DependencyError",
     "ExecutorError",
     "HostError",
     "InvalidNameError",
     "PyCodeModeError",
+    "QuotaExceededError",
     "RunInterrupted",
     "SessionClosedError",
     "StorageError",
+    "ToolDeniedError",
     "ToolError",
     "ToolNotFoundError",
     "WorkflowError",
     "WorkflowNotFoundError",
+    "WorkflowQuotaError",
     "error_from_payload",
     "namespace_error_type",
     "translate",
@@ -87,6 +95,22 @@ class StorageError(PyCodeModeError):
     """The storage backend failed to read or write (disk, Redis connection, size limit)."""
 
 
+class QuotaExceededError(PyCodeModeError):
+    """A write would go over a quota; nothing was changed.
+
+    Attributes:
+        quota: The setting, e.g. ``"max_artifact_bytes"``.
+        value: What the write needed (bytes, characters or a count).
+        limit: The quota's value.
+    """
+
+    def __init__(self, message: str, *, quota: str = "", value: int = 0, limit: int = 0) -> None:
+        super().__init__(message)
+        self.quota = quota
+        self.value = value
+        self.limit = limit
+
+
 class _NotFoundError(LookupError):
     # KeyError's str() is the repr of its argument; a message should read as prose.
     def __str__(self) -> str:
@@ -101,12 +125,20 @@ class ArtifactNotFoundError(ArtifactError, _NotFoundError, KeyError):
     """No artifact exists under the given name."""
 
 
+class ArtifactQuotaError(ArtifactError, QuotaExceededError):
+    """Saving an artifact would go over a quota (size, total bytes, count)."""
+
+
 class WorkflowError(PyCodeModeError):
     """A workflow is invalid (syntax, missing ``run``) or failed."""
 
 
 class WorkflowNotFoundError(WorkflowError, _NotFoundError, KeyError, AttributeError):
     """No workflow exists under the given name."""
+
+
+class WorkflowQuotaError(WorkflowError, QuotaExceededError):
+    """Creating a workflow would go over a quota (source, description, count)."""
 
 
 class ToolError(PyCodeModeError):
@@ -125,6 +157,10 @@ class ToolError(PyCodeModeError):
 
 class ToolNotFoundError(ToolError, _NotFoundError, AttributeError):
     """No tool (or no callable of a tool) exists under the given name."""
+
+
+class ToolDeniedError(ToolError):
+    """A call marked ``confirm`` was not approved (denied, or nobody could be asked)."""
 
 
 class DependencyError(PyCodeModeError):
@@ -147,10 +183,14 @@ ERROR_TYPES: dict[str, type[PyCodeModeError]] = {
         StorageError,
         ArtifactError,
         ArtifactNotFoundError,
+        ArtifactQuotaError,
+        QuotaExceededError,
         WorkflowError,
         WorkflowNotFoundError,
+        WorkflowQuotaError,
         ToolError,
         ToolNotFoundError,
+        ToolDeniedError,
         DependencyError,
     )
 }
@@ -208,4 +248,8 @@ def error_from_payload(payload: dict[str, Any]) -> PyCodeModeError:
         return cls(
             message, tool=str(payload.get("tool", "")), stderr=str(payload.get("stderr", ""))
         )
+    if issubclass(cls, QuotaExceededError):
+        numbers = [payload.get(key) for key in ("value", "limit")]
+        value, limit = (n if isinstance(n, int) and not isinstance(n, bool) else 0 for n in numbers)
+        return cls(message, quota=str(payload.get("quota", "")), value=value, limit=limit)
     return cls(message)

@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from py_code_mode._private.commands.base import Input
-from py_code_mode._private.commands.fields import ArtifactName, Description, Metadata
+from py_code_mode._private.commands.fields import (
+    ArtifactName,
+    Description,
+    Metadata,
+    check_description,
+)
 
 if TYPE_CHECKING:
     from py_code_mode._private.services import HostServices
@@ -25,8 +30,13 @@ class Save(Input):
 
 
 async def save(host: HostServices, args: Save) -> dict[str, Any]:
+    check_description(host, args.description, f"artifact {args.name!r}", "artifacts")
     info = await host.storage.save_artifact(
-        args.name, args.data, description=args.description or "", metadata=args.metadata
+        args.name,
+        args.data,
+        description=args.description or "",
+        metadata=args.metadata,
+        quotas=host.quotas,
     )
     return info.to_dict()
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from py_code_mode._private.commands.base import Input
+from py_code_mode.quotas import text_bytes
 
 if TYPE_CHECKING:
     from py_code_mode._private.services import HostServices
@@ -21,6 +22,8 @@ class Run(Input):
 
 
 async def run(host: HostServices, args: Run) -> ExecutionResult:
+    limit = host.quotas.max_code_bytes
+    host.quotas.check("max_code_bytes", text_bytes(args.code, limit), "the code", "session")
     return await host.executor.run(args.code, timeout=args.timeout)
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from py_code_mode._private.commands.base import Input
-from py_code_mode._private.commands.fields import Limit, Query, capped
+from py_code_mode._private.commands.fields import Limit, Query, capped, check_query
 from py_code_mode.tools.registry import tool_search_document
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ async def names(host: HostServices, _: Input) -> list[str]:
 
 
 async def search(host: HostServices, args: Search) -> list[dict[str, Any]]:
+    check_query(host, args.query, "tools")
     entries = {entry["name"]: entry for entry in await host.tools.list()}
     docs = [tool_search_document(entry) for entry in entries.values()]
     hits = await host.ranker.rank(args.query, docs, limit=capped(args.limit, 10))
@@ -41,4 +42,5 @@ async def search(host: HostServices, args: Search) -> list[dict[str, Any]]:
 
 
 async def call(host: HostServices, args: Call) -> Any:
+    await host.approvals.check(host.tools, args.tool, args.callable, args.args or {})
     return await host.tools.call(args.tool, args.callable, args.args or {})

@@ -14,9 +14,12 @@ from py_code_mode._private.commands.fields import (
     Query,
     WorkflowName,
     capped,
+    check_description,
+    check_query,
 )
 from py_code_mode._private.workflow_source import analyze_workflow
 from py_code_mode.errors import WorkflowNotFoundError
+from py_code_mode.quotas import text_bytes
 from py_code_mode.search.lexical import SearchDocument
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ async def list_(host: HostServices, _: Input) -> list[dict[str, Any]]:
 
 
 async def search(host: HostServices, args: Search) -> list[dict[str, Any]]:
+    check_query(host, args.query, "workflows")
     records = {r.name: r for r in await host.storage.list_workflows()}
     docs = [_document(r) for r in records.values()]
     hits = await host.ranker.rank(args.query, docs, limit=capped(args.limit, 5))
@@ -66,10 +70,15 @@ async def get(host: HostServices, args: Named) -> dict[str, Any]:
 
 
 async def create(host: HostServices, args: Create) -> dict[str, Any]:
+    quotas = host.quotas
+    what = f"workflow {args.name!r}"
+    size = text_bytes(args.source, quotas.max_workflow_source_bytes)
+    quotas.check("max_workflow_source_bytes", size, f"the source of {what}", "workflows")
+    check_description(host, args.description, what, "workflows")
     record = analyze_workflow(
         args.name, args.source, args.description or "", metadata=args.metadata
     )
-    await host.storage.save_workflow(record)
+    await host.storage.save_workflow(record, quotas=quotas)
     # Read back: the backend keeps the first created_at of a replaced workflow. Not
     # read before saving, so a save can repair a broken hand-written file.
     stored = await host.storage.get_workflow(record.name)
