@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from py_code_mode._private.code_limit import check_code_size
 from py_code_mode.errors import ConfigError, SessionClosedError
 from py_code_mode.execution.protocol import Executor
 from py_code_mode.result import ExecutionResult
@@ -224,6 +225,8 @@ class Session:
                 "SessionClosedError: this session is closed; create a new Session to run code.",
                 "SessionClosedError",
             )
+        if (too_large := check_code_size(code)) is not None:
+            return too_large
         started = time.perf_counter()
         try:
             await self.start()
