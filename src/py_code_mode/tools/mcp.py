@@ -765,7 +765,7 @@ class McpTool:
                 message = self.spec.redactor.redact(f"{where}: {exc}")
                 raise ToolError(message, tool=self.name) from None
             else:
-                return self._value(where, result)
+                return self.spec.redactor.redact_data(self._value(where, result))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
