@@ -59,6 +59,7 @@ def sh_tool(
         {
             "command": "sh",
             "args": ["-c", script, "sh"],
+            "separator": None,  # sh -c passes "--" on as $1
             "schema": {"positional": positional or []},
             **extra,
         }
@@ -117,19 +118,16 @@ def test_arguments_become_flags_values_and_positionals_in_declared_order() -> No
             "method": "PUT",
         },
     )
+    # Values stay attached to their flags; positionals come after "--".
     assert argv[3:] == [
         "-s",
         "--verbose",
-        "--max-time",
-        "1.5",
-        "-n",
-        "3",
-        "-H",
-        "A: 1",
-        "-H",
-        "B: 2",
-        "--method",
-        "PUT",
+        "--max-time=1.5",
+        "-n3",
+        "-HA: 1",
+        "-HB: 2",
+        "--method=PUT",
+        "--",
         "https://example.org",
         "a.txt",
         "b.txt",
@@ -141,19 +139,20 @@ def test_false_none_and_empty_arrays_are_omitted() -> None:
     argv = argv_tool().build_argv(
         None, {"url": "u", "silent": False, "verbose": None, "header": [], "files": None}
     )
-    assert argv[3:] == ["u"]
+    assert argv[3:] == ["--", "u"]
 
 
-def test_a_positional_value_starting_with_a_dash_gets_a_separator() -> None:
+def test_positionals_always_come_after_the_separator() -> None:
     tool = argv_tool()
     assert tool.build_argv(None, {"url": "-rf", "silent": True})[3:] == ["-s", "--", "-rf"]
     assert tool.build_argv(None, {"url": "u", "files": ["-x"]})[3:] == ["--", "u", "-x"]
 
 
-def test_passthrough_positionals_may_carry_options() -> None:
+def test_passthrough_positionals_may_carry_options_only_in_a_tool_marked_unsafe() -> None:
     tool = make(
         {
             "command": "git",
+            "unsafe_passthrough": True,
             "schema": {
                 "positional": [
                     {"name": "subcommand"},
@@ -168,18 +167,9 @@ def test_passthrough_positionals_may_carry_options() -> None:
 
 def test_a_recipe_merges_its_preset_with_the_callers_params() -> None:
     tool = argv_tool()
-    assert tool.build_argv("get", {"url": "u"})[3:] == [
-        "-s",
-        "-n",
-        "2",
-        "-X",
-        "GET",
-        "-H",
-        "A: 1",
-        "u",
-    ]
+    assert tool.build_argv("get", {"url": "u"})[3:] == ["-s", "-n2", "-XGET", "-HA: 1", "--", "u"]
     overridden = tool.build_argv("get", {"url": "u", "count": 5, "header": ["B: 2"]})
-    assert overridden[3:] == ["-s", "-n", "5", "-X", "GET", "-H", "B: 2", "u"]
+    assert overridden[3:] == ["-s", "-n5", "-XGET", "-HB: 2", "--", "u"]
 
 
 def test_a_recipe_refuses_arguments_outside_its_params() -> None:
@@ -244,7 +234,7 @@ def test_argument_types_are_checked(args: dict[str, Any], expected: str) -> None
 
 
 def test_integers_are_accepted_as_numbers() -> None:
-    assert argv_tool().build_argv(None, {"url": "u", "max_time": 2})[3:5] == ["--max-time", "2"]
+    assert argv_tool().build_argv(None, {"url": "u", "max_time": 2})[3:5] == ["--max-time=2", "--"]
 
 
 def test_arguments_must_be_a_mapping_with_string_keys() -> None:
@@ -304,11 +294,17 @@ async def test_a_call_returns_the_programs_stdout() -> None:
 
 async def test_a_recipe_call_runs_the_merged_argv() -> None:
     out = await argv_tool().call("get", {"url": "https://example.org"})
-    assert json.loads(out) == ["-s", "-n", "2", "-X", "GET", "-H", "A: 1", "https://example.org"]
+    assert json.loads(out) == ["-s", "-n2", "-XGET", "-HA: 1", "--", "https://example.org"]
 
 
 async def test_echo_output_comes_back_as_text() -> None:
-    tool = make({"command": "echo", "schema": {"positional": [{"name": "words", "type": "array"}]}})
+    tool = make(
+        {
+            "command": "echo",
+            "separator": None,  # echo prints "--"
+            "schema": {"positional": [{"name": "words", "type": "array"}]},
+        }
+    )
     assert await tool.call(None, {"words": ["hello", "wörld"]}) == "hello wörld\n"
 
 
@@ -473,9 +469,21 @@ async def test_aclose_kills_running_calls_and_is_idempotent(tmp_path: Path) -> N
 async def test_concurrent_calls_do_not_mix_output() -> None:
     tool = argv_tool()
     outs = await asyncio.gather(*(tool.call(None, {"url": f"u{i}"}) for i in range(8)))
-    assert [json.loads(o) for o in outs] == [[f"u{i}"] for i in range(8)]
+    assert [json.loads(o) for o in outs] == [["--", f"u{i}"] for i in range(8)]
 
 
-async def test_the_host_environment_is_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_host_environment_is_not_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PCM_TOOL_TEST_VALUE", "from-host")
-    assert await sh_tool('echo "$PCM_TOOL_TEST_VALUE"').call(None, {}) == "from-host\n"
+    assert await sh_tool('echo "[$PCM_TOOL_TEST_VALUE]"').call(None, {}) == "[]\n"
+
+
+async def test_only_declared_env_reaches_the_tool_and_its_values_are_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PCM_TOOL_SECRET", "s3cret-value-123")
+    tool = sh_tool('echo "$TOKEN"; env | sort', env={"TOKEN": "${PCM_TOOL_SECRET}"})
+    out = await tool.call(None, {})
+    assert "s3cret-value-123" not in out
+    assert out.splitlines()[0] == "${PCM_TOOL_SECRET}"
+    names = {line.split("=", 1)[0] for line in out.splitlines()[1:]}
+    assert names <= {"TOKEN", "PATH", "LANG", "LC_ALL", "PWD", "SHLVL", "_"}

@@ -618,7 +618,11 @@ class CliTool:
         loop = asyncio.get_running_loop()
         env = await self.environment()
         # The program is found on the host's PATH; it then runs with the minimal one.
-        program = shutil.which(argv[0]) or argv[0]
+        program = shutil.which(argv[0]) if os.sep not in argv[0] else argv[0]
+        if program is None:
+            raise ToolError(
+                f"{where}: command '{argv[0]}' not found on PATH; install it", tool=self.name
+            )
         try:
             transport, protocol = await loop.subprocess_exec(
                 lambda: _CaptureProtocol(loop, self._output_limit),
