@@ -22,6 +22,7 @@ Two enforcement points share :class:`AddressPolicy`:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import logging
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = [
     "AddressPolicy",
     "EgressProxy",
-    "EgressRefusedError",
     "checked_transport",
     "parse_networks",
 ]
@@ -50,10 +50,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _HEADER_LIMIT: Final = 16 * 1024
 _CONNECT_TIMEOUT: Final = 10.0
 _PIPE_CHUNK: Final = 64 * 1024
-
-
-class EgressRefusedError(ToolError):
-    """A tool tried to reach an address its file does not allow."""
+_REFUSALS_KEPT: Final = 8
 
 
 def parse_networks(
@@ -109,7 +106,7 @@ class AddressPolicy:
         """Resolve ``host`` and return an address to connect to, checked.
 
         Raises:
-            EgressRefusedError: The name does not resolve, or resolves to any
+            ToolError: The name does not resolve, or resolves to any
                 address that is not allowed (the message says how to allow it).
         """
         host = host.strip("[]")
@@ -117,13 +114,13 @@ class AddressPolicy:
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
-            raise EgressRefusedError(
+            raise ToolError(
                 f"tool '{self.tool}': cannot resolve {host!r}: {exc}", tool=self.tool
             ) from None
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         refused = [a for a in addresses if not self.permits(a)]
         if refused or not addresses:
-            raise EgressRefusedError(
+            raise ToolError(
                 f"tool '{self.tool}': connection to {host}:{port} refused: it resolves to "
                 f"{', '.join(refused) or 'nothing'}, which is not a public address (loopback, "
                 "private, link-local and cloud-metadata ranges are closed to tools). A tool "
@@ -169,6 +166,8 @@ class EgressProxy:
         self._server: asyncio.Server | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.refusals: collections.deque[str] = collections.deque(maxlen=_REFUSALS_KEPT)
+        """The latest refusals, so a failed call can say why its connection was cut."""
 
     async def url(self) -> str:
         """``http://127.0.0.1:<port>``, starting the proxy if needed."""
@@ -216,8 +215,9 @@ class EgressProxy:
             return
         try:
             address = await self._policy.resolve(host, int(port_text))
-        except EgressRefusedError as exc:
+        except ToolError as exc:
             logger.info("egress refused: %s", exc)
+            self.refusals.append(str(exc))
             await _reply(writer, 403, str(exc))
             return
         try:
