@@ -21,10 +21,12 @@ import pytest
 import yaml
 
 from py_code_mode import Session
+from py_code_mode.cli.doctor import check_tools
 from py_code_mode.errors import ToolError
 from py_code_mode.tools._egress import AddressPolicy, parse_networks
 from py_code_mode.tools.http import HttpTool
 from py_code_mode.tools.registry import ToolRegistry
+from tests._shipped_tools import shipped_tools
 
 from .conftest import Canary, Host
 
@@ -347,3 +349,17 @@ async def test_no_shipped_tool_is_unsafe(host: Host) -> None:
     assert registry.problems == []
     assert all("unsafe" not in entry for entry in await registry.list())
     await registry.aclose()
+
+
+def test_doctor_names_a_tool_marked_unsafe(tmp_path: Path) -> None:
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "raw.yaml").write_text(
+        yaml.safe_dump({**PASSTHROUGH, "unsafe_passthrough": True})
+    )
+    check = check_tools(tmp_path)
+    assert check.status == "warn"
+    assert "UNSAFE" in check.detail
+    assert "raw (unsafe_passthrough" in check.detail
+    shipped = tmp_path / "shipped"
+    shipped_tools(shipped / "tools", tmp_path)
+    assert check_tools(shipped).status == "ok"

@@ -5,17 +5,26 @@ here. Keyword arguments are checked against the declared schema, turned into an
 argv list and run with :func:`asyncio.create_subprocess_exec` - never through a
 shell, so no argument can inject commands.
 
-How arguments become argv (``command``, then the fixed ``args``, then options in
-declared order, then positionals in declared order):
+How arguments become argv (``command``, the fixed ``args``, a ``subcommand``
+positional, then options in declared order, the tool's ``separator``, then the
+positionals in declared order):
 
 * ``boolean`` option: ``True`` gives the flag alone; ``False``/``None`` omit it.
-* ``string``/``integer``/``number`` option: the flag, then the value.
-* ``array`` option: the flag repeated before each item.
-* positionals: their values (an ``array`` positional gives one argv item per
-  element). When a value of a regular positional starts with ``-``, a ``--``
-  goes before the first regular positional so the program cannot read it as an
-  option. ``passthrough`` positionals (a subcommand's own flags, say) are
-  exempt: they are meant to be read as options.
+* ``string``/``integer``/``number`` option: the value attached to the flag
+  (``--max-time=30``, ``-XGET``), or with ``option_values: next`` the flag, then
+  the value as the next item; either way the value can't become an option.
+* ``array`` option: the flag repeated with each item.
+* positionals come after the separator (``--`` unless the file says otherwise), so
+  no value can be read as an option; a tool without one refuses values that start
+  with ``-``. Values are checked against ``choices``, ``pattern`` and, with
+  ``path: true``, the tool's declared ``paths``.
+* ``passthrough`` positionals (free-form options) exist only in tools marked
+  ``unsafe_passthrough``, which keep the older argv rules and are reported unsafe.
+
+Each call gets only the environment the file declares (plus PATH and locale),
+never the host's; a tool with ``network: true`` reaches the network through the
+host's egress proxy (:mod:`py_code_mode.tools._egress`). ``${VAR}`` values of its
+``env`` are masked in its output and errors.
 
 Each run gets closed stdin, its own process group (killed as a whole on timeout,
 so grandchildren die too; processes left in the group after the command exits

@@ -16,6 +16,12 @@ A CLI tool file::
     args: []                 # fixed argv items after the command
     timeout: 60              # seconds
     success_exit_codes: [0]  # e.g. [0, 1] for grep, where 1 means "no match"
+    env: {TOKEN: "${TOKEN}"} # the whole environment besides PATH and locale
+    paths: ["."]             # directories `path: true` arguments may name
+    network: true            # through the host's egress proxy: public addresses only
+    allow_addresses: []      # non-public ranges still allowed
+    separator: "--"          # before the positionals; null when the program has none
+    option_values: attached  # --flag=value / -Fvalue; `next`: flag, then value
     schema:
       options:
         max-time: {type: number, description: ...}  # called as max_time, flag --max-time
@@ -23,7 +29,8 @@ A CLI tool file::
         request: {type: string, flag: -X}           # explicit flag wins over short
       positional:
         - {name: url, type: string, required: true}
-        - {name: args, type: array, passthrough: true}  # may hold options for the program
+        - {name: files, type: array, path: true}   # inside `paths`
+        # `passthrough: true` (options for the program) needs `unsafe_passthrough: true`
     recipes:
       get:
         description: ...
