@@ -212,6 +212,10 @@ async def test_the_stdio_mcp_server_answers_after_every_attack(tmp_path: Path) -
         printed = await run(session, "print('a\\udcffb'); 'x\\udcff'")
         assert printed["stdout"] == "a\\udcffb\n"
         assert printed["value"] == "x\\udcff"
+        saved = await run(session, "artifacts.save('sur', 'text \\udcff inside'); 'saved'")
+        assert saved["value"] == "saved"
+        loaded = await call(session, "load_artifact", name="sur")
+        assert "text \\udcff inside" in text_of(loaded)
         forged = await call(session, "run_code", code=FORGE + FORGED_FRAMES["unhashable result id"])
         assert "ProtocolError" in text_of(forged)
         huge = await call(session, "run_code", code="x = 1\n" * (50 * 1024 * 1024 // 6))
@@ -256,3 +260,21 @@ def test_the_cli_prints_surrogates_without_a_traceback(tmp_path: Path, extra: li
     else:
         assert "a\\udcffb" in out
         assert "x\\udcff" in out
+
+
+def test_the_cli_prints_a_stored_surrogate_artifact_without_a_traceback(tmp_path: Path) -> None:
+    env = {**server_env(), "LANG": "C.UTF-8"}
+    env.pop("PYTHONIOENCODING", None)
+    base = ["--base", str(tmp_path / "library")]
+    cli = [sys.executable, "-m", "py_code_mode.cli"]
+    save = "artifacts.save('sur', 'text \\udcff inside')"
+    for argv in (
+        [*cli, "run", *base, "--executor", "in-process", "-c", save],
+        [*cli, "artifacts", "get", "sur", *base],
+        [*cli, "artifacts", "list", *base],
+    ):
+        done = subprocess.run(argv, capture_output=True, env=env, timeout=120, check=False)
+        err = done.stderr.decode("utf-8")
+        assert done.returncode == 0, err
+        assert "Traceback" not in err
+    assert done.stdout.decode("utf-8")

@@ -14,7 +14,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager, suppress
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -24,6 +24,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from py_code_mode import __version__
+from py_code_mode._private.safe_text import safe_data, safe_text
 from py_code_mode.errors import PyCodeModeError
 from py_code_mode.mcp_server.formatting import (
     DEFAULT_MAX_CHARS,
@@ -118,11 +119,15 @@ def _result(text: str, data: BaseModel) -> CallToolResult:
 
 
 async def _call(awaitable: Awaitable[_T]) -> _T:
-    """Await a library call, turning library errors into tool errors for the model."""
+    """Await a library call, turning library errors into tool errors for the model.
+
+    What comes back is made UTF-8 safe here (lone surrogates escaped): a stored str
+    artifact may hold them, and one would otherwise break the transport.
+    """
     try:
-        return await awaitable
+        return cast("_T", safe_data(await awaitable))
     except PyCodeModeError as exc:
-        raise ToolError(str(exc)) from exc
+        raise ToolError(safe_text(str(exc))) from exc
 
 
 def build_server(
