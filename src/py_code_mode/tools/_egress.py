@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AddressPolicy",
     "EgressProxy",
+    "EgressRefusedError",
     "checked_transport",
     "parse_networks",
 ]
@@ -51,6 +52,10 @@ _HEADER_LIMIT: Final = 16 * 1024
 _CONNECT_TIMEOUT: Final = 10.0
 _PIPE_CHUNK: Final = 64 * 1024
 _REFUSALS_KEPT: Final = 8
+
+
+class EgressRefusedError(ToolError):
+    """A connection the policy refused; adapters re-raise it as a plain ``ToolError``."""
 
 
 def parse_networks(
@@ -106,7 +111,7 @@ class AddressPolicy:
         """Resolve ``host`` and return an address to connect to, checked.
 
         Raises:
-            ToolError: The name does not resolve, or resolves to any
+            EgressRefusedError: The name does not resolve, or resolves to any
                 address that is not allowed (the message says how to allow it).
         """
         host = host.strip("[]")
@@ -114,13 +119,13 @@ class AddressPolicy:
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
-            raise ToolError(
+            raise EgressRefusedError(
                 f"tool '{self.tool}': cannot resolve {host!r}: {exc}", tool=self.tool
             ) from None
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         refused = [a for a in addresses if not self.permits(a)]
         if refused or not addresses:
-            raise ToolError(
+            raise EgressRefusedError(
                 f"tool '{self.tool}': connection to {host}:{port} refused: it resolves to "
                 f"{', '.join(refused) or 'nothing'}, which is not a public address (loopback, "
                 "private, link-local and cloud-metadata ranges are closed to tools). A tool "
@@ -215,7 +220,7 @@ class EgressProxy:
             return
         try:
             address = await self._policy.resolve(host, int(port_text))
-        except ToolError as exc:
+        except EgressRefusedError as exc:
             logger.info("egress refused: %s", exc)
             self.refusals.append(str(exc))
             await _reply(writer, 403, str(exc))

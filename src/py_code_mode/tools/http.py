@@ -61,7 +61,13 @@ from py_code_mode._private.tool_calls import (
     show,
 )
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
-from py_code_mode.tools._egress import AddressPolicy, IPNetwork, checked_transport, parse_networks
+from py_code_mode.tools._egress import (
+    AddressPolicy,
+    EgressRefusedError,
+    IPNetwork,
+    checked_transport,
+    parse_networks,
+)
 from py_code_mode.tools._expand import Redactor, expand_headers, expand_value
 from py_code_mode.tools.models import EntryMap, Seconds, StrictModel, ToolFileConfig
 from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
@@ -704,6 +710,10 @@ class HttpTool:
                     content_type=response.headers.get("content-type", ""),
                     data=b"".join(chunks),
                 )
+        except EgressRefusedError as exc:
+            raise ToolError(
+                f"{request.where}: {self.spec.redactor.redact(str(exc))}", tool=self.name
+            ) from None
         except httpx2.TimeoutException:
             raise TimeoutError from None
         except httpx2.HTTPError as exc:

@@ -228,7 +228,7 @@ class McpToolSpec:
     def server(self) -> str:
         """How messages name the server: its command or URL as written."""
         if self.transport == "stdio":
-            return f"command {self.command!r}"
+            return self.redactor.redact(f"command {self.command!r}")
         return f"{self.display_url}"
 
 
@@ -758,7 +758,11 @@ class McpTool:
                         f"{where}: lost the connection to the MCP server twice: {exc}",
                         connection,
                     ) from None
-                logger.info("%s: connection lost (%s); reconnecting", where, exc)
+                logger.info(
+                    "%s: connection lost (%s); reconnecting",
+                    where,
+                    self.spec.redactor.redact(str(exc)),
+                )
             except _ClosedError:
                 raise ToolError(f"{where}: the tool was closed", tool=self.name) from None
             except ToolError as exc:
