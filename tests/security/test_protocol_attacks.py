@@ -10,21 +10,33 @@ the CLI get the same treatment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
+from mcp import ClientSession
+from mcp.shared.exceptions import MCPError
 
 from py_code_mode import ExecutionResult, FileStorage, Session
 from py_code_mode._private.code_limit import DEFAULT_MAX_CODE_CHARS, MAX_CODE_ENV
 from py_code_mode._private.worker_frames import LOG_BURST, LogLimiter, check_worker_frame
 from py_code_mode.worker.wire import ProtocolError
-from tests.mcp_server._support import call, run, server_env, stdio_session, text_of
+from tests.mcp_server._support import (
+    call,
+    http_server,
+    http_session,
+    run,
+    server_env,
+    stdio_session,
+    text_of,
+)
 
 from .conftest import EXECUTORS
 
@@ -207,8 +219,20 @@ async def test_the_code_limit_is_one_setting(
 # -- the MCP server over stdio and the CLI ---------------------------------------------
 
 
-async def test_the_stdio_mcp_server_answers_after_every_attack(tmp_path: Path) -> None:
-    async with stdio_session(tmp_path / "base") as session:
+@contextlib.asynccontextmanager
+async def mcp_session(transport: str, base: Path) -> AsyncIterator[ClientSession]:
+    if transport == "stdio":
+        async with stdio_session(base) as session:
+            yield session
+        return
+    with http_server(base) as server:
+        async with http_session(server.url) as session:
+            yield session
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_the_mcp_server_answers_after_every_attack(tmp_path: Path, transport: str) -> None:
+    async with mcp_session(transport, tmp_path / "base") as session:
         printed = await run(session, "print('a\\udcffb'); 'x\\udcff'")
         assert printed["stdout"] == "a\\udcffb\n"
         assert printed["value"] == "x\\udcff"
@@ -218,8 +242,14 @@ async def test_the_stdio_mcp_server_answers_after_every_attack(tmp_path: Path) -
         assert "text \\udcff inside" in text_of(loaded)
         forged = await call(session, "run_code", code=FORGE + FORGED_FRAMES["unhashable result id"])
         assert "ProtocolError" in text_of(forged)
-        huge = await call(session, "run_code", code="x = 1\n" * (50 * 1024 * 1024 // 6))
-        assert "CodeTooLargeError" in text_of(huge)
+        huge_code = "x = 1\n" * (50 * 1024 * 1024 // 6)
+        if transport == "stdio":
+            huge = await call(session, "run_code", code=huge_code)
+            assert "CodeTooLargeError" in text_of(huge)
+        else:
+            # The SDK's HTTP transport answers a body over 4 MiB with 413 before parsing it.
+            with pytest.raises(MCPError):
+                await call(session, "run_code", code=huge_code)
         assert (await run(session, "21 * 2"))["value"] == 42
         with anyio.fail_after(120):
             results = await asyncio.gather(*(run(session, f"{i} + 1") for i in range(100)))
