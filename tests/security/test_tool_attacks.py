@@ -27,6 +27,7 @@ from py_code_mode.tools._egress import AddressPolicy, parse_networks
 from py_code_mode.tools.http import HttpTool
 from py_code_mode.tools.registry import ToolRegistry
 from tests._shipped_tools import shipped_tools
+from tests.mcp_server._support import call, stdio_session, text_of
 
 from .conftest import Canary, Host
 
@@ -363,3 +364,14 @@ def test_doctor_names_a_tool_marked_unsafe(tmp_path: Path) -> None:
     shipped = tmp_path / "shipped"
     shipped_tools(shipped / "tools", tmp_path)
     assert check_tools(shipped).status == "ok"
+
+
+async def test_list_tools_over_mcp_marks_an_unsafe_tool(tmp_path: Path) -> None:
+    tools = tmp_path / "base" / "tools"
+    tools.mkdir(parents=True)
+    (tools / "raw.yaml").write_text(yaml.safe_dump({**PASSTHROUGH, "unsafe_passthrough": True}))
+    async with stdio_session(tmp_path / "base") as session:
+        listed = await call(session, "list_tools")
+    assert "UNSAFE: unsafe_passthrough" in text_of(listed)
+    (entry,) = (listed.structured_content or {})["tools"]
+    assert "unsafe_passthrough" in entry["unsafe"]
