@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
 from py_code_mode.tools.cli import CliTool
@@ -487,3 +489,115 @@ async def test_only_declared_env_reaches_the_tool_and_its_values_are_masked(
     assert out.splitlines()[0] == "${PCM_TOOL_SECRET}"
     names = {line.split("=", 1)[0] for line in out.splitlines()[1:]}
     assert names <= {"TOKEN", "PATH", "LANG", "LC_ALL", "PWD", "SHLVL", "_"}
+
+
+# -- declared-only arguments ---------------------------------------------------------
+
+
+def declared_tool(root: Path, **extra: Any) -> CliTool:
+    """A tool printing its argv and working directory, with one declared directory."""
+    return make(
+        {
+            "command": sys.executable,
+            "args": ["-c", "import json, os, sys; print(json.dumps([os.getcwd(), *sys.argv[1:]]))"],
+            "paths": [str(root)],
+            "schema": {
+                "options": {
+                    "where": {"type": "string", "cwd": True},
+                    "mode": {"type": "string", "choices": ["fast", "slow"]},
+                    "label": {"type": "string", "pattern": "[a-z]+"},
+                },
+                "positional": [
+                    {"name": "verb", "subcommand": True, "choices": ["show", "list"]},
+                    {"name": "files", "type": "array", "path": True},
+                    {"name": "extra", "type": "array", "separator": "--also"},
+                ],
+            },
+            **extra,
+        }
+    )
+
+
+def test_choices_and_patterns_refuse_other_values(tmp_path: Path) -> None:
+    tool = declared_tool(tmp_path)
+    with pytest.raises(ToolError, match="'mode' must be one of fast, slow"):
+        tool.build_argv(None, {"mode": "--exec"})
+    with pytest.raises(ToolError, match="'label' must match"):
+        tool.build_argv(None, {"label": "abc -o x"})
+    with pytest.raises(ToolError, match="'verb' must be one of show, list"):
+        tool.build_argv(None, {"verb": "-c"})
+
+
+def test_subcommand_then_options_then_separators_then_positionals(tmp_path: Path) -> None:
+    argv = declared_tool(tmp_path).build_argv(
+        None, {"verb": "show", "mode": "fast", "files": ["a"], "extra": ["-x"]}
+    )
+    assert argv[3:] == ["show", "--mode=fast", "--", "a", "--also", "-x"]
+
+
+async def test_path_arguments_must_resolve_inside_the_declared_paths(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret")
+    (root / "link").symlink_to(outside)
+    tool = declared_tool(root)
+    out = json.loads(await tool.call(None, {"files": ["sub", str(root / "sub")]}))
+    assert out[0] == str(root)  # the first declared path is the working directory
+    for bad in ("../outside.txt", str(outside), "link", "/"):
+        with pytest.raises(ToolError, match="outside the directories this tool may use"):
+            tool.build_argv(None, {"files": [bad]})
+
+
+async def test_a_cwd_option_becomes_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    tool = declared_tool(tmp_path)
+    out = json.loads(await tool.call(None, {"where": "repo"}))
+    assert out == [str(tmp_path / "repo")]
+    with pytest.raises(ToolError, match="outside the directories"):
+        await tool.call(None, {"where": ".."})
+
+
+def test_option_values_next_passes_the_value_as_the_following_item() -> None:
+    tool = argv_tool(option_values="next")
+    assert tool.build_argv(None, {"url": "u", "request": "-o", "max_time": 2})[3:] == [
+        "--max-time",
+        "2",
+        "-X",
+        "-o",
+        "--",
+        "u",
+    ]
+
+
+def test_without_a_separator_a_positional_starting_with_a_dash_is_refused() -> None:
+    tool = argv_tool(separator=None)
+    assert tool.build_argv(None, {"url": "u"})[3:] == ["u"]
+    with pytest.raises(ToolError, match="starts with '-'"):
+        tool.build_argv(None, {"url": "--output=/tmp/x"})
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"schema": {"positional": [{"name": "f", "path": True}]}}, "tool-level `paths:`"),
+        ({"schema": {"positional": [{"name": "v", "subcommand": True}]}}, "`choices` list"),
+        ({"schema": {"options": {"x": {"pattern": "("}}}}, "not a regular expression"),
+        ({"allow_addresses": ["example.org"]}, "not an IP address or range"),
+        ({"env": {"1BAD": "x"}}, "not a valid variable name"),
+        ({"separator": "x y"}, "separator must be"),
+    ],
+)
+def test_bad_declarations_are_load_problems(extra: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(problem)):
+        make({"command": "true", **extra})
+
+
+def test_env_and_paths_expand_from_the_host_and_refuse_unset_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PCM_TOOL_DIR", str(tmp_path))
+    tool = make({"command": "true", "paths": ["${PCM_TOOL_DIR}"], "env": {"A": "x"}})
+    assert tool.spec.paths == (str(tmp_path.resolve()),)
+    with pytest.raises(ConfigError, match="PCM_SURELY_UNSET"):
+        make({"command": "true", "env": {"A": "${PCM_SURELY_UNSET}"}})
