@@ -49,7 +49,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
@@ -726,7 +726,16 @@ class McpTool:
             ToolError: The server cannot be reached.
         """
         connection = await self._connect()
-        return [tool.spec for tool in await connection.ready()]
+        redact = self.spec.redactor.redact_data
+        # A server may echo a credential into a description or schema: mask it there too.
+        return [
+            replace(
+                tool.spec,
+                description=redact(tool.spec.description),
+                input_schema=redact(tool.spec.input_schema),
+            )
+            for tool in await connection.ready()
+        ]
 
     async def call(self, callable_name: str | None, args: Mapping[str, Any]) -> Any:
         """Call one tool of the server and return its structured content, else its text.
