@@ -375,3 +375,17 @@ async def test_list_tools_over_mcp_marks_an_unsafe_tool(tmp_path: Path) -> None:
     assert "UNSAFE: unsafe_passthrough" in text_of(listed)
     (entry,) = (listed.structured_content or {})["tools"]
     assert "unsafe_passthrough" in entry["unsafe"]
+
+
+async def test_git_does_not_climb_out_of_a_declared_directory_into_a_parent_repository(
+    host: Host,
+) -> None:
+    inner = host.project / "inner"
+    inner.mkdir()
+    (inner / "file.txt").write_text("x\n")
+    registry = await ToolRegistry.from_directory(shipped_tools(host.tools.parent / "t2", inner))
+    try:
+        with pytest.raises(ToolError, match="not a git repository"):
+            await registry.call("git", "log", {})
+    finally:
+        await registry.aclose()
