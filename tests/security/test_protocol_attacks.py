@@ -66,6 +66,12 @@ FORGED_FRAMES = {
         'raw(b\'{"kind": "rpc", "id": 1, "method": "x", "params": '
         "{\"a\": ' + b'[' * 100000 + b']' * 100000 + b'}}')"
     ),
+    "a flood of namespace calls": (
+        "import json\n"
+        "flood = b''.join(struct.pack('>I', len(b)) + b for b in (json.dumps({'kind': 'rpc', "
+        "'id': i, 'method': 'artifacts.list', 'params': {}}).encode() for i in range(50_000)))\n"
+        "transport.wfile.write(flood); transport.wfile.flush()"
+    ),
     "truncated frame then more": "raw(b'{\"kind\":', announced=100); raw(b'x' * 200)",
 }
 

@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 STOP_GRACE = 1.0
 REAP_TIMEOUT = 5.0
 MAX_RPC_IN_FLIGHT = 64
+MAX_RPC_QUEUED = 1024
+"""Namespace calls a worker may have waiting; a flood beyond that is a protocol error."""
 STDERR_TAIL = 4000
 """Bytes of a worker's own diagnostics (its stderr) kept for error messages."""
 
@@ -353,6 +355,10 @@ class WorkerConnection:
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["kind"]
         if kind == "rpc":
+            if len(self._rpc_tasks) >= MAX_RPC_QUEUED:
+                raise wire.ProtocolError(
+                    f"more than {MAX_RPC_QUEUED} namespace calls waiting at once"
+                )
             task = asyncio.create_task(self._serve_rpc(message))
             self._rpc_tasks.add(task)
             task.add_done_callback(self._rpc_tasks.discard)
