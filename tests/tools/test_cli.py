@@ -458,6 +458,27 @@ async def test_cancelling_a_call_kills_its_process_group(tmp_path: Path) -> None
     assert await process_gone(child)
 
 
+async def test_cancelling_a_call_while_its_process_starts_kills_it_promptly(
+    tmp_path: Path,
+) -> None:
+    pidfile = tmp_path / "child.pid"
+    tool = sh_tool(
+        'sleep 60 & echo $! > "$1"; wait',
+        positional=[{"name": "pidfile", "required": True}],
+        timeout=60,
+    )
+    for _ in range(5):
+        pidfile.unlink(missing_ok=True)
+        task = asyncio.create_task(tool.call(None, {"pidfile": str(pidfile)}))
+        await asyncio.sleep(0)  # the spawn has begun, not finished
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        await asyncio.sleep(0.3)
+        if pidfile.exists() and pidfile.read_text().strip():
+            assert await process_gone(int(pidfile.read_text()))
+
+
 async def test_aclose_kills_running_calls_and_is_idempotent(tmp_path: Path) -> None:
     tool, task, child = await start_call_with_a_child(tmp_path)
     await tool.aclose()

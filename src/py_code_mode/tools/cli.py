@@ -299,6 +299,15 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def _kill_spawned(spawn: asyncio.Future[tuple[asyncio.SubprocessTransport, Any]]) -> None:
+    """Kill the process group of a call cancelled while its process was starting."""
+    if spawn.cancelled() or spawn.exception() is not None:
+        return
+    transport = spawn.result()[0]
+    _kill_group(transport.get_pid())
+    transport.close()
+
+
 def _excerpt(text: str) -> str:
     text = text.strip()
     if len(text) > _EXCERPT_CHARS:
@@ -636,8 +645,8 @@ class CliTool:
             raise ToolError(
                 f"{where}: command '{argv[0]}' not found on PATH; install it", tool=self.name
             )
-        try:
-            transport, protocol = await loop.subprocess_exec(
+        spawn = asyncio.ensure_future(
+            loop.subprocess_exec(
                 lambda: _CaptureProtocol(loop, self._output_limit),
                 program,
                 *argv[1:],
@@ -648,6 +657,14 @@ class CliTool:
                 env=env,
                 cwd=cwd,
             )
+        )
+        try:
+            # Shielded: a cancel during the spawn would otherwise make asyncio wait for
+            # every process holding the pipes (a background grandchild: forever).
+            transport, protocol = await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            spawn.add_done_callback(_kill_spawned)
+            raise
         except FileNotFoundError as exc:
             command = self.spec.command
             if os.sep in command:
