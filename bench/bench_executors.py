@@ -52,6 +52,7 @@ ECHO_TOOL = """
 name: echo
 description: Print text with echo
 command: echo
+separator: null
 timeout: 10
 schema:
   positional:

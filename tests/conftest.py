@@ -11,6 +11,7 @@ GREET_TOOL = """
 name: greet
 description: Print words with echo; a stand-in for any CLI tool
 command: echo
+separator: null  # echo would print "--"
 timeout: 10
 schema:
   options:
@@ -29,6 +30,7 @@ FAIL_TOOL = """
 name: fail
 description: Always fails with a message on stderr
 command: sh
+separator: null
 args: ["-c", "echo 'something broke' >&2; exit 3"]
 timeout: 10
 """

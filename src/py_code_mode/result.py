@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from py_code_mode._private.safe_text import safe_data, safe_text
+
 __all__ = ["ExecutionResult"]
 
 
@@ -39,6 +41,18 @@ class ExecutionResult:
     variables_lost: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     stderr: str = ""
+
+    def __post_init__(self) -> None:
+        # The one place run results leave the host: whatever agent code printed or
+        # returned, every string here encodes as UTF-8 (lone surrogates escaped), so
+        # no MCP transport, terminal or JSON encoder can fail on it.
+        object.__setattr__(self, "value", safe_data(self.value))
+        object.__setattr__(self, "stdout", safe_text(self.stdout))
+        if self.error is not None:
+            object.__setattr__(self, "error", safe_text(self.error))
+        if self.error_type is not None:
+            object.__setattr__(self, "error_type", safe_text(self.error_type))
+        object.__setattr__(self, "metadata", safe_data(self.metadata))
 
     @property
     def is_ok(self) -> bool:

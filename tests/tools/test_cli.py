@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
 from py_code_mode.tools.cli import CliTool
@@ -60,6 +62,7 @@ def sh_tool(
         {
             "command": "sh",
             "args": ["-c", script, "sh"],
+            "separator": None,  # sh -c passes "--" on as $1
             "schema": {"positional": positional or []},
             **extra,
         }
@@ -118,19 +121,16 @@ def test_arguments_become_flags_values_and_positionals_in_declared_order() -> No
             "method": "PUT",
         },
     )
+    # Values stay attached to their flags; positionals come after "--".
     assert argv[3:] == [
         "-s",
         "--verbose",
-        "--max-time",
-        "1.5",
-        "-n",
-        "3",
-        "-H",
-        "A: 1",
-        "-H",
-        "B: 2",
-        "--method",
-        "PUT",
+        "--max-time=1.5",
+        "-n3",
+        "-HA: 1",
+        "-HB: 2",
+        "--method=PUT",
+        "--",
         "https://example.org",
         "a.txt",
         "b.txt",
@@ -142,19 +142,20 @@ def test_false_none_and_empty_arrays_are_omitted() -> None:
     argv = argv_tool().build_argv(
         None, {"url": "u", "silent": False, "verbose": None, "header": [], "files": None}
     )
-    assert argv[3:] == ["u"]
+    assert argv[3:] == ["--", "u"]
 
 
-def test_a_positional_value_starting_with_a_dash_gets_a_separator() -> None:
+def test_positionals_always_come_after_the_separator() -> None:
     tool = argv_tool()
     assert tool.build_argv(None, {"url": "-rf", "silent": True})[3:] == ["-s", "--", "-rf"]
     assert tool.build_argv(None, {"url": "u", "files": ["-x"]})[3:] == ["--", "u", "-x"]
 
 
-def test_passthrough_positionals_may_carry_options() -> None:
+def test_passthrough_positionals_may_carry_options_only_in_a_tool_marked_unsafe() -> None:
     tool = make(
         {
             "command": "git",
+            "unsafe_passthrough": True,
             "schema": {
                 "positional": [
                     {"name": "subcommand"},
@@ -169,18 +170,9 @@ def test_passthrough_positionals_may_carry_options() -> None:
 
 def test_a_recipe_merges_its_preset_with_the_callers_params() -> None:
     tool = argv_tool()
-    assert tool.build_argv("get", {"url": "u"})[3:] == [
-        "-s",
-        "-n",
-        "2",
-        "-X",
-        "GET",
-        "-H",
-        "A: 1",
-        "u",
-    ]
+    assert tool.build_argv("get", {"url": "u"})[3:] == ["-s", "-n2", "-XGET", "-HA: 1", "--", "u"]
     overridden = tool.build_argv("get", {"url": "u", "count": 5, "header": ["B: 2"]})
-    assert overridden[3:] == ["-s", "-n", "5", "-X", "GET", "-H", "B: 2", "u"]
+    assert overridden[3:] == ["-s", "-n5", "-XGET", "-HB: 2", "--", "u"]
 
 
 def test_a_recipe_refuses_arguments_outside_its_params() -> None:
@@ -245,7 +237,7 @@ def test_argument_types_are_checked(args: dict[str, Any], expected: str) -> None
 
 
 def test_integers_are_accepted_as_numbers() -> None:
-    assert argv_tool().build_argv(None, {"url": "u", "max_time": 2})[3:5] == ["--max-time", "2"]
+    assert argv_tool().build_argv(None, {"url": "u", "max_time": 2})[3:5] == ["--max-time=2", "--"]
 
 
 def test_output_limit_must_be_positive() -> None:
@@ -298,11 +290,17 @@ async def test_a_call_returns_the_programs_stdout() -> None:
 
 async def test_a_recipe_call_runs_the_merged_argv() -> None:
     out = await argv_tool().call("get", {"url": "https://example.org"})
-    assert json.loads(out) == ["-s", "-n", "2", "-X", "GET", "-H", "A: 1", "https://example.org"]
+    assert json.loads(out) == ["-s", "-n2", "-XGET", "-HA: 1", "--", "https://example.org"]
 
 
 async def test_echo_output_comes_back_as_text() -> None:
-    tool = make({"command": "echo", "schema": {"positional": [{"name": "words", "type": "array"}]}})
+    tool = make(
+        {
+            "command": "echo",
+            "separator": None,  # echo prints "--"
+            "schema": {"positional": [{"name": "words", "type": "array"}]},
+        }
+    )
     assert await tool.call(None, {"words": ["hello", "wörld"]}) == "hello wörld\n"
 
 
@@ -457,6 +455,27 @@ async def test_cancelling_a_call_kills_its_process_group(tmp_path: Path) -> None
     assert await process_gone(child)
 
 
+async def test_cancelling_a_call_while_its_process_starts_kills_it_promptly(
+    tmp_path: Path,
+) -> None:
+    pidfile = tmp_path / "child.pid"
+    tool = sh_tool(
+        'sleep 60 & echo $! > "$1"; wait',
+        positional=[{"name": "pidfile", "required": True}],
+        timeout=60,
+    )
+    for _ in range(5):
+        pidfile.unlink(missing_ok=True)
+        task = asyncio.create_task(tool.call(None, {"pidfile": str(pidfile)}))
+        await asyncio.sleep(0)  # the spawn has begun, not finished
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        await asyncio.sleep(0.3)
+        if pidfile.exists() and pidfile.read_text().strip():
+            assert await process_gone(int(pidfile.read_text()))
+
+
 @pytest.mark.usefixtures("tool_jail_off")  # host files / pids: see tests/security
 async def test_aclose_kills_running_calls_and_is_idempotent(tmp_path: Path) -> None:
     tool, task, child = await start_call_with_a_child(tmp_path)
@@ -471,9 +490,133 @@ async def test_aclose_kills_running_calls_and_is_idempotent(tmp_path: Path) -> N
 async def test_concurrent_calls_do_not_mix_output() -> None:
     tool = argv_tool()
     outs = await asyncio.gather(*(tool.call(None, {"url": f"u{i}"}) for i in range(8)))
-    assert [json.loads(o) for o in outs] == [[f"u{i}"] for i in range(8)]
+    assert [json.loads(o) for o in outs] == [["--", f"u{i}"] for i in range(8)]
 
 
-async def test_the_host_environment_is_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_host_environment_is_not_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PCM_TOOL_TEST_VALUE", "from-host")
-    assert await sh_tool('echo "$PCM_TOOL_TEST_VALUE"').call(None, {}) == "from-host\n"
+    assert await sh_tool('echo "[$PCM_TOOL_TEST_VALUE]"').call(None, {}) == "[]\n"
+
+
+async def test_only_declared_env_reaches_the_tool_and_its_values_are_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PCM_TOOL_SECRET", "s3cret-value-123")
+    tool = sh_tool('echo "$TOKEN"; env | sort', env={"TOKEN": "${PCM_TOOL_SECRET}"})
+    out = await tool.call(None, {})
+    assert "s3cret-value-123" not in out
+    assert out.splitlines()[0] == "${PCM_TOOL_SECRET}"
+    names = {line.split("=", 1)[0] for line in out.splitlines()[1:]}
+    assert names <= {"TOKEN", "PATH", "LANG", "LC_ALL", "PWD", "SHLVL", "_"}
+
+
+# -- declared-only arguments ---------------------------------------------------------
+
+
+def declared_tool(root: Path, **extra: Any) -> CliTool:
+    """A tool printing its argv and working directory, with one declared directory."""
+    return make(
+        {
+            "command": sys.executable,
+            "args": ["-c", "import json, os, sys; print(json.dumps([os.getcwd(), *sys.argv[1:]]))"],
+            "paths": [str(root)],
+            "schema": {
+                "options": {
+                    "where": {"type": "string", "cwd": True},
+                    "mode": {"type": "string", "choices": ["fast", "slow"]},
+                    "label": {"type": "string", "pattern": "[a-z]+"},
+                },
+                "positional": [
+                    {"name": "verb", "subcommand": True, "choices": ["show", "list"]},
+                    {"name": "files", "type": "array", "path": True},
+                    {"name": "extra", "type": "array", "separator": "--also"},
+                ],
+            },
+            **extra,
+        }
+    )
+
+
+def test_choices_and_patterns_refuse_other_values(tmp_path: Path) -> None:
+    tool = declared_tool(tmp_path)
+    with pytest.raises(ToolError, match="'mode' must be one of fast, slow"):
+        tool.build_argv(None, {"mode": "--exec"})
+    with pytest.raises(ToolError, match="'label' must match"):
+        tool.build_argv(None, {"label": "abc -o x"})
+    with pytest.raises(ToolError, match="'verb' must be one of show, list"):
+        tool.build_argv(None, {"verb": "-c"})
+
+
+def test_subcommand_then_options_then_separators_then_positionals(tmp_path: Path) -> None:
+    argv = declared_tool(tmp_path).build_argv(
+        None, {"verb": "show", "mode": "fast", "files": ["a"], "extra": ["-x"]}
+    )
+    assert argv[3:] == ["show", "--mode=fast", "--", "a", "--also", "-x"]
+
+
+async def test_path_arguments_must_resolve_inside_the_declared_paths(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret")
+    (root / "link").symlink_to(outside)
+    tool = declared_tool(root)
+    out = json.loads(await tool.call(None, {"files": ["sub", str(root / "sub")]}))
+    assert out[0] == str(root)  # the first declared path is the working directory
+    for bad in ("../outside.txt", str(outside), "link", "/"):
+        with pytest.raises(ToolError, match="outside the directories this tool may use"):
+            tool.build_argv(None, {"files": [bad]})
+
+
+async def test_a_cwd_option_becomes_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    tool = declared_tool(tmp_path)
+    out = json.loads(await tool.call(None, {"where": "repo"}))
+    assert out == [str(tmp_path / "repo")]
+    with pytest.raises(ToolError, match="outside the directories"):
+        await tool.call(None, {"where": ".."})
+
+
+def test_option_values_next_passes_the_value_as_the_following_item() -> None:
+    tool = argv_tool(option_values="next")
+    assert tool.build_argv(None, {"url": "u", "request": "-o", "max_time": 2})[3:] == [
+        "--max-time",
+        "2",
+        "-X",
+        "-o",
+        "--",
+        "u",
+    ]
+
+
+def test_without_a_separator_a_positional_starting_with_a_dash_is_refused() -> None:
+    tool = argv_tool(separator=None)
+    assert tool.build_argv(None, {"url": "u"})[3:] == ["u"]
+    with pytest.raises(ToolError, match="starts with '-'"):
+        tool.build_argv(None, {"url": "--output=/tmp/x"})
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"schema": {"positional": [{"name": "f", "path": True}]}}, "tool-level `paths:`"),
+        ({"schema": {"positional": [{"name": "v", "subcommand": True}]}}, "`choices` list"),
+        ({"schema": {"options": {"x": {"pattern": "("}}}}, "not a regular expression"),
+        ({"allow_addresses": ["example.org"]}, "not an IP address or range"),
+        ({"env": {"1BAD": "x"}}, "not a valid variable name"),
+        ({"separator": "x y"}, "separator must be"),
+    ],
+)
+def test_bad_declarations_are_load_problems(extra: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(problem)):
+        make({"command": "true", **extra})
+
+
+def test_env_and_paths_expand_from_the_host_and_refuse_unset_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PCM_TOOL_DIR", str(tmp_path))
+    tool = make({"command": "true", "paths": ["${PCM_TOOL_DIR}"], "env": {"A": "x"}})
+    assert tool.spec.paths == (str(tmp_path.resolve()),)
+    with pytest.raises(ConfigError, match="PCM_SURELY_UNSET"):
+        make({"command": "true", "env": {"A": "${PCM_SURELY_UNSET}"}})

@@ -32,3 +32,16 @@ def test_a_line_break_that_comes_from_a_variable_is_refused() -> None:
 def test_an_unset_variable_in_a_header_names_the_header() -> None:
     with pytest.raises(ConfigError, match=r"headers\.X: environment variable 'NOPE' is not set"):
         expand_headers({"X": "${NOPE}"}, environ={})
+
+
+def test_redact_data_masks_values_in_results_of_any_shape() -> None:
+    redactor = Redactor()
+    redactor.remember("tok-123456", "${TOKEN}")
+    result = redactor.redact_data(
+        {"auth": "Bearer tok-123456", "tok-123456": [b"x tok-123456", ("tok-123456",)], "n": 3}
+    )
+    assert result == {
+        "auth": "Bearer ${TOKEN}",
+        "${TOKEN}": [b"x ${TOKEN}", ("${TOKEN}",)],
+        "n": 3,
+    }

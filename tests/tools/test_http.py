@@ -111,6 +111,7 @@ def api_config(base_url: str, **overrides: Any) -> dict[str, Any]:
         "description": "A local test API",
         "base_url": base_url,
         "timeout": 5,
+        "allow_addresses": ["127.0.0.1"],  # the test server listens on loopback
         "endpoints": {
             "get_item": {
                 "path": "/echo/items/{item_id}",
@@ -381,7 +382,9 @@ async def test_headers_expand_variables_from_the_host_environment(
     tool = HttpTool.from_mapping(secret_config(server_url))
     try:
         reply = await tool.call("get_item", {"item_id": "1"})
-        assert reply["headers"]["authorization"] == f"Bearer {SECRET}"
+        # Sent to the server, masked in what comes back to agent code.
+        assert reply["headers"]["authorization"] == "Bearer ${DEMO_API_TOKEN}"
+        assert SECRET not in repr(reply)
         assert reply["headers"]["x-static"] == "plain"
         assert reply["headers"]["user-agent"].startswith("py-code-mode/")
     finally:

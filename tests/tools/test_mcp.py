@@ -393,7 +393,9 @@ async def test_env_values_expand_from_the_host_and_nothing_else_is_inherited(
     monkeypatch.setenv("DEMO_NOT_PASSED", "should-not-leak")
     tool = stdio_tool(env={"DEMO_SECRET": "${DEMO_SECRET_SOURCE}", "PLAIN": "x$y"})
     try:
-        assert await tool.call("get_env", {"name": "DEMO_SECRET"}) == "from-the-host-1234"
+        assert await tool.call("get_env", {"name": "DEMO_SECRET"}) == (
+            "${DEMO_SECRET_SOURCE}"  # sent, then masked
+        )
         assert await tool.call("get_env", {"name": "PLAIN"}) == "x$y"
         assert await tool.call("get_env", {"name": "DEMO_NOT_PASSED"}) == "<unset>"
     finally:
@@ -514,7 +516,8 @@ async def test_streamable_http_tools_are_listed_and_called_with_expanded_headers
         assert "add" in names
         assert await tool.call("add", {"a": 20, "b": 22}) == {"total": 42, "terms": [20, 22]}
         assert await tool.call("echo", {"message": "over http"}) == "over http"
-        assert await tool.call("authorization", {}) == "Bearer http-secret-9876"
+        # Sent to the server; masked in what comes back to agent code.
+        assert await tool.call("authorization", {}) == "Bearer ${DEMO_MCP_TOKEN}"
         with pytest.raises(ToolError, match="failing on purpose"):
             await tool.call("fail", {})
         assert "http-secret-9876" not in repr(tool)

@@ -10,12 +10,13 @@ import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast, get_type_hints
 
 import typer
 
 from py_code_mode import __version__
 from py_code_mode.cli.doctor import run_checks
+from py_code_mode._private.safe_text import safe_data, safe_text
 from py_code_mode.cli.library import run_with_progress, using_session
 from py_code_mode.errors import PyCodeModeError
 from py_code_mode.execution.container.image import build_image
@@ -268,9 +269,10 @@ def _in_session(
     starting: str | None,
 ) -> _T:
     try:
-        return using_session(make_session(), action, starting=starting)
+        # Printable whatever storage holds (a str artifact may keep lone surrogates).
+        return cast("_T", safe_data(using_session(make_session(), action, starting=starting)))
     except PyCodeModeError as exc:
-        _fail(str(exc))
+        _fail(safe_text(str(exc)))
 
 
 @app.callback()

@@ -390,6 +390,33 @@ def check_http_access() -> Check:
     return Check("http access", "ok", describe_access(options, tenancy))
 
 
+def check_tools(base: Path) -> Check:
+    """The library's tool files: any that fail to load, and any marked unsafe."""
+    from py_code_mode.tools.registry import load_tool_directory
+
+    folder = base / "tools"
+    if not folder.is_dir():
+        return Check("tools", "ok", f"{folder}: no tool files")
+    tools, problems = load_tool_directory(folder)
+    unsafe = [f"{t.name} ({why})" for t in tools if (why := getattr(t, "unsafe", None))]
+    detail = f"{len(tools)} tool(s) loaded from {folder}"
+    if unsafe:
+        return Check(
+            "tools",
+            "warn",
+            f"{detail}; UNSAFE for untrusted code: {'; '.join(unsafe)}",
+            "declare the options the tool needs instead of unsafe_passthrough",
+        )
+    if problems:
+        return Check(
+            "tools",
+            "warn",
+            f"{detail}; not loaded: {'; '.join(str(p) for p in problems)[:600]}",
+            "fix the named fields of those files",
+        )
+    return Check("tools", "ok", detail)
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
@@ -430,6 +457,7 @@ def run_checks(
         ("uv", check_uv),
         ("executors", check_executors),
         ("library", lambda: check_base(base)),
+        ("tools", lambda: check_tools(base)),
         ("docker", check_docker),
         ("sandbox", check_jail),
         ("session limits", check_limits),

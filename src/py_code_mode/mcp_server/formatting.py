@@ -357,6 +357,8 @@ def format_tools(tools: list[dict[str, Any]], *, query: str | None = None) -> st
     for t in tools:
         desc = _first_line(t.get("description"))
         lines.append(f"- {t.get('name')}{': ' + desc if desc else ''}{_score(t)}")
+        if t.get("unsafe"):
+            lines.append(f"    UNSAFE: {t['unsafe']}")
         lines.extend(_callable_line(str(t.get("name")), c) for c in t.get("callables") or [])
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, contextmanager, nullcontext, suppress
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from py_code_mode import __version__
 from py_code_mode._private.commands import COMMANDS
+from py_code_mode._private.safe_text import safe_data, safe_text
 from py_code_mode.errors import PyCodeModeError
 from py_code_mode.mcp_server.access import auth_settings, build_pool, describe_access, tenancy_for
 from py_code_mode.mcp_server.approval import ClientApprover
@@ -103,11 +104,15 @@ def _result(text: str, data: BaseModel) -> CallToolResult:
 
 
 async def _call(awaitable: Awaitable[_T]) -> _T:
-    """Await a library call, turning library errors into tool errors for the model."""
+    """Await a library call, turning library errors into tool errors for the model.
+
+    What comes back is made UTF-8 safe here (lone surrogates escaped): a stored str
+    artifact may hold them, and one would otherwise break the transport.
+    """
     try:
-        return await awaitable
+        return cast("_T", safe_data(await awaitable))
     except PyCodeModeError as exc:
-        raise ToolError(str(exc)) from exc
+        raise ToolError(safe_text(str(exc))) from exc
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from py_code_mode.errors import ConfigError
 
@@ -46,6 +46,28 @@ class Redactor:
             if value in text:
                 text = text.replace(value, self._secrets[value])
         return text
+
+    def redact_data(self, value: Any) -> Any:
+        """``value`` (a tool's result) with remembered values masked in every string.
+
+        A server that echoes a credential back (a debug endpoint, an error body)
+        must not hand it to agent code, so results are masked like messages are.
+        Strings, bytes, dict keys and values, list items are all covered.
+        """
+        if not self._secrets:
+            return value
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, bytes | bytearray):
+            data = bytes(value)
+            for secret in sorted(self._secrets, key=len, reverse=True):
+                data = data.replace(secret.encode(), self._secrets[secret].encode())
+            return data
+        if isinstance(value, dict):
+            return {self.redact_data(k): self.redact_data(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.redact_data(item) for item in value)
+        return value
 
 
 def expand_value(

@@ -5,17 +5,26 @@ here. Keyword arguments are checked against the declared schema, turned into an
 argv list and run with :func:`asyncio.create_subprocess_exec` - never through a
 shell, so no argument can inject commands.
 
-How arguments become argv (``command``, then the fixed ``args``, then options in
-declared order, then positionals in declared order):
+How arguments become argv (``command``, the fixed ``args``, a ``subcommand``
+positional, then options in declared order, the tool's ``separator``, then the
+positionals in declared order):
 
 * ``boolean`` option: ``True`` gives the flag alone; ``False``/``None`` omit it.
-* ``string``/``integer``/``number`` option: the flag, then the value.
-* ``array`` option: the flag repeated before each item.
-* positionals: their values (an ``array`` positional gives one argv item per
-  element). When a value of a regular positional starts with ``-``, a ``--``
-  goes before the first regular positional so the program cannot read it as an
-  option. ``passthrough`` positionals (a subcommand's own flags, say) are
-  exempt: they are meant to be read as options.
+* ``string``/``integer``/``number`` option: the value attached to the flag
+  (``--max-time=30``, ``-XGET``), or with ``option_values: next`` the flag, then
+  the value as the next item; either way the value can't become an option.
+* ``array`` option: the flag repeated with each item.
+* positionals come after the separator (``--`` unless the file says otherwise), so
+  no value can be read as an option; a tool without one refuses values that start
+  with ``-``. Values are checked against ``choices``, ``pattern`` and, with
+  ``path: true``, the tool's declared ``paths``.
+* ``passthrough`` positionals (free-form options) exist only in tools marked
+  ``unsafe_passthrough``, which keep the older argv rules and are reported unsafe.
+
+Each call gets only the environment the file declares (plus PATH and locale),
+never the host's; a tool with ``network: true`` reaches the network through the
+host's egress proxy (:mod:`py_code_mode.tools._egress`). ``${VAR}`` values of its
+``env`` are masked in its output and errors.
 
 Each run gets closed stdin, its own process group (killed as a whole on timeout,
 so grandchildren die too; processes left in the group after the command exits
@@ -33,6 +42,8 @@ import contextlib
 import logging
 import math
 import os
+import re
+import shutil
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -43,6 +54,8 @@ from typing import Any, Final, Literal
 from py_code_mode._private.tool_calls import reject_missing, reject_unknown, show
 from py_code_mode._private.tool_jail import jailed_tool_argv
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
+from py_code_mode.tools._egress import AddressPolicy, EgressProxy, IPNetwork
+from py_code_mode.tools._expand import Redactor
 from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
 
 __all__ = [
@@ -66,6 +79,14 @@ _EXCERPT_CHARS: Final = 2000
 _STRAGGLER_GRACE: Final = 0.5
 """Seconds a background child may keep the pipes open after the command exited."""
 _REAP_TIMEOUT: Final = 5.0
+
+BASE_ENV: Final = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+}
+"""The whole environment of a CLI tool besides what its file declares in ``env:``."""
+_PROXY_VARS: Final = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
 
 
 def _is_array_item(value: Any) -> bool:
@@ -138,6 +159,12 @@ class CliArgument:
     required: bool = False
     passthrough: bool = False
     description: str = ""
+    pattern: str | None = None
+    choices: tuple[str, ...] | None = None
+    path: bool = False
+    cwd: bool = False
+    subcommand: bool = False
+    separator: str | None = None
 
     def to_parameter(self) -> ParameterSpec:
         """Describe the argument for agents, with the flag it maps to."""
@@ -195,8 +222,24 @@ class CliToolSpec:
     recipes: tuple[CliRecipe, ...] = ()
     success_exit_codes: frozenset[int] = frozenset({0})
     source: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
     paths: tuple[str, ...] = ()
     network: bool = False
+    allow_addresses: tuple[IPNetwork, ...] = ()
+    separator: str | None = "--"
+    option_values: Literal["attached", "next"] = "attached"
+    unsafe_passthrough: bool = False
+    redactor: Redactor = field(default_factory=Redactor)
+
+    @property
+    def unsafe(self) -> str | None:
+        """Why the tool is unsafe to hand to untrusted code, or None."""
+        if self.unsafe_passthrough:
+            return (
+                "unsafe_passthrough: agent code may pass any option of the program, "
+                "which can write files or run commands on the host"
+            )
+        return None
 
 
 class _CappedBuffer:
@@ -258,6 +301,15 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def _kill_spawned(spawn: asyncio.Future[tuple[asyncio.SubprocessTransport, Any]]) -> None:
+    """Kill the process group of a call cancelled while its process was starting."""
+    if spawn.cancelled() or spawn.exception() is not None:
+        return
+    transport = spawn.result()[0]
+    _kill_group(transport.get_pid())
+    transport.close()
+
+
 def _excerpt(text: str) -> str:
     text = text.strip()
     if len(text) > _EXCERPT_CHARS:
@@ -283,6 +335,12 @@ class CliTool:
         self._arguments = {arg.name: arg for arg in spec.arguments}
         self._recipes = {recipe.name: recipe for recipe in spec.recipes}
         self._running: set[int] = set()
+        self._proxy = (
+            EgressProxy(AddressPolicy(spec.allow_addresses, tool=spec.name))
+            if spec.network
+            else None
+        )
+        self.unsafe = spec.unsafe
 
     def __repr__(self) -> str:
         return f"CliTool(name={self.name!r}, command={self.spec.command!r})"
@@ -313,8 +371,7 @@ class CliTool:
             ToolNotFoundError: No recipe of that name.
             ToolError: Unknown, missing or mistyped arguments.
         """
-        where, values = self._bind(callable_name, args)
-        return [self.spec.command, *self.spec.args, *self._render(where, values)]
+        return self._prepare(callable_name, args)[0]
 
     async def call(self, callable_name: str | None, args: Mapping[str, Any]) -> str:
         """Run the program and return its stdout as text.
@@ -324,13 +381,37 @@ class CliTool:
             ToolError: Bad arguments, command not found, timeout, or an exit code
                 not in ``success_exit_codes`` (``stderr`` attribute set).
         """
-        argv = self.build_argv(callable_name, args)
-        return await self._run(callable_name, argv)
+        argv, cwd = self._prepare(callable_name, args)
+        refused_before = len(self._proxy.refusals) if self._proxy is not None else 0
+        try:
+            return self.spec.redactor.redact(await self._run(callable_name, argv, cwd))
+        except ToolError as exc:
+            redact = self.spec.redactor.redact
+            message = str(exc)
+            if self._proxy is not None and len(self._proxy.refusals) != refused_before:
+                message += f" (the host refused the connection: {self._proxy.refusals[-1]})"
+            raise ToolError(redact(message), tool=self.name, stderr=redact(exc.stderr)) from None
 
     async def aclose(self) -> None:
         """Kill the process groups of calls still running. Idempotent."""
         for pgid in list(self._running):
             _kill_group(pgid)
+        if self._proxy is not None:
+            await self._proxy.aclose()
+
+    async def environment(self) -> dict[str, str]:
+        """The whole environment a call gets; nothing of the host's own.
+
+        A minimal base (PATH, locale), the declared ``env:``, and for ``network: true``
+        the egress proxy.
+        """
+        env = {**BASE_ENV, **self.spec.env}
+        if self._proxy is not None:
+            url = await self._proxy.url()
+            env.update(dict.fromkeys(_PROXY_VARS, url))
+            env.pop("no_proxy", None)
+            env.pop("NO_PROXY", None)
+        return env
 
     # -- internals ---------------------------------------------------------------
 
@@ -368,7 +449,125 @@ class CliTool:
         reject_missing(where, missing, tool=self.name)
         return where, values
 
-    def _render(self, where: str, values: Mapping[str, Any]) -> list[str]:
+    def _prepare(
+        self, callable_name: str | None, args: Mapping[str, Any]
+    ) -> tuple[list[str], str | None]:
+        where, values = self._bind(callable_name, args)
+        if self.spec.unsafe_passthrough:
+            tail, cwd = self._render_unsafe(where, values), None
+        else:
+            tail, cwd = self._render(where, values)
+        return [self.spec.command, *self.spec.args, *tail], cwd
+
+    def _check_value(self, where: str, arg: CliArgument, text: str, base: str | None) -> None:
+        if arg.choices is not None and text not in arg.choices:
+            raise ToolError(
+                f"{where}: argument '{arg.name}' must be one of {', '.join(arg.choices)}; "
+                f"got {show(text)}",
+                tool=self.name,
+            )
+        if arg.pattern is not None and re.fullmatch(arg.pattern, text, re.DOTALL) is None:
+            raise ToolError(
+                f"{where}: argument '{arg.name}' must match {arg.pattern!r}; got {show(text)}",
+                tool=self.name,
+            )
+        if arg.path:
+            self._inside_paths(where, arg, text, base)
+
+    def _inside_paths(self, where: str, arg: CliArgument, text: str, base: str | None) -> str:
+        start = base or (self.spec.paths[0] if self.spec.paths else os.getcwd())
+        real = os.path.realpath(os.path.join(start, text))
+        for root in self.spec.paths:
+            if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+                return real
+        raise ToolError(
+            f"{where}: argument '{arg.name}' names {show(text)}, which is outside the "
+            f"directories this tool may use ({', '.join(self.spec.paths) or 'none'}); "
+            "the tool file declares them under `paths:`",
+            tool=self.name,
+        )
+
+    def _option_items(self, where: str, arg: CliArgument, text: str) -> list[str]:
+        """One option with its value, in a form the program cannot read otherwise.
+
+        ``--flag=value`` and ``-Fvalue`` keep the value attached to its flag, so a
+        value such as ``--output=/x`` stays data. Programs that do not read the
+        attached forms but always take the next item verbatim as the value (curl)
+        say ``option_values: next`` in their file.
+        """
+        flag = arg.flag
+        if self.spec.option_values == "next":
+            return [flag, text]
+        if flag.startswith("--"):
+            return [f"{flag}={text}"]
+        if len(flag) == 2 and text:
+            return [f"{flag}{text}"]
+        if text.startswith("-"):
+            raise ToolError(
+                f"{where}: argument '{arg.name}' must not start with '-'; got {show(text)}",
+                tool=self.name,
+            )
+        return [flag, text]
+
+    def _render(self, where: str, values: Mapping[str, Any]) -> tuple[list[str], str | None]:
+        """Argv after the command and fixed args, and the working directory of the call.
+
+        Options come first, each with its value attached; then the tool's
+        ``separator`` (``--``), then the positionals, which therefore can never be
+        read as options. A tool without a separator refuses positionals that start
+        with ``-``.
+        """
+        cwd: str | None = None
+        for arg in self.spec.arguments:
+            value = values.get(arg.name)
+            if arg.cwd and isinstance(value, str) and value:
+                self._check_value(where, arg, value, None)
+                cwd = self._inside_paths(where, arg, value, None)
+        base = cwd or (self.spec.paths[0] if self.spec.paths else None)
+        head: list[str] = []
+        values_given: list[str] = []
+        options: list[str] = []
+        positionals: list[str] = []
+        missing: list[str] = []
+        for arg in self.spec.arguments:
+            value = values.get(arg.name)
+            problem = describe_type_error(arg.type, value)
+            if problem is not None:
+                raise ToolError(f"{where}: argument '{arg.name}' {problem}", tool=self.name)
+            if value is None or value is False or (arg.type == "array" and not value):
+                if arg.required:
+                    missing.append(arg.name)
+                continue
+            if arg.cwd:
+                continue
+            if arg.kind == "option" and value is True:
+                options.append(arg.flag)
+                continue
+            items = [_render_scalar(v) for v in (value if arg.type == "array" else [value])]
+            for item in items:
+                self._check_value(where, arg, item, base)
+            if arg.kind == "option":
+                for item in items:
+                    options.extend(self._option_items(where, arg, item))
+            elif arg.subcommand:
+                head.extend(items)  # one of its declared choices, never an option
+            else:
+                positionals.extend([arg.separator, *items] if arg.separator else items)
+                values_given.extend(items)
+        reject_missing(where, missing, tool=self.name)
+        if positionals:
+            if self.spec.separator is not None:
+                positionals.insert(0, self.spec.separator)
+            elif any(item.startswith("-") for item in values_given):
+                raise ToolError(
+                    f"{where}: a positional argument starts with '-', and this program has "
+                    "no end-of-options marker (separator: null in its file)",
+                    tool=self.name,
+                )
+        return head + options + positionals, cwd or base
+
+    def _render_unsafe(self, where: str, values: Mapping[str, Any]) -> list[str]:
+        """The argv of an ``unsafe_passthrough`` tool: passthrough values go as given."""
         options: list[str] = []
         positionals: list[str] = []
         missing: list[str] = []
@@ -403,22 +602,39 @@ class CliTool:
             positionals.insert(first_regular, "--")
         return options + positionals
 
-    async def _run(self, callable_name: str | None, argv: Sequence[str]) -> str:
+    async def _run(self, callable_name: str | None, argv: Sequence[str], cwd: str | None) -> str:
         where = self._where(callable_name)
         loop = asyncio.get_running_loop()
-        try:
-            base = None if self.spec.source is None else Path(self.spec.source).parent
-            jailed = await jailed_tool_argv(
-                argv, paths=self.spec.paths, network=self.spec.network, base=base
+        env = await self.environment()
+        # The program is found on the host's PATH; it then runs with the minimal one.
+        program = shutil.which(argv[0]) if os.sep not in argv[0] else argv[0]
+        if program is None:
+            raise ToolError(
+                f"{where}: command '{argv[0]}' not found on PATH; install it", tool=self.name
             )
-            transport, protocol = await loop.subprocess_exec(
+        base = None if self.spec.source is None else Path(self.spec.source).parent
+        jailed = await jailed_tool_argv(
+            [program, *argv[1:]], paths=self.spec.paths, network=self.spec.network, base=base
+        )
+        spawn = asyncio.ensure_future(
+            loop.subprocess_exec(
                 lambda: _CaptureProtocol(loop, self._output_limit),
                 *jailed,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                env=env,
+                cwd=cwd,
             )
+        )
+        try:
+            # Shielded: a cancel during the spawn would otherwise make asyncio wait for
+            # every process holding the pipes (a background grandchild: forever).
+            transport, protocol = await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            spawn.add_done_callback(_kill_spawned)
+            raise
         except FileNotFoundError as exc:
             command = self.spec.command
             if os.sep in command:

@@ -64,6 +64,13 @@ from py_code_mode._private.tool_calls import (
 )
 from py_code_mode._version import __version__
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
+from py_code_mode.tools._egress import (
+    AddressPolicy,
+    EgressRefusedError,
+    IPNetwork,
+    checked_transport,
+    parse_networks,
+)
 from py_code_mode.tools._expand import Redactor, expand_headers, expand_value
 from py_code_mode.tools.models import EntryMap, Seconds, StrictModel, ToolFileConfig
 from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
@@ -152,7 +159,14 @@ class HttpToolConfig(ToolFileConfig):
     timeout: Seconds = 30.0
     follow_redirects: bool = False
     max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, gt=0)
+    allow_addresses: list[str] = Field(default_factory=list)
     endpoints: EntryMap[HttpEndpointConfig] = Field(min_length=1)
+
+    @field_validator("allow_addresses")
+    @classmethod
+    def _check_allow_addresses(cls, value: list[str]) -> list[str]:
+        parse_networks(value)
+        return value
 
     @field_validator("headers")
     @classmethod
@@ -208,6 +222,7 @@ class HttpToolConfig(ToolFileConfig):
             timeout=self.timeout,
             follow_redirects=self.follow_redirects,
             max_response_bytes=self.max_response_bytes,
+            allow_addresses=parse_networks(self.allow_addresses),
             endpoints=endpoints,
             redactor=redactor,
             source=str(source) if source is not None else None,
@@ -284,6 +299,8 @@ class HttpToolSpec:
     timeout: float = 30.0
     follow_redirects: bool = False
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    allow_addresses: tuple[IPNetwork, ...] = ()
+    """Non-public ranges requests may reach; every other address must be public."""
     endpoints: tuple[HttpEndpoint, ...] = ()
     redactor: Redactor = field(default_factory=Redactor)
     source: str | None = None
@@ -562,7 +579,7 @@ class HttpTool:
                 f"{where}: {request.display} timed out after {self.spec.timeout:g} s",
                 tool=self.name,
             ) from None
-        return self._decode(request, response)
+        return self.spec.redactor.redact_data(self._decode(request, response))
 
     async def aclose(self) -> None:
         """Close the HTTP client. Idempotent."""
@@ -658,6 +675,9 @@ class HttpTool:
                 headers={"User-Agent": f"py-code-mode/{__version__}", **self.spec.headers},
                 timeout=httpx2.Timeout(self.spec.timeout),
                 follow_redirects=self.spec.follow_redirects,
+                transport=checked_transport(
+                    AddressPolicy(self.spec.allow_addresses, tool=self.name)
+                ),
             )
         return self._client
 
@@ -693,6 +713,10 @@ class HttpTool:
                     content_type=response.headers.get("content-type", ""),
                     data=b"".join(chunks),
                 )
+        except EgressRefusedError as exc:
+            raise ToolError(
+                f"{request.where}: {self.spec.redactor.redact(str(exc))}", tool=self.name
+            ) from None
         except httpx2.TimeoutException:
             raise TimeoutError from None
         except httpx2.HTTPError as exc:

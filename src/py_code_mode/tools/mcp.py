@@ -49,7 +49,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
@@ -230,7 +230,7 @@ class McpToolSpec:
     def server(self) -> str:
         """How messages name the server: its command or URL as written."""
         if self.transport == "stdio":
-            return f"command {self.command!r}"
+            return self.redactor.redact(f"command {self.command!r}")
         return f"{self.display_url}"
 
 
@@ -747,7 +747,16 @@ class McpTool:
             ToolError: The server cannot be reached.
         """
         connection = await self._connect()
-        return [tool.spec for tool in await connection.ready()]
+        redact = self.spec.redactor.redact_data
+        # A server may echo a credential into a description or schema: mask it there too.
+        return [
+            replace(
+                tool.spec,
+                description=redact(tool.spec.description),
+                input_schema=redact(tool.spec.input_schema),
+            )
+            for tool in await connection.ready()
+        ]
 
     async def call(self, callable_name: str | None, args: Mapping[str, Any]) -> Any:
         """Call one tool of the server and return its structured content, else its text.
@@ -779,14 +788,20 @@ class McpTool:
                         f"{where}: lost the connection to the MCP server twice: {exc}",
                         connection,
                     ) from None
-                logger.info("%s: connection lost (%s); reconnecting", where, exc)
+                logger.info(
+                    "%s: connection lost (%s); reconnecting",
+                    where,
+                    self.spec.redactor.redact(str(exc)),
+                )
             except _ClosedError:
                 raise ToolError(f"{where}: the tool was closed", tool=self.name) from None
             except ToolError as exc:
                 message = self.spec.redactor.redact(f"{where}: {exc}")
                 raise ToolError(message, tool=self.name) from None
             else:
-                return self._value(where, result, unwrap=tool.wraps_result)
+                return self.spec.redactor.redact_data(
+                    self._value(where, result, unwrap=tool.wraps_result)
+                )
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:

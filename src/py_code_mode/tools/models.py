@@ -16,6 +16,12 @@ A CLI tool file::
     args: []                 # fixed argv items after the command
     timeout: 60              # seconds
     success_exit_codes: [0]  # e.g. [0, 1] for grep, where 1 means "no match"
+    env: {TOKEN: "${TOKEN}"} # the whole environment besides PATH and locale
+    paths: ["."]             # directories `path: true` arguments may name
+    network: true            # through the host's egress proxy: public addresses only
+    allow_addresses: []      # non-public ranges still allowed
+    separator: "--"          # before the positionals; null when the program has none
+    option_values: attached  # --flag=value / -Fvalue; `next`: flag, then value
     schema:
       options:
         max-time: {type: number, description: ...}  # called as max_time, flag --max-time
@@ -23,7 +29,8 @@ A CLI tool file::
         request: {type: string, flag: -X}           # explicit flag wins over short
       positional:
         - {name: url, type: string, required: true}
-        - {name: args, type: array, passthrough: true}  # may hold options for the program
+        - {name: files, type: array, path: true}   # inside `paths`
+        # `passthrough: true` (options for the program) needs `unsafe_passthrough: true`
     recipes:
       get:
         description: ...
@@ -35,6 +42,7 @@ A CLI tool file::
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -52,6 +60,8 @@ from pydantic import (
 )
 
 from py_code_mode._private.names import is_keyword
+from py_code_mode.tools._egress import parse_networks
+from py_code_mode.tools._expand import Redactor, expand_value
 from py_code_mode.tools.cli import (
     DEFAULT_OUTPUT_LIMIT,
     ArgType,
@@ -89,6 +99,17 @@ _OPTION_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _SHORT = re.compile(r"^[A-Za-z0-9]$")
 _FLAG = re.compile(r"^--?[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _VALUE_ERROR_PREFIX = "Value error, "
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"pattern {value!r} is not a regular expression: {exc}") from None
+    return value
+
 
 _M = TypeVar("_M")
 
@@ -167,6 +188,15 @@ class CliOptionConfig(StrictModel):
     short: str | None = None
     flag: str | None = None
     description: str = ""
+    pattern: str | None = None
+    choices: list[str] | None = None
+    path: bool = False
+    cwd: bool = False
+
+    @field_validator("pattern")
+    @classmethod
+    def _check_pattern(cls, value: str | None) -> str | None:
+        return _check_regex(value)
 
     @field_validator("short")
     @classmethod
@@ -197,6 +227,32 @@ class CliPositionalConfig(StrictModel):
     required: bool = False
     passthrough: bool = False
     description: str = ""
+    pattern: str | None = None
+    choices: list[str] | None = None
+    path: bool = False
+    subcommand: bool = False
+    separator: str | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _check_pattern(cls, value: str | None) -> str | None:
+        return _check_regex(value)
+
+    @field_validator("separator")
+    @classmethod
+    def _check_separator(cls, value: str | None) -> str | None:
+        if value is not None and not _FLAG.match(value) and value != "--":
+            raise ValueError(f"separator must be a flag such as '--', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_subcommand(self) -> Self:
+        if self.subcommand and (self.type != "string" or not self.choices):
+            raise ValueError(
+                f"{self.name}: a `subcommand: true` positional needs type string and a "
+                "`choices` list (it goes before the options, so only known words may)"
+            )
+        return self
 
 
 class CliSchemaConfig(StrictModel):
@@ -239,10 +295,43 @@ class CliToolConfig(ToolFileConfig):
     success_exit_codes: list[int] = Field(default_factory=lambda: [0], min_length=1)
     schema_: CliSchemaConfig = Field(default_factory=CliSchemaConfig, alias="schema")
     recipes: dict[str, CliRecipeConfig] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    """Variables the program gets (``${VAR}`` expanded from the host); nothing else of
+    the host's environment reaches it besides a minimal PATH and locale."""
     paths: list[str] = Field(default_factory=list)
-    """Host paths a call may read; its per-call jail shows nothing else of the host."""
+    """Host paths a call may name and read; its per-call jail shows nothing else."""
     network: bool = False
-    """Whether calls get the network (jailed calls have none otherwise)."""
+    """Whether calls get the network (public addresses only, unless allowed below)."""
+    allow_addresses: list[str] = Field(default_factory=list)
+    separator: str | None = "--"
+    option_values: Literal["attached", "next"] = "attached"
+    unsafe_passthrough: bool = False
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if not _ENV_NAME.match(key):
+                raise ValueError(f"env: {key!r} is not a valid variable name")
+            if "\x00" in item:
+                raise ValueError(f"env.{key}: the value contains a NUL character")
+        return value
+
+    @field_validator("allow_addresses")
+    @classmethod
+    def _check_allow_addresses(cls, value: list[str]) -> list[str]:
+        parse_networks(value)
+        return value
+
+    @field_validator("separator")
+    @classmethod
+    def _check_separator(cls, value: str | None) -> str | None:
+        if value is not None and not _FLAG.match(value) and value != "--":
+            raise ValueError(
+                f"separator must be the end-of-options marker the program honours ('--', "
+                f"'--end-of-options') or null, got {value!r}"
+            )
+        return value
 
     @field_validator("command")
     @classmethod
@@ -271,13 +360,30 @@ class CliToolConfig(ToolFileConfig):
         self._resolve()
         return self
 
-    def to_spec(self, *, source: Path | None = None) -> CliToolSpec:
+    def to_spec(
+        self, *, source: Path | None = None, environ: Mapping[str, str] | None = None
+    ) -> CliToolSpec:
         """Resolve names, flags and recipe parameters into a :class:`CliToolSpec`.
 
         Args:
             source: The YAML file; a relative ``command`` path (one with a ``/``)
                 is taken relative to its folder, so tools can ship scripts.
+            environ: Where ``${VAR}`` in ``env`` and ``paths`` comes from (the host's
+                environment by default).
+
+        Raises:
+            ConfigError: A referenced variable is not set or malformed.
         """
+        environ = os.environ if environ is None else environ
+        redactor = Redactor()
+        env = {
+            key: expand_value(value, field=f"env.{key}", environ=environ, redactor=redactor)
+            for key, value in self.env.items()
+        }
+        paths = tuple(
+            os.path.realpath(expand_value(p, field=f"paths[{i}]", environ=environ))
+            for i, p in enumerate(self.paths)
+        )
         arguments, recipes = self._resolve()
         command = self.command
         if source is not None and "/" in command and not Path(command).is_absolute():
@@ -292,8 +398,14 @@ class CliToolConfig(ToolFileConfig):
             recipes=recipes,
             success_exit_codes=frozenset(self.success_exit_codes),
             source=str(source) if source is not None else None,
-            paths=tuple(self.paths),
+            env=env,
+            paths=paths,
             network=self.network,
+            allow_addresses=parse_networks(self.allow_addresses),
+            separator=self.separator,
+            option_values=self.option_values,
+            unsafe_passthrough=self.unsafe_passthrough,
+            redactor=redactor,
         )
 
     def _resolve(self) -> tuple[tuple[CliArgument, ...], tuple[CliRecipe, ...]]:
@@ -321,12 +433,19 @@ class CliToolConfig(ToolFileConfig):
                 problems.append(f"{where}: clashes with another option called {py_name!r}")
                 continue
             flag = option.flag or (f"-{option.short}" if option.short else f"--{key}")
+            self._check_constraints(where, option, problems)
+            if option.cwd and option.type != "string":
+                problems.append(f"{where}: `cwd: true` needs type string")
             arguments[py_name] = CliArgument(
                 name=py_name,
                 type=option.type,
                 kind="option",
                 flag=flag,
                 description=option.description.strip(),
+                pattern=option.pattern,
+                choices=tuple(option.choices) if option.choices is not None else None,
+                path=option.path or option.cwd,
+                cwd=option.cwd,
             )
             aliases[key] = aliases[py_name] = py_name
 
@@ -340,6 +459,14 @@ class CliToolConfig(ToolFileConfig):
                     f"{where}: {positional.name!r} is already the name of an option or positional"
                 )
                 continue
+            self._check_constraints(f"schema.positional[{index}]", positional, problems)
+            if positional.passthrough and not self.unsafe_passthrough:
+                problems.append(
+                    f"schema.positional[{index}]: `passthrough: true` hands agent code any "
+                    "option of the program (--output=..., --exec=...); declare the options "
+                    "the tool needs instead, or mark the tool `unsafe_passthrough: true` "
+                    "(it is then reported as unsafe)"
+                )
             arguments[positional.name] = CliArgument(
                 name=positional.name,
                 type=positional.type,
@@ -347,6 +474,11 @@ class CliToolConfig(ToolFileConfig):
                 required=positional.required,
                 passthrough=positional.passthrough,
                 description=positional.description.strip(),
+                pattern=positional.pattern,
+                choices=tuple(positional.choices) if positional.choices is not None else None,
+                path=positional.path,
+                subcommand=positional.subcommand,
+                separator=positional.separator,
             )
             aliases[positional.name] = positional.name
 
@@ -359,6 +491,20 @@ class CliToolConfig(ToolFileConfig):
             raise ValueError("; ".join(problems))
         ordered = sorted(arguments.values(), key=lambda a: a.kind != "option")
         return tuple(ordered), tuple(recipes)
+
+    def _check_constraints(
+        self, where: str, config: CliOptionConfig | CliPositionalConfig, problems: list[str]
+    ) -> None:
+        uses_paths = config.path or (isinstance(config, CliOptionConfig) and config.cwd)
+        if uses_paths and not self.paths:
+            problems.append(
+                f"{where}: a path argument needs the directories it may name, in the "
+                "tool-level `paths:` list"
+            )
+        if uses_paths and config.type not in ("string", "array"):
+            problems.append(f"{where}: `path: true` needs type string or array")
+        if (config.pattern or config.choices) and config.type == "boolean":
+            problems.append(f"{where}: `pattern`/`choices` do not apply to a boolean")
 
     @staticmethod
     def _resolve_recipe(

@@ -340,6 +340,8 @@ class ToolRegistry:
         if isinstance(tool, DirectlyCallable):
             direct = CallableSpec(name=tool.name, parameters=tool.direct_parameters())
             entry["parameters"] = direct.to_dict()["parameters"]
+        if unsafe := getattr(tool, "unsafe", None):
+            entry["unsafe"] = unsafe
         return entry
 
 

@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode._private.run_output import OutputListener
+from py_code_mode._private.worker_frames import LogLimiter, check_worker_frame
 from py_code_mode.errors import ExecutorError, error_payload
 from py_code_mode.result import ExecutionResult
 from py_code_mode.worker import wire
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 STOP_GRACE = 1.0
 REAP_TIMEOUT = 5.0
 MAX_RPC_IN_FLIGHT = 64
+MAX_RPC_QUEUED = 1024
+"""Namespace calls a worker may have waiting; a flood beyond that is a protocol error."""
 STDERR_TAIL = 4000
 """Bytes of a worker's own diagnostics (its stderr) kept for error messages."""
 
@@ -238,6 +241,9 @@ class WorkerConnection:
         self.dead = asyncio.Event()
         self.cause = ""
         self.death_reported = False
+        self.death_type = "WorkerDied"
+        """``error_type`` of a run this worker's death cut short ("ProtocolError": bad frame)."""
+        self._log_limiter = LogLimiter()
         self._planned_cause = ""
         self.exited: asyncio.Future[int] = self._loop.create_future()
         self._reader_task = asyncio.create_task(
@@ -350,14 +356,15 @@ class WorkerConnection:
                 message = await wire.read_message_async(self._reader, self._max_frame)
                 if message is None:
                     break
-                self._handle(message)
+                self._handle(check_worker_frame(message))
         except asyncio.CancelledError:
             raise
-        except wire.WireError as exc:
+        except (ConnectionError, OSError, wire.ConnectionClosedError):
+            pass
+        except Exception as exc:  # noqa: BLE001 - whatever a frame does, this task must not die
+            self.death_type = "ProtocolError"
             await self.kill(f"broke the protocol ({exc}) and was killed")
             return
-        except (ConnectionError, OSError):
-            pass
         # End of stream: the worker closed its side; its exit status tells why.
         try:
             await asyncio.wait_for(asyncio.shield(self.exited), 2.0)
@@ -367,6 +374,10 @@ class WorkerConnection:
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["kind"]
         if kind == "rpc":
+            if len(self._rpc_tasks) >= MAX_RPC_QUEUED:
+                raise wire.ProtocolError(
+                    f"more than {MAX_RPC_QUEUED} namespace calls waiting at once"
+                )
             task = asyncio.create_task(self._serve_rpc(message))
             self._rpc_tasks.add(task)
             task.add_done_callback(self._rpc_tasks.discard)
@@ -383,8 +394,10 @@ class WorkerConnection:
             if not self.ready.done():
                 self.ready.set_result(message)
         elif kind == "log":
-            level = str(message.get("level"))
-            text = str(message.get("message", ""))[:4000]
+            level = message["level"]
+            text = self._log_limiter.admit(message["message"])
+            if text is None:
+                return
             if level == "fatal":
                 self._planned_cause = self._planned_cause or f"failed: {text}"
             elif text in _WARNED:

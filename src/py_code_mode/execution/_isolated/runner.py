@@ -250,9 +250,9 @@ class WorkerRunner(ConfiguredExecutor[ConfigT], Generic[ConfigT, HandleT]):
             return closed_result()
         partial = "".join(handle.outputs.get(run_id, ()))
         return ExecutionResult.failure(
-            f"WorkerDied: the {handle.noun} {cause} during the run; all variables were lost. "
-            "The next run starts a fresh worker.",
-            "WorkerDied",
+            f"{handle.death_type}: the {handle.noun} {cause} during the run; all variables were "
+            "lost. The next run starts a fresh worker.",
+            handle.death_type,
             stdout=partial,
             execution_time_ms=elapsed_ms(started),
             variables_lost=True,
