@@ -19,6 +19,7 @@ ECHO = """\
 name: echo
 description: Print words
 command: echo
+separator: null
 schema:
   options:
     token: {type: string, description: a secret}
@@ -39,6 +40,7 @@ name: guarded
 description: Print words, but only when someone approves
 confirm: true
 command: echo
+separator: null
 schema:
   positional:
     - {name: words, type: array}

@@ -48,6 +48,7 @@ class ExecutionResult:
         # no MCP transport, terminal or JSON encoder can fail on it.
         object.__setattr__(self, "value", safe_data(self.value))
         object.__setattr__(self, "stdout", safe_text(self.stdout))
+        object.__setattr__(self, "stderr", safe_text(self.stderr))
         if self.error is not None:
             object.__setattr__(self, "error", safe_text(self.error))
         if self.error_type is not None:

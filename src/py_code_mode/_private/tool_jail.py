@@ -56,6 +56,7 @@ async def jailed_tool_argv(
     paths: Sequence[str] = (),
     network: bool = False,
     base: Path | None = None,
+    cwd: str | None = None,
 ) -> list[str]:
     """``argv`` run in a per-call jail, or unchanged (with one warning) where none exists.
 
@@ -65,6 +66,8 @@ async def jailed_tool_argv(
             relative ones are taken from ``base``).
         network: Give the call the host's network.
         base: The folder of the tool's YAML file.
+        cwd: The call's working directory on the host (one of the declared ``paths``,
+            visible at the same place in the jail); the call's private ``/tmp`` if None.
     """
     if os.environ.get("PY_CODE_MODE_TOOL_JAIL", "").lower() in ("off", "0", "false", "no"):
         found = jail.JailProbe(None, False, "turned off by PY_CODE_MODE_TOOL_JAIL")
@@ -87,7 +90,7 @@ async def jailed_tool_argv(
         tmpfs_size=TOOL_TMP_SIZE,
         network=network,
         env=None,
-        cwd=Path("/tmp"),  # noqa: S108 - the call's private tmpfs
+        cwd=Path(cwd) if cwd is not None else Path("/tmp"),  # noqa: S108 - private tmpfs
         hostname="tool",
     )
     return jail.jail_argv(found.bwrap, spec, [command, *argv[1:]])

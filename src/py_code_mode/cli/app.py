@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast, get_t
 import typer
 
 from py_code_mode import __version__
-from py_code_mode.cli.doctor import run_checks
 from py_code_mode._private.safe_text import safe_data, safe_text
+from py_code_mode.cli.doctor import run_checks
 from py_code_mode.cli.library import run_with_progress, using_session
 from py_code_mode.errors import PyCodeModeError
 from py_code_mode.execution.container.image import build_image

@@ -198,7 +198,5 @@ async def call_tool(
     try:
         args = parse_arguments(arguments)
         return await handler(session, args, _Options(timeout, max_chars))
-    except PyCodeModeError as exc:
+    except (PyCodeModeError, _BadCallError, ValueError) as exc:
         return str(exc)
-    except (_BadCallError, ValueError) as exc:
-        return f"Error executing tool {name}: {exc}"

@@ -614,7 +614,11 @@ class CliTool:
             )
         base = None if self.spec.source is None else Path(self.spec.source).parent
         jailed = await jailed_tool_argv(
-            [program, *argv[1:]], paths=self.spec.paths, network=self.spec.network, base=base
+            [program, *argv[1:]],
+            paths=self.spec.paths,
+            network=self.spec.network,
+            base=base,
+            cwd=cwd,
         )
         spawn = asyncio.ensure_future(
             loop.subprocess_exec(

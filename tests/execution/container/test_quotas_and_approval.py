@@ -12,6 +12,7 @@ name: guarded
 description: Print words, after a person said yes
 confirm: true
 command: echo
+separator: null
 schema:
   positional:
     - {name: words, type: array}

@@ -124,8 +124,10 @@ async def test_ten_thousand_log_frames_are_capped_in_the_host_log(
 ) -> None:
     code = FORGE + (
         "import json\n"
+        "import uuid\n"
+        "run = uuid.uuid4().hex\n"
         "for i in range(10_000):\n"
-        "    message = f'flood {i} ' + 'x' * 3000\n"
+        "    message = f'flood {run} {i} ' + 'x' * 3000\n"
         "    raw(json.dumps({'kind': 'log', 'level': 'warning', 'message': message}).encode())\n"
         "'sent'"
     )
@@ -282,7 +284,8 @@ def test_the_cli_prints_surrogates_without_a_traceback(tmp_path: Path, extra: li
     assert "Traceback" not in out + err
     if extra:
         data = json.loads(out)
-        assert data["stdout"] == "a\\udcffb\ne\\ud800\n"
+        assert data["stdout"] == "a\\udcffb\n"
+        assert data["stderr"] == "e\\ud800\n"
         assert data["value"] == "x\\udcff"
     else:
         assert "a\\udcffb" in out
