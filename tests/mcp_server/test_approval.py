@@ -112,7 +112,8 @@ async def test_a_client_without_elicitation_is_refused_with_how_to_allow_it(
 async def test_the_confirm_flag_asks_before_tools_not_marked_in_yaml(tmp_path: Path) -> None:
     base = _base(tmp_path)
     (base / "tools" / "echo.yaml").write_text(
-        "name: echo\ncommand: echo\nseparator: null\nschema:\n  positional:\n    - {name: words, type: array}\n"
+        "name: echo\ncommand: echo\nseparator: null\n"
+        "schema:\n  positional:\n    - {name: words, type: array}\n"
     )
     answer = _Answer(types.ElicitResult(action="accept", content={"approve": False}))
     async with _client(base, answer, "--confirm", "ech*") as session:
