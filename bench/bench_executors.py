@@ -217,9 +217,9 @@ async def tool_jail_cost(count: int) -> tuple[float, float]:
     """Median ms of a CLI ``echo`` tool call from the host, jailed and unjailed."""
     import os
 
-    from py_code_mode.tools.cli import CliTool
+    from py_code_mode.tools.models import load_cli_tool
 
-    tool = CliTool.from_mapping({"name": "echo", "command": "echo", "args": ["hi"]})
+    tool = load_cli_tool({"name": "echo", "command": "echo", "args": ["hi"], "separator": None})
     figures = []
     for setting in ("on", "off"):
         os.environ["PY_CODE_MODE_TOOL_JAIL"] = setting
