@@ -16,48 +16,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from py_code_mode.worker import errors as _tree
+from py_code_mode.worker.errors import *  # noqa: F403  (the one tree, defined there)
 from py_code_mode.worker.errors import (
-    ArtifactError,
-    ArtifactNotFoundError,
-    ArtifactQuotaError,
-    ConfigError,
-    DependencyError,
-    ExecutorError,
-    HostError,
-    InvalidNameError,
     PyCodeModeError,
     QuotaExceededError,
-    SessionClosedError,
-    StorageError,
-    ToolDeniedError,
     ToolError,
-    ToolNotFoundError,
-    WorkflowError,
-    WorkflowNotFoundError,
-    WorkflowQuotaError,
     translate,
 )
 
-__all__ = [
-    "ArtifactError",
-    "ArtifactNotFoundError",
-    "ArtifactQuotaError",
-    "ConfigError",
-    "DependencyError",
-    "ExecutorError",
-    "HostError",
-    "InvalidNameError",
-    "PyCodeModeError",
-    "QuotaExceededError",
-    "SessionClosedError",
-    "StorageError",
-    "ToolDeniedError",
-    "ToolError",
-    "ToolNotFoundError",
-    "WorkflowError",
-    "WorkflowNotFoundError",
-    "WorkflowQuotaError",
-]
+__all__ = [name for name in _tree.__all__ if name.endswith("Error")]  # the classes only
 
 logger = logging.getLogger(__name__)
 

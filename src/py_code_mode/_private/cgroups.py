@@ -53,7 +53,6 @@ class SessionCgroup:
     """One session's cgroup (one directory per hierarchy on v1)."""
 
     dirs: list[Path]
-    limits: dict[str, int]
     version: str
     _closed: bool = field(default=False, repr=False)
 
@@ -211,7 +210,6 @@ def create_session_cgroup(
         _sweep(list(dict.fromkeys(found.parents.values())))
     name = f"py-code-mode-{os.getpid()}-{next(_counter)}"
     made: list[Path] = []
-    limits: dict[str, int] = {}
     try:
         if found.version == "v2":
             directory = found.parents["memory"] / name
@@ -221,27 +219,23 @@ def create_session_cgroup(
                 (directory / "memory.max").write_text(str(memory_bytes))
                 with contextlib.suppress(OSError):
                     (directory / "memory.swap.max").write_text("0")
-                limits["memory"] = memory_bytes
             if max_pids is not None:
                 (directory / "pids.max").write_text(str(max_pids))
-                limits["pids"] = max_pids
         else:
             if memory_bytes is not None and "memory" in found.parents:
                 directory = found.parents["memory"] / name
                 directory.mkdir()
                 made.append(directory)
                 (directory / "memory.limit_in_bytes").write_text(str(memory_bytes))
-                limits["memory"] = memory_bytes
             if max_pids is not None and "pids" in found.parents:
                 directory = found.parents["pids"] / name
                 directory.mkdir()
                 made.append(directory)
                 (directory / "pids.max").write_text(str(max_pids))
-                limits["pids"] = max_pids
     except OSError as exc:
         logger.warning("could not create a session cgroup (%s); limits are per process", exc)
         for directory in made:
             with contextlib.suppress(OSError):
                 directory.rmdir()
         return None
-    return SessionCgroup(made, limits, found.version)
+    return SessionCgroup(made, found.version)

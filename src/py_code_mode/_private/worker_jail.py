@@ -55,10 +55,6 @@ class WorkerJail:
         """The working directory as the worker sees it."""
         return self.spec.cwd
 
-    def enforced(self) -> dict[str, int]:
-        """Session-wide limits the host enforces (cgroup), by name."""
-        return {} if self.cgroup is None else dict(self.cgroup.limits)
-
     async def kill_all(self) -> None:
         """Kill every process of the session and wait (briefly) until they are gone."""
         if self.cgroup is not None:

@@ -156,10 +156,6 @@ class SessionPool:
         """Execution sessions open for ``tenant`` (``"anonymous"`` without auth)."""
         return sum(1 for slot in self._slots.values() if slot.tenant == tenant)
 
-    def runs_of(self, tenant: str) -> int:
-        """Runs in flight for ``tenant``."""
-        return self._runs.get(tenant, 0)
-
     def __len__(self) -> int:
         return len(self._slots)
 

@@ -72,7 +72,7 @@ from py_code_mode.tools._egress import (
     parse_networks,
 )
 from py_code_mode.tools._expand import Redactor, expand_headers, expand_value
-from py_code_mode.tools.models import EntryMap, Seconds, StrictModel, ToolFileConfig
+from py_code_mode.tools.models import AddressList, EntryMap, Seconds, StrictModel, ToolFileConfig
 from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
 
 __all__ = [
@@ -159,14 +159,8 @@ class HttpToolConfig(ToolFileConfig):
     timeout: Seconds = 30.0
     follow_redirects: bool = False
     max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, gt=0)
-    allow_addresses: list[str] = Field(default_factory=list)
+    allow_addresses: AddressList = Field(default_factory=list)
     endpoints: EntryMap[HttpEndpointConfig] = Field(min_length=1)
-
-    @field_validator("allow_addresses")
-    @classmethod
-    def _check_allow_addresses(cls, value: list[str]) -> list[str]:
-        parse_networks(value)
-        return value
 
     @field_validator("headers")
     @classmethod

@@ -156,6 +156,18 @@ ToolName = Annotated[str, AfterValidator(validate_tool_name)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 """A timeout: positive and finite."""
 
+RegexPattern = Annotated[str | None, AfterValidator(_check_regex)]
+"""A ``pattern`` setting: must compile as a Python regular expression."""
+
+
+def _check_networks(value: list[str]) -> list[str]:
+    parse_networks(value)
+    return value
+
+
+AddressList = Annotated[list[str], AfterValidator(_check_networks)]
+"""``allow_addresses``: addresses or ranges that may be reached besides public ones."""
+
 EntryMap = Annotated[dict[str, _M], BeforeValidator(_none_entries_as_empty)]
 """Named sections (``recipes.<r>.params``, ``endpoints``) where an entry left empty
 in YAML (``url:``) stands for one with every setting at its default."""
@@ -188,15 +200,10 @@ class CliOptionConfig(StrictModel):
     short: str | None = None
     flag: str | None = None
     description: str = ""
-    pattern: str | None = None
+    pattern: RegexPattern = None
     choices: list[str] | None = None
     path: bool = False
     cwd: bool = False
-
-    @field_validator("pattern")
-    @classmethod
-    def _check_pattern(cls, value: str | None) -> str | None:
-        return _check_regex(value)
 
     @field_validator("short")
     @classmethod
@@ -227,16 +234,11 @@ class CliPositionalConfig(StrictModel):
     required: bool = False
     passthrough: bool = False
     description: str = ""
-    pattern: str | None = None
+    pattern: RegexPattern = None
     choices: list[str] | None = None
     path: bool = False
     subcommand: bool = False
     separator: str | None = None
-
-    @field_validator("pattern")
-    @classmethod
-    def _check_pattern(cls, value: str | None) -> str | None:
-        return _check_regex(value)
 
     @field_validator("separator")
     @classmethod
@@ -302,7 +304,7 @@ class CliToolConfig(ToolFileConfig):
     """Host paths a call may name and read; its per-call jail shows nothing else."""
     network: bool = False
     """Whether calls get the network (public addresses only, unless allowed below)."""
-    allow_addresses: list[str] = Field(default_factory=list)
+    allow_addresses: AddressList = Field(default_factory=list)
     separator: str | None = "--"
     option_values: Literal["attached", "next"] = "attached"
     unsafe_passthrough: bool = False
@@ -315,12 +317,6 @@ class CliToolConfig(ToolFileConfig):
                 raise ValueError(f"env: {key!r} is not a valid variable name")
             if "\x00" in item:
                 raise ValueError(f"env.{key}: the value contains a NUL character")
-        return value
-
-    @field_validator("allow_addresses")
-    @classmethod
-    def _check_allow_addresses(cls, value: list[str]) -> list[str]:
-        parse_networks(value)
         return value
 
     @field_validator("separator")

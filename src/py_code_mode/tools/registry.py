@@ -119,10 +119,6 @@ def _confirm_rule(data: Mapping[str, Any]) -> ConfirmRule:
     return ConfirmRule(tool=data.get("confirm") is True, callables=marked)
 
 
-def _load_tool_file(path: Path) -> ToolAdapter:
-    return _load_tool_file_with_rule(path)[0]
-
-
 def _load_tool_file_with_rule(path: Path) -> tuple[ToolAdapter, ConfirmRule]:
     data = _read_yaml(path)
     if data is None:

@@ -49,7 +49,6 @@ logger = logging.getLogger(__name__)
 
 SCHEMES = ("tcp://", "ssh://", "unix://")
 _API_TIMEOUT = 120
-_PING_TIMEOUT = 5
 _INFO_TTL = 1.0
 _CERT_FILES = ("ca.pem", "cert.pem", "key.pem")
 
