@@ -7,8 +7,6 @@ import json
 import logging
 import os
 import re
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ from py_code_mode.errors import (
 from py_code_mode.models import WorkflowRecord
 from py_code_mode.storage import file as file_module
 from py_code_mode.storage.file import DEFAULT_MAX_ARTIFACT_BYTES, FileStorage
+from tests.storage._writers import run_concurrent_writers
 
 HOUR_NS = 3600 * 10**9
 
@@ -804,26 +803,8 @@ WRITER = textwrap.dedent(
 @pytest.mark.slow
 async def test_several_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     base = tmp_path / "shared-lib"
-    go = tmp_path / "go"
     workers, count = 4, 20
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(base), str(w), str(count), str(go)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for w in range(workers)
-    ]
-    try:
-        go.touch()
-        for proc in procs:
-            _, err = proc.communicate(timeout=120)
-            assert proc.returncode == 0, err.decode()
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
+    run_concurrent_writers(WRITER, base, workers, count)
 
     fs = FileStorage(base)
     kept = {f"w{w}/a{i}" for w in range(workers) for i in range(count) if i % 5 != 4}

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pytest
 from py_code_mode.errors import ArtifactNotFoundError
 from py_code_mode.storage import file as file_module
 from py_code_mode.storage.file import FileStorage
+from tests.storage._writers import run_concurrent_writers
 
 THRESHOLD = 600  # bytes: about three index entries
 
@@ -161,26 +160,8 @@ async def test_several_processes_appending_and_compacting_at_once_lose_nothing(
     tmp_path: Path,
 ) -> None:
     base = tmp_path / "shared-lib"
-    go = tmp_path / "go"
     workers, count = 4, 30
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", LOG_WRITER, str(base), str(w), str(count), str(go)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for w in range(workers)
-    ]
-    try:
-        go.touch()
-        for proc in procs:
-            _, err = proc.communicate(timeout=120)
-            assert proc.returncode == 0, err.decode()
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
+    run_concurrent_writers(LOG_WRITER, base, workers, count)
 
     expected = {f"w{w}/a{i}" for w in range(workers) for i in range(count) if i % 4 != 3}
     infos = await FileStorage(base).list_artifacts()
