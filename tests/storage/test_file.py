@@ -52,7 +52,11 @@ async def fs(tmp_path: Path) -> Any:
 
 
 # Naming rules are the command layer's; never writing outside the base is the backend's.
-@pytest.mark.parametrize("name", ["../x", "a/../../b", "", "a\x00b", "a//b", "./a", None, 3])
+_NOT_INSIDE = ["../x", "a/../../b", "", "a\x00b", "a//b", "./a", None, 3]
+_STORE_FILES = [".index.json", ".index.log", ".tmp-0123456789abcdef", "a/.index.json"]
+
+
+@pytest.mark.parametrize("name", [*_NOT_INSIDE, *_STORE_FILES])
 async def test_artifact_names_never_lead_outside_the_base(tmp_path: Path, name: Any) -> None:
     storage = FileStorage(tmp_path / "lib")
     await storage.open()
@@ -66,6 +70,18 @@ async def test_artifact_names_never_lead_outside_the_base(tmp_path: Path, name: 
         await storage.get_artifact_info(name)
     assert [p.name for p in tmp_path.iterdir()] == ["lib"]
     assert await storage.list_artifacts() == []
+
+
+async def test_an_artifact_never_overwrites_the_store_index(tmp_path: Path) -> None:
+    # Attack: a library caller (no command table) names an artifact after the index.
+    storage = FileStorage(tmp_path)
+    await storage.open()
+    await storage.save_artifact("kept", "x")
+    for name in (".index.json", ".index.log"):
+        with pytest.raises(InvalidNameError):
+            await storage.save_artifact(name, "boom")
+    assert [a.name for a in await storage.list_artifacts()] == ["kept"]
+    assert await storage.load_artifact("kept") == "x"
 
 
 @pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a\\b", "a\x00b", "", ".hidden", None])

@@ -524,9 +524,10 @@ class FileStorage:
         )
 
     def _artifact_path(self, name: str) -> Path:
-        # Storage safety: one name is one file under artifacts/, never outside it.
+        # Storage safety: one name is one file under artifacts/, never outside it and
+        # never one of the store's own dot files (.index.json, .index.log, .tmp-*).
         segments = name.split("/") if isinstance(name, str) else [""]
-        if any(part in ("", ".", "..") or "\0" in part for part in segments):
+        if any(not part or part.startswith(".") or "\0" in part for part in segments):
             raise InvalidNameError(
                 f"artifact name {name!r} must be a relative path of plain file names"
             )
