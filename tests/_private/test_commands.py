@@ -232,7 +232,9 @@ async def test_bad_input_is_one_library_error_naming_the_argument(
 
 
 BAD_ARTIFACT_NAMES = ["../x", "/etc/passwd", "a\x00b", "", ".hidden", "a/../../b", "a\\b", "a//b"]
+BAD_ARTIFACT_NAMES += [".index.json", ".index.log", "a/.tmp-x", "x\udcff", "a" * 256]
 BAD_WORKFLOW_NAMES = ["../x", "/etc/passwd", "a\x00b", "", ".hidden", "list", "class", "_private"]
+BAD_WORKFLOW_NAMES += ["__init__", "x\udcff", "caf\u00e9"]
 
 
 @pytest.mark.parametrize("name", [*BAD_ARTIFACT_NAMES, None, 3])
