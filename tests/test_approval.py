@@ -150,3 +150,34 @@ def test_a_session_refuses_an_approver_that_is_not_callable(tmp_path: Path) -> N
         Session(FileStorage(tmp_path), InProcessExecutor(), approve=True)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="confirm"):
         Session(FileStorage(tmp_path), InProcessExecutor(), confirm="git")
+
+
+ROUNDABOUT = [
+    "workflows.invoke('relay')",
+    "workflows.relay()",
+    "getattr(tools, 'guarded')(words=['x'])",
+    "tools.guarded.__call__(words=['x'])",
+    "tools.echo.shout.__call__()",
+]
+
+
+@pytest.mark.parametrize("kind", ["in-process", "subprocess"])
+async def test_a_marked_tool_asks_on_every_route_agent_code_can_take(
+    tmp_path: Path, kind: str
+) -> None:
+    # Attack: reach a confirm: true tool or recipe around its attribute - through a
+    # workflow, getattr, or the bound method itself.
+    asked: list[str] = []
+
+    def approve(request: ApprovalRequest) -> bool:
+        asked.append(request.tool)
+        return False
+
+    executor = _executor(kind, _tools(tmp_path))
+    async with Session(FileStorage(tmp_path / "lib"), executor, approve=approve) as session:
+        await session.add_workflow("relay", "def run():\n    return tools.guarded(words=['x'])\n")
+        for call in ROUNDABOUT:
+            out = await _run(session, call)
+            assert isinstance(out, list), (call, out)
+            assert out[1] == "ToolDeniedError", (call, out)
+    assert len(asked) == len(ROUNDABOUT)
