@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -124,3 +125,33 @@ def test_quotas_parse_from_flags_with_units() -> None:
 def test_a_session_refuses_quotas_of_the_wrong_type(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="Quotas"):
         Session(FileStorage(tmp_path), InProcessExecutor(), quotas={"max_artifacts": 1})  # type: ignore[arg-type]
+
+
+async def test_the_byte_total_holds_against_bytes_wide_text_and_concurrent_growth(
+    tmp_path: Path,
+) -> None:
+    # Attack: slip past max_total_artifact_bytes (150) with bytes, with text whose
+    # UTF-8 form is longer than its character count, or with two growths racing.
+    async with Session(FileStorage(tmp_path), InProcessExecutor(), quotas=QUOTAS) as session:
+        await session.save_artifact("a", "a" * 50)
+        await session.save_artifact("b", "b" * 50)
+        code = (
+            "refused = []\n"
+            "for data in (b'x' * 60, '\\u00e9' * 30):\n"
+            "    try:\n"
+            "        artifacts.save('c', data)\n"
+            "    except ArtifactQuotaError as exc:\n"
+            "        refused.append(exc.quota)\n"
+            "refused"
+        )
+        result = await session.run(code, timeout=60)
+        assert result.value == ["max_total_artifact_bytes"] * 2, result.error
+        outcomes = await asyncio.gather(
+            session.save_artifact("a", "A" * 90),
+            session.save_artifact("b", "B" * 90),
+            return_exceptions=True,
+        )
+        assert sum(isinstance(o, ArtifactQuotaError) for o in outcomes) == 1, outcomes
+        sizes = [a["size"] for a in await session.list_artifacts()]
+        assert sum(sizes) <= 150
+        assert sorted(sizes) == [50, 90]
