@@ -549,7 +549,7 @@ class FileStorage:
         with self._locked(exclusive=False), self._index_mutex:
             return self._current_index().get(name)
 
-    def _current_index(self) -> dict[str, ArtifactInfo]:
+    def _current_index(self) -> _SizedIndex:
         """The index as of now: cached snapshot plus the log lines not yet applied.
 
         Callers hold the storage lock (so no compaction runs meanwhile) and
@@ -957,11 +957,11 @@ class FileStorage:
 
 
 def _check_totals(
-    quotas: Quotas, index: Mapping[str, ArtifactInfo], previous: ArtifactInfo | None, size: int
+    quotas: Quotas, index: _SizedIndex, previous: ArtifactInfo | None, size: int
 ) -> None:
     if previous is None:
         quotas.check("max_artifacts", len(index) + 1, "the artifact store", "artifacts")
-    total = index.total_bytes if isinstance(index, _SizedIndex) else _total(index)
+    total = index.total_bytes
     new_total = total - (previous.size if previous else 0) + size
     if new_total > total:  # shrinking or same-size replacements always pass
         quotas.check("max_total_artifact_bytes", new_total, "the artifact store", "artifacts")
@@ -1042,10 +1042,6 @@ def _entry_of(info: ArtifactInfo) -> dict[str, Any]:
     }
 
 
-def _total(index: Mapping[str, ArtifactInfo]) -> int:
-    return sum(info.size for info in index.values())
-
-
 class _SizedIndex(dict[str, ArtifactInfo]):
     """The artifact index with a running total of payload sizes, for quotas.
 
@@ -1055,7 +1051,7 @@ class _SizedIndex(dict[str, ArtifactInfo]):
 
     def __init__(self, entries: Mapping[str, ArtifactInfo] | None = None) -> None:
         super().__init__(entries or {})
-        self.total_bytes = _total(self)
+        self.total_bytes = sum(info.size for info in self.values())
 
     def __setitem__(self, name: str, info: ArtifactInfo) -> None:
         old = self.get(name)
@@ -1079,7 +1075,7 @@ class _IndexState:
     snapshot_key: _StatKey | None
     log_id: tuple[int, int] | None
     log_offset: int
-    entries: dict[str, ArtifactInfo]
+    entries: _SizedIndex
     trusted: bool
     """False for a snapshot another process wrote under two seconds ago."""
 
