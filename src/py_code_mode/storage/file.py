@@ -642,8 +642,8 @@ class FileStorage:
             entry = _entry_of(info)
             change["entry"] = entry
         line = json.dumps(change, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        state.log_offset = _append_line(self._index_log, line.encode("utf-8", "surrogatepass"))
-        log = os.stat(self._index_log)
+        log = _append_line(self._index_log, line.encode("utf-8", "surrogatepass"))
+        state.log_offset = log.st_size
         state.log_id = (log.st_dev, log.st_ino)
         if state.log_offset >= max(snapshot_size, _INDEX_REWRITE_BYTES):
             self._write_index(state.entries)
@@ -995,8 +995,8 @@ def _atomic_write(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
     _commit(_write_temp(path, data), path, sync_dir=sync_dir)
 
 
-def _append_line(path: Path, line: bytes) -> int:
-    """Append one line durably; return the file size after it.
+def _append_line(path: Path, line: bytes) -> os.stat_result:
+    """Append one line durably; return the file's stat after it.
 
     A line left unfinished by a crash is closed first, so it stays one bad line
     (skipped when read) instead of spoiling this one.
@@ -1011,7 +1011,7 @@ def _append_line(path: Path, line: bytes) -> int:
         while data:
             data = data[os.write(fd, data) :]
         os.fsync(fd)
-        end = os.fstat(fd).st_size
+        end = os.fstat(fd)
     except OSError as exc:
         if exc.filename is None:
             exc.filename = os.fspath(path)
