@@ -183,6 +183,50 @@ async def test_artifacts_are_resources_text_as_text_and_bytes_with_their_mime_ty
             await session.read_resource("artifact://missing.txt")
 
 
+async def test_a_resource_uri_cannot_leave_the_artifact_store(base: Path) -> None:
+    """Attack: traversal, percent-encoded dots, absolute paths and lone surrogates in a URI."""
+    secret = base.parent / "secret.txt"
+    secret.write_text("do not read")
+    async with connect("stdio", base) as (session, _):
+        for uri in (
+            "artifact://../secret.txt",
+            "artifact://%2e%2e/secret.txt",
+            "artifact://%2E%2E%2Fsecret.txt",
+            f"artifact://{secret}",
+            "artifact://" + str(secret).replace("/", "%2F"),
+            "artifact://a/../../secret.txt",
+            "artifact://%ED%A0%80",
+            "artifact://%00",
+        ):
+            with pytest.raises(Exception) as caught:
+                await session.read_resource(uri)
+            assert "do not read" not in str(caught.value), uri
+        shown = await call(
+            session, "run_code", code="artifacts.show(b'\\x89PNG\\r\\n\\x1a\\n', name='../x.png')"
+        )
+        assert "InvalidNameError" in text_of(shown)
+        assert not (base.parent / "x.png").exists()
+        assert await session.send_ping() is not None  # the server survived all of it
+
+
+async def test_a_resource_holding_lone_surrogates_reads_back_escaped(base: Path) -> None:
+    """Attack: agent code stores lone surrogates in a str artifact, a name and a JSON value."""
+    async with connect("stdio", base) as (session, _):
+        code = (
+            "artifacts.save('bad.txt', 'a\\ud800b')\n"
+            "artifacts.save('bad.json', {'k\\udfff': 'v\\ud800'})"
+        )
+        saved = await call(session, "run_code", code=code)
+        assert not saved.is_error, text_of(saved)
+        text = (await session.read_resource("artifact://bad.txt")).contents[0]
+        assert text.text == "a\\ud800b"
+        data = (await session.read_resource("artifact://bad.json")).contents[0]
+        assert json.loads(data.text) == {"k\\udfff": "v\\ud800"}
+        listed = await session.list_resources()
+        assert "artifact://bad.txt" in {r.uri for r in listed.resources}
+        assert await session.send_ping() is not None
+
+
 @BOTH
 async def test_a_subscribed_client_hears_when_a_run_changes_an_artifact(
     transport: str, base: Path

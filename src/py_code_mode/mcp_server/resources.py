@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote
 
 from mcp.server.context import ServerRequestContext
@@ -34,6 +34,7 @@ from mcp_types import (
     UnsubscribeRequestParams,
 )
 
+from py_code_mode._private.safe_text import safe_data
 from py_code_mode.errors import PyCodeModeError
 from py_code_mode.mcp_server.run_reply import image_mime
 from py_code_mode.mcp_server.sessions import connection_of
@@ -116,7 +117,9 @@ class ArtifactResources:
         if self._before_read is not None:
             await self._before_read()
         try:
-            return await self._library(ctx).list_artifacts()
+            return cast(
+                "list[dict[str, Any]]", safe_data(await self._library(ctx).list_artifacts())
+            )
         except PyCodeModeError as exc:
             raise MCPError(code=INVALID_PARAMS, message=str(exc)) from exc
 
@@ -153,7 +156,8 @@ class ArtifactResources:
         if self._before_read is not None:
             await self._before_read()
         try:
-            data = await library.load_artifact(name)
+            # Agent code may have stored lone surrogates; unescaped they kill the transport.
+            data = safe_data(await library.load_artifact(name))
         except PyCodeModeError as exc:
             raise MCPError(code=INVALID_PARAMS, message=str(exc), data={"uri": params.uri}) from exc
         contents: TextResourceContents | BlobResourceContents
