@@ -620,3 +620,13 @@ def test_env_and_paths_expand_from_the_host_and_refuse_unset_variables(
     assert tool.spec.paths == (str(tmp_path.resolve()),)
     with pytest.raises(ConfigError, match="PCM_SURELY_UNSET"):
         make({"command": "true", "env": {"A": "${PCM_SURELY_UNSET}"}})
+
+
+def test_paths_expand_a_leading_tilde_to_the_host_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # tools/README.md documents `paths: [~/projects/repo]`; it must not become ./~/...
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "repo").mkdir()
+    tool = make({"command": "true", "paths": ["~/repo"]})
+    assert tool.spec.paths == (str((tmp_path / "repo").resolve()),)

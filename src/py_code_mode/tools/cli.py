@@ -48,7 +48,6 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final, Literal
 
 from py_code_mode._private.tool_calls import reject_missing, reject_unknown, show
@@ -612,12 +611,10 @@ class CliTool:
             raise ToolError(
                 f"{where}: command '{argv[0]}' not found on PATH; install it", tool=self.name
             )
-        base = None if self.spec.source is None else Path(self.spec.source).parent
         jailed = await jailed_tool_argv(
             [program, *argv[1:]],
             paths=self.spec.paths,
             network=self.spec.network,
-            base=base,
             cwd=cwd,
         )
         spawn = asyncio.ensure_future(
