@@ -225,6 +225,8 @@ def test_a_missing_required_positional_is_refused() -> None:
         ({"silent": 1}, "argument 'silent' must be a boolean"),
         ({"request": 5}, "argument 'request' must be a string, got int 5"),
         ({"request": "a\x00b"}, "argument 'request' must be a string without NUL"),
+        ({"request": "a\ud800b"}, "argument 'request' must be a string without lone surrogates"),
+        ({"header": ["X: \udbff"]}, "list of strings or numbers; item 0 is str"),
         ({"header": "A: 1"}, "argument 'header' must be a list of strings or numbers, got str"),
         ({"header": [["x"]]}, "argument 'header' must be a list of strings or numbers; item 0"),
         ({"header": ["ok", True]}, "item 1 is bool True"),
@@ -563,7 +565,9 @@ async def test_path_arguments_must_resolve_inside_the_declared_paths(tmp_path: P
     tool = declared_tool(root)
     out = json.loads(await tool.call(None, {"files": ["sub", str(root / "sub")]}))
     assert out[0] == str(root)  # the first declared path is the working directory
-    for bad in ("../outside.txt", str(outside), "link", "/"):
+    # attack: the host root again through /proc/self/root, a link, `..`, absolute paths
+    via_proc = f"/proc/self/root{outside}"
+    for bad in ("../outside.txt", str(outside), "link", "/", via_proc, "sub/../../outside.txt"):
         with pytest.raises(ToolError, match="outside the directories this tool may use"):
             tool.build_argv(None, {"files": [bad]})
 
