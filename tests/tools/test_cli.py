@@ -225,6 +225,8 @@ def test_a_missing_required_positional_is_refused() -> None:
         ({"silent": 1}, "argument 'silent' must be a boolean"),
         ({"request": 5}, "argument 'request' must be a string, got int 5"),
         ({"request": "a\x00b"}, "argument 'request' must be a string without NUL"),
+        ({"request": "a\ud800b"}, "argument 'request' must be a string without lone surrogates"),
+        ({"header": ["X: \udbff"]}, "list of strings or numbers; item 0 is str"),
         ({"header": "A: 1"}, "argument 'header' must be a list of strings or numbers, got str"),
         ({"header": [["x"]]}, "argument 'header' must be a list of strings or numbers; item 0"),
         ({"header": ["ok", True]}, "item 1 is bool True"),
@@ -563,7 +565,9 @@ async def test_path_arguments_must_resolve_inside_the_declared_paths(tmp_path: P
     tool = declared_tool(root)
     out = json.loads(await tool.call(None, {"files": ["sub", str(root / "sub")]}))
     assert out[0] == str(root)  # the first declared path is the working directory
-    for bad in ("../outside.txt", str(outside), "link", "/"):
+    # attack: the host root again through /proc/self/root, a link, `..`, absolute paths
+    via_proc = f"/proc/self/root{outside}"
+    for bad in ("../outside.txt", str(outside), "link", "/", via_proc, "sub/../../outside.txt"):
         with pytest.raises(ToolError, match="outside the directories this tool may use"):
             tool.build_argv(None, {"files": [bad]})
 
@@ -620,3 +624,13 @@ def test_env_and_paths_expand_from_the_host_and_refuse_unset_variables(
     assert tool.spec.paths == (str(tmp_path.resolve()),)
     with pytest.raises(ConfigError, match="PCM_SURELY_UNSET"):
         make({"command": "true", "env": {"A": "${PCM_SURELY_UNSET}"}})
+
+
+def test_paths_expand_a_leading_tilde_to_the_host_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # tools/README.md documents `paths: [~/projects/repo]`; it must not become ./~/...
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "repo").mkdir()
+    tool = make({"command": "true", "paths": ["~/repo"]})
+    assert tool.spec.paths == (str((tmp_path / "repo").resolve()),)

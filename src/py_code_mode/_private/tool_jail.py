@@ -55,17 +55,15 @@ async def jailed_tool_argv(
     *,
     paths: Sequence[str] = (),
     network: bool = False,
-    base: Path | None = None,
     cwd: str | None = None,
 ) -> list[str]:
     """``argv`` run in a per-call jail, or unchanged (with one warning) where none exists.
 
     Args:
         argv: The tool's command and arguments.
-        paths: Host paths the tool's YAML declares, bound read-only (``~`` expanded;
-            relative ones are taken from ``base``).
+        paths: Host paths the tool's YAML declares, bound read-only (already resolved
+            by ``CliToolConfig.to_spec``: absolute, ``~`` expanded, links followed).
         network: Give the call the host's network.
-        base: The folder of the tool's YAML file.
         cwd: The call's working directory on the host (one of the declared ``paths``,
             visible at the same place in the jail); the call's private ``/tmp`` if None.
     """
@@ -84,7 +82,7 @@ async def jailed_tool_argv(
     command = _resolve(argv[0])
     if command is None:
         return list(argv)  # starting it fails as it would unjailed: command not found
-    visible = await asyncio.to_thread(_visible_paths, command, paths, base)
+    visible = await asyncio.to_thread(_visible_paths, command, paths)
     spec = jail.JailSpec(
         read_only=tuple(visible),
         tmpfs_size=TOOL_TMP_SIZE,
@@ -96,7 +94,7 @@ async def jailed_tool_argv(
     return jail.jail_argv(found.bwrap, spec, [command, *argv[1:]])
 
 
-def _visible_paths(command: str, paths: Sequence[str], base: Path | None) -> list[Path]:
+def _visible_paths(command: str, paths: Sequence[str]) -> list[Path]:
     """The executable's own files and the declared paths, resolved (blocking)."""
     visible: list[Path] = []
     real = os.path.realpath(command)
@@ -107,9 +105,5 @@ def _visible_paths(command: str, paths: Sequence[str], base: Path | None) -> lis
         visible += jail.interpreter_paths(Path(real))
     elif not real.startswith(_SYSTEM_PREFIXES):
         visible.append(Path(real).parent)  # a script the tool ships, or a tool outside /usr
-    for declared in paths:
-        path = Path(os.path.expanduser(declared))
-        if not path.is_absolute() and base is not None:
-            path = base / path
-        visible.append(Path(os.path.realpath(path)))
+    visible += map(Path, paths)
     return visible

@@ -77,11 +77,20 @@ def parse_networks(
     return tuple(networks)
 
 
+_EMBEDS_IPV4: Final = (
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated): ::127.0.0.1
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64 well-known prefix
+)
+
+
 def _plain(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 form carries (mapped, 6to4, compatible, NAT64), else itself."""
     if isinstance(address, ipaddress.IPv6Address):
         mapped = address.ipv4_mapped or address.sixtofour
         if mapped is not None:
             return mapped
+        if any(address in network for network in _EMBEDS_IPV4):
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address
 
 

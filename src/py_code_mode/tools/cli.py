@@ -48,7 +48,6 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final, Literal
 
 from py_code_mode._private.tool_calls import reject_missing, reject_unknown, show
@@ -94,7 +93,16 @@ def _is_array_item(value: Any) -> bool:
         return False
     if isinstance(value, float):
         return math.isfinite(value)
-    return not (isinstance(value, str) and "\x00" in value)
+    return not isinstance(value, str) or ("\x00" not in value and _encodable(value))
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` becomes argv bytes (``\udc80``-``\udcff`` stand for raw bytes)."""
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def describe_type_error(arg_type: ArgType, value: Any) -> str | None:
@@ -114,6 +122,8 @@ def describe_type_error(arg_type: ArgType, value: Any) -> str | None:
             expected = "a string"
         elif "\x00" in value:
             expected = "a string without NUL characters"
+        elif not _encodable(value):
+            expected = "a string without lone surrogates (it must encode for the command line)"
     elif arg_type == "integer":
         if isinstance(value, bool) or not isinstance(value, int):
             expected = "an integer"
@@ -612,12 +622,10 @@ class CliTool:
             raise ToolError(
                 f"{where}: command '{argv[0]}' not found on PATH; install it", tool=self.name
             )
-        base = None if self.spec.source is None else Path(self.spec.source).parent
         jailed = await jailed_tool_argv(
             [program, *argv[1:]],
             paths=self.spec.paths,
             network=self.spec.network,
-            base=base,
             cwd=cwd,
         )
         spawn = asyncio.ensure_future(

@@ -377,7 +377,9 @@ class CliToolConfig(ToolFileConfig):
             for key, value in self.env.items()
         }
         paths = tuple(
-            os.path.realpath(expand_value(p, field=f"paths[{i}]", environ=environ))
+            os.path.realpath(
+                os.path.expanduser(expand_value(p, field=f"paths[{i}]", environ=environ))
+            )
             for i, p in enumerate(self.paths)
         )
         arguments, recipes = self._resolve()

@@ -294,6 +294,11 @@ async def test_an_http_tool_refuses_loopback_and_redirects_into_it(
         ("127.8.9.10", False),
         ("::1", False),
         ("::ffff:127.0.0.1", False),
+        ("::127.0.0.1", False),  # IPv4-compatible form: Python calls it global
+        ("::a9fe:a9fe", False),  # 169.254.169.254, IPv4-compatible
+        ("64:ff9b::7f00:1", False),  # NAT64 form of 127.0.0.1
+        ("64:ff9b::5db8:d70e", True),  # NAT64 form of a public address
+        ("::", False),
         ("0.0.0.0", False),
         ("10.1.2.3", False),
         ("172.16.0.1", False),
