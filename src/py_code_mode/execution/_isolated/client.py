@@ -125,8 +125,6 @@ def elapsed_ms(started: float) -> float:
 
 
 _MAX_IMAGES = 8
-_WARNED: set[str] = set()
-"""Worker warnings already logged by this process."""
 
 
 def outcome_result(outcome: Any, started: float) -> ExecutionResult:
@@ -400,13 +398,9 @@ class WorkerConnection:
                 return
             if level == "fatal":
                 self._planned_cause = self._planned_cause or f"failed: {text}"
-            elif text in _WARNED:
-                logger.debug("worker %s: %s", self.label, text)
-                return
-            elif len(_WARNED) < 256:
-                # A warning every worker start repeats (a limit root is exempt from) is
-                # logged once per process.
-                _WARNED.add(text)
+            # No once-per-process dedupe here: agent code can forge log frames, and a
+            # remembered text would silence the real warning later.  Start-up warnings
+            # arrive in ``ready`` and are deduped by _warn_once before agent code runs.
             logger.log(
                 logging.ERROR if level == "fatal" else logging.WARNING,
                 "worker %s: %s",
