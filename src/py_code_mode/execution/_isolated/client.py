@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -168,6 +169,17 @@ def with_notice(result: ExecutionResult, notice: str) -> ExecutionResult:
         execution_time_ms=result.execution_time_ms,
         variables_lost=True,
         metadata={**result.metadata, "worker_restarted": True},
+    )
+
+
+def replaced_after_timeout(result: ExecutionResult, why: str, what: str) -> ExecutionResult:
+    """A timed-out ``result`` whose leftover threads or processes made ``what`` be replaced."""
+    return dataclasses.replace(
+        result,
+        error=(result.error or "").replace("variables are kept.", "")
+        + f"{why}, so the {what} was replaced to end them; all variables were lost. "
+        f"The next run starts a fresh {what}.",
+        variables_lost=True,
     )
 
 
