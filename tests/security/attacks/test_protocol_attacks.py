@@ -140,6 +140,44 @@ async def test_ten_thousand_log_frames_are_capped_in_the_host_log(
     assert (await isolated.run("2 + 2")).value == 4
 
 
+async def test_a_forged_log_frame_does_not_silence_the_same_warning_later(
+    isolated: Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Agent code forges the text of a warning the worker may send later; the host must
+    # not remember it and log the real one only at debug level.
+    code = FORGE + (
+        "import json\n"
+        "raw(json.dumps({'kind': 'log', 'level': 'warning', 'message': 'forged-once'}).encode())\n"
+        "'sent'"
+    )
+    with caplog.at_level(logging.WARNING, logger="py_code_mode"):
+        for _ in range(2):
+            assert (await isolated.run(code, timeout=30)).value == "sent"
+    forged = [r for r in caplog.records if "forged-once" in r.getMessage()]
+    assert len(forged) == 2
+    assert all(r.levelno == logging.WARNING for r in forged)
+
+
+async def test_a_huge_log_frame_with_lone_surrogates_is_capped_and_encodable(
+    isolated: Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    code = FORGE + (
+        "import json\n"
+        "message = 'huge-log \\udcff' + 'y' * 1_000_000\n"
+        "raw(json.dumps({'kind': 'log', 'level': 'warning', 'message': message}).encode())\n"
+        "raw(json.dumps({'kind': 'output', 'id': 'another-run', 'text': 'stolen'}).encode())\n"
+        "'sent'"
+    )
+    with caplog.at_level(logging.WARNING, logger="py_code_mode"):
+        result = await isolated.run(code, timeout=30)
+    assert result.value == "sent", result.error
+    assert "stolen" not in result.stdout
+    huge = [r.getMessage() for r in caplog.records if "huge-log" in r.getMessage()]
+    assert len(huge) == 1
+    assert len(huge[0]) < 10_000
+    huge[0].encode("utf-8")
+
+
 def test_the_frame_check_accepts_what_the_worker_sends() -> None:
     for message in (
         {"kind": "hello", "version": 1, "pid": 3},

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -125,8 +126,6 @@ def elapsed_ms(started: float) -> float:
 
 
 _MAX_IMAGES = 8
-_WARNED: set[str] = set()
-"""Worker warnings already logged by this process."""
 
 
 def outcome_result(outcome: Any, started: float) -> ExecutionResult:
@@ -170,6 +169,17 @@ def with_notice(result: ExecutionResult, notice: str) -> ExecutionResult:
         execution_time_ms=result.execution_time_ms,
         variables_lost=True,
         metadata={**result.metadata, "worker_restarted": True},
+    )
+
+
+def replaced_after_timeout(result: ExecutionResult, why: str, what: str) -> ExecutionResult:
+    """A timed-out ``result`` whose leftover threads or processes made ``what`` be replaced."""
+    return dataclasses.replace(
+        result,
+        error=(result.error or "").replace("variables are kept.", "")
+        + f"{why}, so the {what} was replaced to end them; all variables were lost. "
+        f"The next run starts a fresh {what}.",
+        variables_lost=True,
     )
 
 
@@ -400,13 +410,9 @@ class WorkerConnection:
                 return
             if level == "fatal":
                 self._planned_cause = self._planned_cause or f"failed: {text}"
-            elif text in _WARNED:
-                logger.debug("worker %s: %s", self.label, text)
-                return
-            elif len(_WARNED) < 256:
-                # A warning every worker start repeats (a limit root is exempt from) is
-                # logged once per process.
-                _WARNED.add(text)
+            # No once-per-process dedupe here: agent code can forge log frames, and a
+            # remembered text would silence the real warning later.  Start-up warnings
+            # arrive in ``ready`` and are deduped by _warn_once before agent code runs.
             logger.log(
                 logging.ERROR if level == "fatal" else logging.WARNING,
                 "worker %s: %s",

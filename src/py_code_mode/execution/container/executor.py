@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -54,7 +53,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from py_code_mode.errors import DependencyError, ExecutorError
-from py_code_mode.execution._isolated.client import WorkerDiedError, start_failure
+from py_code_mode.execution._isolated.client import (
+    WorkerDiedError,
+    replaced_after_timeout,
+    start_failure,
+)
 from py_code_mode.execution._isolated.runner import WorkerRunner
 from py_code_mode.execution.container.config import DEFAULT_IMAGE, ContainerConfig
 from py_code_mode.execution.container.connection import ContainerWorker, adopt
@@ -240,13 +243,7 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
             why = "whether the run left threads or processes running cannot be seen here"
         else:
             why = f"the run left {tasks - baseline} thread(s) or process(es) running"
-        return dataclasses.replace(
-            result,
-            error=(result.error or "").replace("variables are kept.", "")
-            + f"{why}, so the container was replaced to end them; all variables were lost. "
-            "The next run starts a fresh container.",
-            variables_lost=True,
-        )
+        return replaced_after_timeout(result, why, "container")
 
     async def _reset_locked(self) -> None:
         # A reset is a fresh container (from the warm pool when there is one): no

@@ -32,7 +32,6 @@ POSIX only (it relies on ``fcntl``, ``resource`` and process groups).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import hashlib
 import json
@@ -54,7 +53,11 @@ from py_code_mode._private.worker_jail import (
 from py_code_mode._private.worker_pool import PooledWorker, pool
 from py_code_mode.errors import DependencyError, ExecutorError
 from py_code_mode.execution._configured import resolve_env
-from py_code_mode.execution._isolated.client import WorkerDiedError, start_failure
+from py_code_mode.execution._isolated.client import (
+    WorkerDiedError,
+    replaced_after_timeout,
+    start_failure,
+)
 from py_code_mode.execution._isolated.process import WorkerProcess, popen_worker
 from py_code_mode.execution._isolated.runner import WorkerRunner
 from py_code_mode.execution._isolated.source import worker_root
@@ -396,12 +399,8 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         if self._jail is not None:
             await self._jail.kill_all()
         extra = tasks - self._baseline_tasks
-        return dataclasses.replace(
-            result,
-            error=(result.error or "").replace("variables are kept.", "")
-            + f"the run left {extra} thread(s) or process(es) running, so the worker was "
-            "replaced to end them; all variables were lost. The next run starts a fresh worker.",
-            variables_lost=True,
+        return replaced_after_timeout(
+            result, f"the run left {extra} thread(s) or process(es) running", "worker"
         )
 
     async def _reset_locked(self) -> None:
