@@ -325,3 +325,37 @@ async def test_an_idle_session_is_reaped_only_when_not_running(tmp_path: Path) -
     assert len(idle) == 1
     assert fresh is not session
     assert session.closed
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "\udcff" * 20,  # what os.environ holds for bytes that are not UTF-8
+        "alice token with spaces 0123",
+        "alice-token-0123456789\nInjected: 1",
+        "alice-tök-0123456789abcdef",
+    ],
+)
+def test_a_token_outside_the_bearer_alphabet_is_refused_with_the_fix(token: str) -> None:
+    with pytest.raises(ConfigError, match="RFC 6750.*secrets.token_urlsafe"):
+        Tenancy.single(token, TenantLimits())
+
+
+def test_a_server_whose_token_variable_is_not_utf8_exits_with_the_reason(base: Path) -> None:
+    """Attack: the environment carries raw bytes; startup says why instead of a traceback."""
+    import os
+    import subprocess
+
+    from tests.mcp_server._support import SERVER, free_port, server_env
+
+    env = {os.fsencode(k): os.fsencode(v) for k, v in server_env().items()}
+    env[b"PY_CODE_MODE_TOKEN"] = b"\xff\xfe" * 12
+    args = ["--base", str(base), *IN_PROCESS, "--transport", "http", "--port", str(free_port())]
+    done = subprocess.run(
+        [*SERVER, *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60
+    )
+    said = done.stderr.decode(errors="replace")
+    assert done.returncode != 0
+    assert "PY_CODE_MODE_TOKEN" in said
+    assert "RFC 6750" in said
+    assert "Traceback" not in said

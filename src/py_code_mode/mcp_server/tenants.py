@@ -59,6 +59,8 @@ __all__ = [
 TOKEN_ENV = "PY_CODE_MODE_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 TOKENS_FILE_ENV = "PY_CODE_MODE_TOKENS"
 MIN_TOKEN_CHARS = 16
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+"""The b64token syntax of RFC 6750: what a client can put in an Authorization header."""
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 
 
@@ -158,16 +160,17 @@ class _FileModel(BaseModel):
 
 def _check_token(token: str, where: str) -> str:
     token = token.strip()
-    if len(token) < MIN_TOKEN_CHARS:
+    if len(token) < MIN_TOKEN_CHARS or _BEARER_TOKEN.fullmatch(token) is None:
         raise ConfigError(
-            f"{where}: a bearer token needs at least {MIN_TOKEN_CHARS} characters; "
-            "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            f"{where}: a bearer token needs at least {MIN_TOKEN_CHARS} characters, all of "
+            "A-Z a-z 0-9 - . _ ~ + / (and = at the end, RFC 6750); make one with: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
     return token
 
 
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 class Tenancy:
