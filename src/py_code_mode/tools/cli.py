@@ -53,7 +53,8 @@ from typing import Any, Final, Literal
 from py_code_mode._private.tool_calls import reject_missing, reject_unknown, show
 from py_code_mode._private.tool_jail import jailed_tool_argv
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
-from py_code_mode.tools._egress import AddressPolicy, EgressProxy, IPNetwork
+from py_code_mode.tools._egress import AddressPolicy, IPNetwork
+from py_code_mode.tools._egress_proxy import EgressProxy
 from py_code_mode.tools._expand import Redactor
 from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
 
