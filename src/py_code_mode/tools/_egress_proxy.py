@@ -62,8 +62,10 @@ def parse_host_patterns(items: Iterable[str], *, field: str = "allow") -> tuple[
     """
     patterns: list[str] = []
     for item in items:
-        pattern = _normal(item) if isinstance(item, str) else ""
-        body = pattern[2:] if pattern.startswith("*.") else pattern
+        text = item.strip().lower() if isinstance(item, str) else ""
+        wildcard = text.startswith("*.")
+        body = _normal(text[2:] if wildcard else text)
+        pattern = f"*.{body}" if wildcard else body
         if pattern != "*" and (
             not body
             or "*" in body
