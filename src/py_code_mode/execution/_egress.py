@@ -32,6 +32,7 @@ __all__ = [
     "PROXY_VARS",
     "SOCKET_ENV",
     "SOCKET_IN_SANDBOX",
+    "URL_FILE_ENV",
     "SandboxEgress",
     "check_egress_settings",
     "with_refusals",
@@ -39,6 +40,8 @@ __all__ = [
 
 SOCKET_ENV: Final = "PY_CODE_MODE_EGRESS_SOCKET"
 """The worker's variable naming the proxy socket; the worker's forwarder reads it."""
+URL_FILE_ENV: Final = "PY_CODE_MODE_EGRESS_URL_FILE"
+"""Where the worker writes its forwarder's URL (for installers that don't inherit its env)."""
 SOCKET_IN_SANDBOX: Final = "/run/py-code-mode-egress.sock"
 """Where a container sees the proxy socket (a jail sees it at its host path)."""
 PROXY_VARS: Final = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")

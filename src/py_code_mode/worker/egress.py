@@ -20,6 +20,7 @@ import threading
 __all__ = ["start_from_env"]
 
 SOCKET_ENV = "PY_CODE_MODE_EGRESS_SOCKET"
+URL_FILE_ENV = "PY_CODE_MODE_EGRESS_URL_FILE"
 _CHUNK = 64 * 1024
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
 
@@ -38,6 +39,10 @@ def start_from_env() -> str | None:
         os.environ[name] = url
     for name in ("NO_PROXY", "no_proxy"):
         os.environ.pop(name, None)
+    url_file = os.environ.get(URL_FILE_ENV)
+    if url_file:  # installers run with ``docker exec`` read it: they don't inherit our env
+        with open(url_file, "w", encoding="ascii") as fh:
+            fh.write(url)
     thread = threading.Thread(
         target=_Forwarder(listener, path).run, name="py-code-mode-egress", daemon=True
     )
