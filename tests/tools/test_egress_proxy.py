@@ -90,9 +90,7 @@ def _tls_get(proxy_port: int, target: str, sni: str | None, ca: Path) -> bytes:
             return body
 
 
-async def test_an_allowed_name_is_fetched_over_plain_http(
-    proxy: EgressProxy, web: Served
-) -> None:
+async def test_an_allowed_name_is_fetched_over_plain_http(proxy: EgressProxy, web: Served) -> None:
     reply = await _exchange(
         proxy, f"GET http://index.test:{web.port}/x HTTP/1.1\r\nHost: x\r\n\r\n".encode()
     )
@@ -136,8 +134,12 @@ async def test_a_wildcard_allows_subdomains_but_not_the_bare_suffix(web: Served)
     hosts = {"a.allowed.test": "127.0.0.1", "allowed.test": "127.0.0.1"}
     proxy = _proxy(["*.allowed.test"], hosts=hosts)
     try:
-        sub = await _exchange(proxy, f"GET http://a.allowed.test:{web.port}/ HTTP/1.1\r\n\r\n".encode())
-        bare = await _exchange(proxy, f"GET http://allowed.test:{web.port}/ HTTP/1.1\r\n\r\n".encode())
+        sub = await _exchange(
+            proxy, f"GET http://a.allowed.test:{web.port}/ HTTP/1.1\r\n\r\n".encode()
+        )
+        bare = await _exchange(
+            proxy, f"GET http://allowed.test:{web.port}/ HTTP/1.1\r\n\r\n".encode()
+        )
     finally:
         await proxy.aclose()
     assert sub.startswith(b"HTTP/1.0 200")
