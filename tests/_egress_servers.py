@@ -79,7 +79,8 @@ def make_tls_files(directory: Path) -> Path:
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server-key.pem",
             "-out", "server.csr", "-subj", "/CN=index.test")  # fmt: skip
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
-            "-CAcreateserial", "-days", "2", "-out", "server.pem", "-extfile", "server.ext")  # fmt: skip
+            "-CAcreateserial", "-days", "2", "-out", "server.pem",
+            "-extfile", "server.ext")  # fmt: skip
     return directory
 
 

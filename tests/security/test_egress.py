@@ -126,9 +126,10 @@ async def test_a_name_outside_the_allowlist_is_refused_clearly(
         code = f"URL = 'http://evil.test:{web.port}/'\n{FETCH}"
     else:
         code = f"""
-        import http.client
+        import http.client, os
         out = {{}}
-        conn = http.client.HTTPConnection("127.0.0.1", int(__import__("os").environ["HTTP_PROXY"].rsplit(":", 1)[1]), timeout=20)
+        port = int(os.environ["HTTP_PROXY"].rsplit(":", 1)[1])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
         conn.set_tunnel("evil.test", {web.port})
         try:
             conn.request("GET", "/")

@@ -54,6 +54,10 @@ async def proxy() -> AsyncIterator[EgressProxy]:
     await p.aclose()
 
 
+def _get(target: str) -> bytes:
+    return f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+
+
 async def _exchange(proxy: EgressProxy, data: bytes) -> bytes:
     """Send ``data`` to the proxy and read until it closes (bounded)."""
     port = int((await proxy.url()).rsplit(":", 1)[1])
@@ -200,7 +204,7 @@ async def test_a_tunnel_with_another_or_no_sni_is_cut(
 async def test_plain_bytes_in_a_tunnel_are_cut(proxy: EgressProxy, web: Served) -> None:
     reply = await _exchange(
         proxy,
-        f"CONNECT index.test:{web.port} HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nHost: evil\r\n\r\n".encode(),
+        f"CONNECT index.test:{web.port} HTTP/1.1\r\n\r\n".encode() + _get("/"),
     )
     assert reply == b"HTTP/1.1 200 Connection established\r\n\r\n"
     assert web.hosts == []
