@@ -30,15 +30,21 @@ class Served:
 
 def _handler(served: Served) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
+        def do_HEAD(self) -> None:
+            self.do_GET(head=True)
+
+        def do_GET(self, head: bool = False) -> None:
             served.hosts.append(self.headers.get("Host", ""))
             body = served.files.get(self.path)
             if body is None:
                 body = f"hello from {self.headers.get('Host', '')}".encode()
             self.send_response(200)
+            kind = "application/octet-stream" if self.path.endswith(".whl") else "text/html"
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if not head:
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             pass
