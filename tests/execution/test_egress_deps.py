@@ -33,8 +33,12 @@ def _wheel() -> tuple[str, bytes]:
     """A minimal pure-Python wheel: ``tinyegress.VALUE == 42``."""
     files = {
         f"{NAME}/__init__.py": b"VALUE = 42\n",
-        f"{NAME}-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {NAME}\nVersion: 1.0\n".encode(),
-        f"{NAME}-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{NAME}-1.0.dist-info/METADATA": (
+            f"Metadata-Version: 2.1\nName: {NAME}\nVersion: 1.0\n".encode()
+        ),
+        f"{NAME}-1.0.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
     }
     record = []
     for path, data in files.items():
@@ -68,8 +72,7 @@ EGRESS: dict[str, Any] = {
 
 
 async def _add_and_import(session: Session) -> Any:
-    result = await session.run(f"deps.add({NAME!r})\nimport {NAME}\n{NAME}.VALUE")
-    return result
+    return await session.run(f"deps.add({NAME!r})\nimport {NAME}\n{NAME}.VALUE")
 
 
 @pytest.fixture
