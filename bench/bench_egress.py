@@ -25,11 +25,11 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests._egress_servers import http_server
 
 from py_code_mode import FileStorage, Session
 from py_code_mode.execution import SubprocessConfig, SubprocessExecutor
 from py_code_mode.execution._egress import SandboxEgress
-from tests._egress_servers import http_server
 
 EGRESS = {
     "allow": ["index.test"],
