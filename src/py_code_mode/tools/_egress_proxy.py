@@ -115,7 +115,7 @@ class HostRules:
             return None
         return (
             f"host {name!r} is not in the allowlist ({', '.join(self.allow)}); add it to "
-            "the executor's allow=[...] to allow it"
+            "the executor's allow=[...] (CLI/MCP: --allow-host HOST) to allow it"
         )
 
 
