@@ -292,6 +292,7 @@ def test_malformed_host_patterns_are_refused_with_the_forms(bad: str) -> None:
         ({"network": "allowlist", "allow": ["a b"]}, "is not a host pattern"),
         ({"network": "allowlist", "allow": ["x"], "hosts": {"x": "nope"}}, "hosts"),
         ({"network": "allowlist", "allow": ["x"], "isolation": "none"}, "needs the jail"),
+        ({"network": "allowlist", "allow": ["x"], "warm_pool": 1}, "warm_pool=0"),
     ],
 )
 def test_bad_egress_settings_are_config_errors(settings: dict[str, object], message: str) -> None:

@@ -129,6 +129,11 @@ class SubprocessConfig(ExecutorConfig):
                 "network='allowlist' needs the jail (isolation='bwrap'): without it the "
                 "worker has the host's network and nothing to enforce the allowlist"
             )
+        if self.network == "allowlist" and self.warm_pool:
+            raise ValueError(
+                "network='allowlist' gives each session its own egress proxy, so its "
+                "workers cannot wait in a warm pool; set warm_pool=0"
+            )
         return self
 
     @field_validator("python_version", mode="before")
