@@ -194,6 +194,10 @@ class EgressProxy:
                 self._slots += 1
         except (OSError, asyncio.IncompleteReadError, ValueError):
             pass
+        except asyncio.CancelledError:
+            # aclose() cuts the connection. Ending normally keeps asyncio's stream
+            # callback (which asks the task for its exception) from logging a traceback.
+            pass
         finally:
             if task is not None:
                 self._tasks.discard(task)
