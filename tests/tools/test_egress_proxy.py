@@ -211,6 +211,14 @@ async def test_plain_bytes_in_a_tunnel_are_cut(proxy: EgressProxy, web: Served) 
     assert "TLS" in proxy.refusals[-1]
 
 
+async def test_control_characters_in_a_name_cannot_forge_log_lines(proxy: EgressProxy) -> None:
+    reply = await _exchange(proxy, b"CONNECT evil\nFORGED\x1b[2J.test:443 HTTP/1.1\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 403")
+    assert "\n" not in proxy.refusals[-1]
+    assert "\x1b" not in proxy.refusals[-1]
+    assert "FORGED" in proxy.refusals[-1]
+
+
 async def test_an_oversized_head_is_refused(proxy: EgressProxy) -> None:
     reply = await _exchange(proxy, b"GET http://index.test/ HTTP/1.1\r\nX: " + b"a" * 40_000)
     assert reply.startswith(b"HTTP/1.1 431")

@@ -204,7 +204,10 @@ class EgressProxy:
             writer.close()
 
     def _refuse(self, message: str) -> str:
-        text = f"egress refused: {message}"
+        # Names come from the client: escape control characters so a refusal can't
+        # forge log lines or stderr lines.
+        safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        text = f"egress refused: {safe}"
         logger.warning("%s", text)
         self.refused += 1
         self.refusals.append(text)

@@ -393,13 +393,13 @@ class CliTool:
                 not in ``success_exit_codes`` (``stderr`` attribute set).
         """
         argv, cwd = self._prepare(callable_name, args)
-        refused_before = len(self._proxy.refusals) if self._proxy is not None else 0
+        refused_before = self._proxy.refused if self._proxy is not None else 0
         try:
             return self.spec.redactor.redact(await self._run(callable_name, argv, cwd))
         except ToolError as exc:
             redact = self.spec.redactor.redact
             message = str(exc)
-            if self._proxy is not None and len(self._proxy.refusals) != refused_before:
+            if self._proxy is not None and self._proxy.refused != refused_before:
                 message += f" (the host refused the connection: {self._proxy.refusals[-1]})"
             raise ToolError(redact(message), tool=self.name, stderr=redact(exc.stderr)) from None
 
