@@ -28,8 +28,19 @@ class Served:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
-def _handler(served: Served) -> type[http.server.BaseHTTPRequestHandler]:
+def _handler(served: Served, version: str) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = version
+
+        def do_POST(self) -> None:
+            served.hosts.append(self.headers.get("Host", ""))
+            size = int(self.headers.get("Content-Length", "0"))
+            body = f"got {len(self.rfile.read(size))} bytes".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def do_HEAD(self) -> None:
             self.do_GET(head=True)
 
@@ -53,10 +64,16 @@ def _handler(served: Served) -> type[http.server.BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def http_server(files: dict[str, bytes] | None = None) -> Iterator[Served]:
-    """A plain HTTP server on 127.0.0.1; ``files`` maps paths to bodies."""
+def http_server(
+    files: dict[str, bytes] | None = None, *, keep_alive: bool = False
+) -> Iterator[Served]:
+    """A plain HTTP server on 127.0.0.1; ``files`` maps paths to bodies.
+
+    With ``keep_alive`` it speaks HTTP/1.1 and serves several requests per connection.
+    """
     served = Served(0, files=dict(files or {}))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(served))
+    version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(served, version))
     served.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -94,7 +111,7 @@ def make_tls_files(directory: Path) -> Path:
 def https_server(tls_dir: Path) -> Iterator[Served]:
     """An HTTPS server on 127.0.0.1 with the certificate of :func:`make_tls_files`."""
     served = Served(0)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(served, "HTTP/1.0"))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tls_dir / "server.pem", tls_dir / "server-key.pem")
     server.socket = context.wrap_socket(server.socket, server_side=True)

@@ -8,6 +8,7 @@ status, for a message naming the host and the fix, and for never reaching a serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -65,8 +66,14 @@ async def _exchange(proxy: EgressProxy, data: bytes) -> bytes:
     try:
         writer.write(data)
         await writer.drain()
+        got = b""
         async with asyncio.timeout(20):
-            return await reader.read(1 << 20)
+            # Until the proxy closes: a reply may come in parts, and a refusal sent
+            # before the request was read may end in a reset.
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := await reader.read(1 << 16):
+                    got += chunk
+        return got
     finally:
         writer.close()
 
@@ -306,3 +313,52 @@ def test_malformed_host_patterns_are_refused_with_the_forms(bad: str) -> None:
 def test_bad_egress_settings_are_config_errors(settings: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         SubprocessConfig(**settings)  # type: ignore[arg-type]
+
+
+async def test_a_pipelined_second_request_for_another_host_never_reaches_the_server(
+    proxy: EgressProxy,
+) -> None:
+    """Attack: one allowed request, then a second for a denied Host on the same address."""
+    with http_server(keep_alive=True) as web:
+        reply = await _exchange(
+            proxy,
+            f"GET http://index.test:{web.port}/a HTTP/1.1\r\nHost: x\r\n\r\n"
+            f"GET /b HTTP/1.1\r\nHost: evil.test:{web.port}\r\n\r\n".encode(),
+        )
+    assert reply.startswith(b"HTTP/1.1 200")
+    assert web.hosts == [f"index.test:{web.port}"]
+
+
+async def test_a_plain_http_body_is_forwarded_by_its_length_and_nothing_after_it(
+    proxy: EgressProxy,
+) -> None:
+    with http_server(keep_alive=True) as web:
+        reply = await _exchange(
+            proxy,
+            f"POST http://index.test:{web.port}/up HTTP/1.1\r\nContent-Length: 5\r\n\r\n"
+            f"hello POST /again HTTP/1.1\r\nHost: evil.test\r\nContent-Length: 0\r\n\r\n".encode(),
+        )
+    assert reply.endswith(b"got 5 bytes")
+    assert web.hosts == [f"index.test:{web.port}"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "Transfer-Encoding: chunked",
+        "Content-Length: 5\r\nContent-Length: 6",
+        "Content-Length: -1",
+        "Content-Length: 5\r\nTransfer-Encoding: chunked",
+    ],
+)
+async def test_a_plain_http_body_without_one_clear_length_is_refused(
+    proxy: EgressProxy, web: Served, headers: str
+) -> None:
+    """Attack: request smuggling through chunked or conflicting body lengths."""
+    reply = await _exchange(
+        proxy,
+        f"POST http://index.test:{web.port}/ HTTP/1.1\r\n{headers}\r\n\r\n0\r\n\r\n".encode(),
+    )
+    assert reply.startswith(b"HTTP/1.1 411")
+    assert b"Content-Length" in reply
+    assert web.hosts == []

@@ -29,7 +29,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import urlsplit
 
 from py_code_mode.tools._egress import AddressPolicy, EgressRefusedError
@@ -319,6 +319,17 @@ class EgressProxy:
                 ),
             )
             return
+        body_size = _body_size(head)
+        if body_size is None:
+            await _reply(
+                writer,
+                411,
+                self._refuse(
+                    f"{parts[1][:200]!r}: a plain-HTTP request body needs one Content-Length "
+                    "(chunked or ambiguous bodies are not forwarded); use https:// for uploads"
+                ),
+            )
+            return
         address = await self._check(url.hostname, port, writer)
         if address is None:
             return
@@ -334,7 +345,12 @@ class EgressProxy:
         lines.append(b"Connection: close")
         first = b"\r\n".join(lines) + b"\r\n\r\n"
         await self._splice(
-            address, port=port, host=url.hostname, first=first, reader=reader, writer=writer
+            address,
+            port=port,
+            host=url.hostname,
+            first=first,
+            reader=_Bounded(reader, body_size),
+            writer=writer,
         )
 
     async def _splice(
@@ -344,7 +360,7 @@ class EgressProxy:
         port: int,
         host: str,
         first: bytes,
-        reader: asyncio.StreamReader,
+        reader: _Source,
         writer: asyncio.StreamWriter,
     ) -> None:
         try:
@@ -361,6 +377,48 @@ class EgressProxy:
             upstream_writer.close()
 
 
+class _Source(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+class _Bounded:
+    """The first ``size`` bytes of a stream, then end of file.
+
+    A plain-HTTP connection carries exactly one request: its body is forwarded, and
+    whatever the client sends after it (a second, pipelined request for another
+    ``Host`` on the same checked address) is never read.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, size: int) -> None:
+        self._reader = reader
+        self._left = size
+
+    async def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        chunk = await self._reader.read(min(n, self._left) if n > 0 else self._left)
+        self._left -= len(chunk)
+        return chunk
+
+
+def _body_size(head: bytes) -> int | None:
+    """The request body's length from its head: 0 without one, None when not one number."""
+    sizes: set[bytes] = set()
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length":
+            sizes.add(value.strip())
+    if not sizes:
+        return 0
+    if len(sizes) > 1:
+        return None
+    (size,) = sizes
+    return int(size) if size.isdigit() and len(size) <= 12 else None
+
+
 async def _reply(writer: asyncio.StreamWriter, status: int, text: str) -> None:
     body = (text + "\n").encode("utf-8", "replace")
     # The reason phrase carries the message too: many clients show only the status line.
@@ -374,7 +432,7 @@ async def _reply(writer: asyncio.StreamWriter, status: int, text: str) -> None:
         await writer.drain()
 
 
-async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+async def _pipe(source: _Source, sink: asyncio.StreamWriter) -> None:
     try:
         while chunk := await source.read(_PIPE_CHUNK):
             sink.write(chunk)
