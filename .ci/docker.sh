@@ -86,27 +86,33 @@ docker run --rm --network none "$IMAGE" python3 -c "import sys; print('docker.sh
 
 # gVisor: the container tests also run under `runsc` (ContainerConfig(runtime="runsc")).
 # Registered with dockerd as a runtime (ptrace platform: no KVM here; its own network
-# off, as the sandboxes have none) and picked up by dockerd on SIGHUP, no restart.
+# off, as the sandboxes have none; --host-uds=open so a sandbox with network="allowlist"
+# can connect to the egress proxy's bound-in unix socket, and nothing else) and picked
+# up by dockerd on SIGHUP, no restart. An older registration without it is updated,
+# keeping its other arguments.
 if ! command -v runsc >/dev/null 2>&1; then
   say "installing runsc (gVisor)"
   apt_install runsc || say "runsc could not be installed; the runsc cases will skip"
 fi
-if command -v runsc >/dev/null 2>&1 && ! docker info --format '{{json .Runtimes}}' | grep -q runsc; then
-  say "registering runsc with dockerd"
+if command -v runsc >/dev/null 2>&1 && ! docker info --format '{{json .Runtimes}}' | grep -q 'host-uds=open'; then
+  say "registering runsc with dockerd (--host-uds=open)"
   mkdir -p /etc/docker
   python3 - "$(command -v runsc)" <<'PY'
 import json, pathlib, sys
 path = pathlib.Path("/etc/docker/daemon.json")
 config = json.loads(path.read_text()) if path.exists() and path.read_text().strip() else {}
-config.setdefault("runtimes", {})["runsc"] = {
-    "path": sys.argv[1],
-    "runtimeArgs": ["--platform=ptrace", "--network=none"],
+old = config.setdefault("runtimes", {}).get("runsc") or {}
+args = [a for a in old.get("runtimeArgs", ["--platform=ptrace", "--network=none"])
+        if not a.startswith("--host-uds")]
+config["runtimes"]["runsc"] = {
+    "path": old.get("path", sys.argv[1]),
+    "runtimeArgs": [*args, "--host-uds=open"],
 }
 path.write_text(json.dumps(config, indent=2) + "\n")
 PY
   kill -HUP "$(pgrep -xo dockerd)"
   for _ in $(seq 1 20); do
-    docker info --format '{{json .Runtimes}}' | grep -q runsc && break
+    docker info --format '{{json .Runtimes}}' | grep -q 'host-uds=open' && break
     sleep 0.25
   done
 fi

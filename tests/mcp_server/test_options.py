@@ -132,3 +132,18 @@ def test_the_container_image_comes_from_the_flag_else_the_environment(
     pytest.importorskip("docker")
     executor = options.make_executor()
     assert executor.config.image == "flag:2"  # type: ignore[attr-defined]
+
+
+def test_allow_host_flags_give_the_sandbox_an_allowlist(tmp_path: Path) -> None:
+    hosts = ["--allow-host", "pypi.org", "--allow-host", "*.example.com"]
+    options = parse_args(["--base", str(tmp_path), "--executor", "subprocess", *hosts])
+    assert options.allow_hosts == ("pypi.org", "*.example.com")
+    config = options.make_executor().config  # type: ignore[attr-defined]
+    assert config.network == "allowlist"
+    assert config.allow == ("pypi.org", "*.example.com")
+
+
+def test_allow_host_without_a_sandbox_is_refused(tmp_path: Path) -> None:
+    options = ServerOptions(base=tmp_path, executor="in-process", allow_hosts=("pypi.org",))
+    with pytest.raises(ConfigError, match="--allow-host needs a sandbox"):
+        options.check()

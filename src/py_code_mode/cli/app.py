@@ -106,6 +106,16 @@ Runtime = Annotated[
         "--runtime", help="Container executor OCI runtime, e.g. runsc (gVisor).", show_default=False
     ),
 ]
+AllowHost = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-host",
+        metavar="HOST",
+        help="Sandbox egress (repeatable): reach HOST (pypi.org, *.example.com) through the "
+        "host's allowlist proxy; without it the sandbox has no network.",
+        show_default=False,
+    ),
+]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds before the run is interrupted.")]
 Image = Annotated[
     str | None,
@@ -145,6 +155,7 @@ class SharedFlags:
     executor: Executor = None
     isolation: Isolation = None
     runtime: Runtime = None
+    allow_host: AllowHost = None
     timeout: Timeout = DEFAULT_TIMEOUT
     as_json: AsJson = False
     image: Image = None
@@ -167,6 +178,7 @@ class SharedFlags:
             timeout=self.timeout,
             isolation=self.isolation,
             runtime=self.runtime,
+            allow_hosts=tuple(self.allow_host or ()),
             image=self.image,
             quotas=tuple(self.quota or ()),
         )
@@ -314,6 +326,7 @@ def version() -> None:
     "executor",
     "isolation",
     "runtime",
+    "allow_host",
     "timeout",
     "as_json",
     "quota",

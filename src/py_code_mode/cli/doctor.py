@@ -208,7 +208,8 @@ def check_gvisor() -> Check:
     fix = (
         "optional: apt-get install runsc; add it to /etc/docker/daemon.json as "
         '{"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": '
-        '["--platform=ptrace", "--network=none"]}}} and reload dockerd (SIGHUP)'
+        '["--platform=ptrace", "--network=none", "--host-uds=open"]}}} and reload dockerd '
+        "(SIGHUP)"
     )
     if importlib.util.find_spec("docker") is None:
         return Check("gvisor", "warn", "the docker SDK is not installed", fix)
@@ -223,6 +224,15 @@ def check_gvisor() -> Check:
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
         return Check("gvisor", "warn", f"engine not reachable: {_one_line(exc)}", fix)
     if "runsc" in runtimes:
+        args = (runtimes["runsc"] or {}).get("runtimeArgs") or []
+        if not any(a in ("--host-uds=open", "--host-uds=all") for a in args):
+            return Check(
+                "gvisor",
+                "warn",
+                "runsc is registered without --host-uds=open: network='allowlist' containers "
+                "cannot reach their egress proxy under it (the others work)",
+                fix,
+            )
         return Check("gvisor", "ok", "runsc is registered: --executor container --runtime runsc")
     return Check("gvisor", "warn", "runsc is not registered with the Docker engine", fix)
 

@@ -100,6 +100,8 @@ class ServerOptions:
             opt-out); ``None`` for its default (bubblewrap on Linux).
         runtime: The container executor's OCI runtime (``"runsc"`` for gVisor);
             ``None`` for the engine's default.
+        allow_hosts: Hosts the sandbox may reach through the egress proxy
+            (``network="allowlist"``); empty for the executor's default (no network).
         transport: ``"stdio"`` or ``"http"`` (streamable HTTP).
         host: Interface for HTTP.
         port: Port for HTTP.
@@ -126,6 +128,7 @@ class ServerOptions:
     allow_runtime_deps: bool = True
     isolation: str | None = None
     runtime: str | None = None
+    allow_hosts: tuple[str, ...] = ()
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -172,6 +175,10 @@ class ServerOptions:
             raise ConfigError(
                 f"--executor {kind} is not available in this installation "
                 f"({_executor_module(kind)} is missing); use --executor in-process"
+            )
+        if self.allow_hosts and kind == "in-process":
+            raise ConfigError(
+                "--allow-host needs a sandbox: --executor subprocess (jailed) or container"
             )
         if self.isolation not in (None, "bwrap", "none"):
             raise ConfigError(f"--isolation must be bwrap or none, got {self.isolation!r}")
@@ -240,6 +247,9 @@ class ServerOptions:
             settings["isolation"] = self.isolation
         if self.runtime is not None and self.executor_kind == "container":
             settings["runtime"] = self.runtime
+        if self.allow_hosts:
+            settings["network"] = "allowlist"
+            settings["allow"] = self.allow_hosts
         if self.engines:
             settings["engine"] = self.engines
         if self.engine_certs is not None:
@@ -405,6 +415,14 @@ def build_parser(prog: str = "py-code-mode-mcp") -> argparse.ArgumentParser:
         help="container executor: the engine's OCI runtime, e.g. runsc for gVisor",
     )
     run.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="sandbox egress, repeatable: reach HOST (pypi.org, *.example.com) through the "
+        "host's allowlist proxy; without it the sandbox has no network",
+    )
+    run.add_argument(
         "--engine",
         action="append",
         default=[],
@@ -502,6 +520,7 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "py-code-mode-mcp"
         allow_runtime_deps=not ns.no_runtime_deps,
         isolation=ns.isolation,
         runtime=ns.runtime,
+        allow_hosts=tuple(ns.allow_host),
         transport=ns.transport,
         host=ns.host,
         port=ns.port,

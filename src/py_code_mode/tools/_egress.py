@@ -13,21 +13,18 @@ Two enforcement points share :class:`AddressPolicy`:
 * :func:`checked_transport` wraps the HTTP tools' client transport; every request,
   redirects included, is checked and pinned to the checked address (TLS still
   verifies the name).
-* :class:`EgressProxy` is a CONNECT-only proxy on host loopback for CLI tools that
-  declare ``network: true``: their environment points ``https_proxy``/``http_proxy``
-  at it (curl is told to tunnel plain HTTP as well), and it opens only checked
-  connections.
+* :class:`~py_code_mode.tools._egress_proxy.EgressProxy` is the proxy that CLI tools
+  with ``network: true`` and sandboxes with ``network="allowlist"`` reach the network
+  through; it opens only checked connections.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Final
 
 from py_code_mode.errors import ToolError
@@ -37,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AddressPolicy",
-    "EgressProxy",
     "EgressRefusedError",
     "checked_transport",
     "parse_networks",
@@ -47,11 +43,6 @@ logger = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-_HEADER_LIMIT: Final = 16 * 1024
-_CONNECT_TIMEOUT: Final = 10.0
-_PIPE_CHUNK: Final = 64 * 1024
-_REFUSALS_KEPT: Final = 8
 
 
 class EgressRefusedError(ToolError):
@@ -100,11 +91,21 @@ class AddressPolicy:
     Args:
         allow: Ranges reachable although not public (a tool's ``allow_addresses``).
         tool: Tool name, for messages.
+        hosts: Names answered without DNS (``{"index.test": "127.0.0.1"}``, like curl's
+            ``--resolve``), for private mirrors and offline tests. A mapped address is
+            checked like a resolved one: a private one still needs ``allow``.
     """
 
-    def __init__(self, allow: Iterable[IPNetwork] = (), *, tool: str = "") -> None:
+    def __init__(
+        self,
+        allow: Iterable[IPNetwork] = (),
+        *,
+        tool: str = "",
+        hosts: Mapping[str, str] | None = None,
+    ) -> None:
         self.allow = tuple(allow)
         self.tool = tool
+        self.hosts = {name.lower().rstrip("."): address for name, address in (hosts or {}).items()}
 
     def permits(self, address: str) -> bool:
         """True if ``address`` (an IP literal) may be connected to."""
@@ -124,24 +125,40 @@ class AddressPolicy:
                 address that is not allowed (the message says how to allow it).
         """
         host = host.strip("[]")
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise EgressRefusedError(
-                f"tool '{self.tool}': cannot resolve {host!r}: {exc}", tool=self.tool
-            ) from None
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        mapped = self.hosts.get(host.lower().rstrip("."))
+        if mapped is not None:
+            addresses = [mapped]
+        else:
+            loop = asyncio.get_running_loop()
+            try:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise EgressRefusedError(
+                    f"{self.who}: cannot resolve {host!r}: {exc}", tool=self.tool
+                ) from None
+            addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         refused = [a for a in addresses if not self.permits(a)]
         if refused or not addresses:
             raise EgressRefusedError(
-                f"tool '{self.tool}': connection to {host}:{port} refused: it resolves to "
+                f"{self.who}: connection to {host}:{port} refused: it resolves to "
                 f"{', '.join(refused) or 'nothing'}, which is not a public address (loopback, "
-                "private, link-local and cloud-metadata ranges are closed to tools). A tool "
-                "file may open a range with allow_addresses: ['10.0.0.0/8'].",
+                "private, link-local and cloud-metadata ranges are closed). "
+                f"{self.how_to_open}",
                 tool=self.tool,
             )
         return addresses[0]
+
+    @property
+    def who(self) -> str:
+        """Who asked, for messages: the tool, or the sandbox when there is none."""
+        return f"tool '{self.tool}'" if self.tool else "sandbox egress"
+
+    @property
+    def how_to_open(self) -> str:
+        """How a range is opened, for messages."""
+        if self.tool:
+            return "A tool file may open a range with allow_addresses: ['10.0.0.0/8']."
+        return "The executor's allow_addresses=['10.0.0.0/8'] opens a range."
 
 
 def checked_transport(policy: AddressPolicy) -> httpx2.AsyncBaseTransport:
@@ -166,107 +183,3 @@ def checked_transport(policy: AddressPolicy) -> httpx2.AsyncBaseTransport:
             await self._inner.aclose()
 
     return _Checked()
-
-
-class EgressProxy:
-    """A CONNECT proxy on ``127.0.0.1`` that opens only connections ``policy`` permits.
-
-    Started lazily by the first call of a CLI tool that declares ``network: true``
-    and shared by its later calls; :meth:`aclose` stops it.
-    """
-
-    def __init__(self, policy: AddressPolicy) -> None:
-        self._policy = policy
-        self._server: asyncio.Server | None = None
-        self._lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.refusals: collections.deque[str] = collections.deque(maxlen=_REFUSALS_KEPT)
-        """The latest refusals, so a failed call can say why its connection was cut."""
-
-    async def url(self) -> str:
-        """``http://127.0.0.1:<port>``, starting the proxy if needed."""
-        async with self._lock:
-            if self._server is None:
-                self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-            port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    async def aclose(self) -> None:
-        """Stop listening and cut open tunnels. Idempotent."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            await self._tunnel(reader, writer)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            pass
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
-            writer.close()
-
-    async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _CONNECT_TIMEOUT)
-        if len(head) > _HEADER_LIMIT:
-            return
-        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = request_line.split()
-        if len(parts) != 3 or parts[0].upper() != "CONNECT":
-            await _reply(writer, 405, "only CONNECT is served (tunnel plain HTTP too)")
-            return
-        host, _, port_text = parts[1].rpartition(":")
-        if not host or not port_text.isdigit():
-            await _reply(writer, 400, "CONNECT target must be host:port")
-            return
-        try:
-            address = await self._policy.resolve(host, int(port_text))
-        except EgressRefusedError as exc:
-            logger.info("egress refused: %s", exc)
-            self.refusals.append(str(exc))
-            await _reply(writer, 403, str(exc))
-            return
-        try:
-            upstream_reader, upstream_writer = await asyncio.wait_for(
-                asyncio.open_connection(address, int(port_text)), _CONNECT_TIMEOUT
-            )
-        except (OSError, TimeoutError) as exc:
-            await _reply(writer, 502, f"cannot connect to {host}:{port_text}: {exc}")
-            return
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        await writer.drain()
-        try:
-            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
-        finally:
-            upstream_writer.close()
-
-
-async def _reply(writer: asyncio.StreamWriter, status: int, text: str) -> None:
-    body = text.encode("utf-8", "replace")
-    writer.write(
-        f"HTTP/1.1 {status} Refused\r\nContent-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n".encode()
-        + body
-    )
-    with contextlib.suppress(OSError):
-        await writer.drain()
-
-
-async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-    try:
-        while chunk := await source.read(_PIPE_CHUNK):
-            sink.write(chunk)
-            await sink.drain()
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            sink.write_eof()

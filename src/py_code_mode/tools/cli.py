@@ -53,7 +53,8 @@ from typing import Any, Final, Literal
 from py_code_mode._private.tool_calls import reject_missing, reject_unknown, show
 from py_code_mode._private.tool_jail import jailed_tool_argv
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
-from py_code_mode.tools._egress import AddressPolicy, EgressProxy, IPNetwork
+from py_code_mode.tools._egress import AddressPolicy, IPNetwork
+from py_code_mode.tools._egress_proxy import EgressProxy
 from py_code_mode.tools._expand import Redactor
 from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
 
@@ -392,13 +393,13 @@ class CliTool:
                 not in ``success_exit_codes`` (``stderr`` attribute set).
         """
         argv, cwd = self._prepare(callable_name, args)
-        refused_before = len(self._proxy.refusals) if self._proxy is not None else 0
+        refused_before = self._proxy.refused if self._proxy is not None else 0
         try:
             return self.spec.redactor.redact(await self._run(callable_name, argv, cwd))
         except ToolError as exc:
             redact = self.spec.redactor.redact
             message = str(exc)
-            if self._proxy is not None and len(self._proxy.refusals) != refused_before:
+            if self._proxy is not None and self._proxy.refused != refused_before:
                 message += f" (the host refused the connection: {self._proxy.refusals[-1]})"
             raise ToolError(redact(message), tool=self.name, stderr=redact(exc.stderr)) from None
 

@@ -41,7 +41,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, BinaryIO, NoReturn
 
-from . import wire
+from . import egress, wire
 from .capture import OutputBuffer
 from .errors import error_from_payload, namespace_error_type
 from .runtime import DEFAULT_OUTPUT_LIMIT, RunOutcome, WorkerRuntime
@@ -740,6 +740,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     transport = _open_transport(args)
     sys.argv = [""]
+    egress.start_from_env()  # network="allowlist": the proxy's door on our loopback
     if os.getpgrp() != os.getpid():
         with contextlib.suppress(OSError):
             os.setpgid(0, 0)  # our own process group, so we can end it as a whole

@@ -78,3 +78,24 @@ def test_environment_is_a_deprecated_name_of_env() -> None:
     assert config.env == {"GREETING": "hi"}
     with pytest.raises(ConfigError, match="give only env"):
         ContainerConfig(environment={"A": "1"}, env={"A": "2"})
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"network": "allowlist"}, "needs the hosts to allow"),
+        ({"network": "bridge", "allow": ["pypi.org"]}, "only apply to network='allowlist'"),
+        ({"network": "allowlist", "allow": ["x"], "warm_pool": 1}, "warm_pool=0"),
+        (
+            {"network": "allowlist", "allow": ["x"], "engine": "ssh://u@h"},
+            "remote engine cannot mount",
+        ),
+        (
+            {"network": "allowlist", "allow": ["x"], "transport": "tcp", "auth_token": "x" * 16},
+            "transport='tcp' needs a network",
+        ),
+    ],
+)
+def test_bad_egress_settings_are_config_errors(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ContainerConfig(**settings)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from py_code_mode.execution._configured import (
     SizeInput,
     at_least_mib,
 )
+from py_code_mode.execution._egress import check_egress_settings
 from py_code_mode.execution.container.engines import check_engines
 
 __all__ = ["DEFAULT_IMAGE", "ContainerConfig"]
@@ -37,7 +38,7 @@ def _own_network(network: str) -> str:
     if network == "host" or network.startswith("container:"):
         raise ValueError(
             f"{network!r} would share another network stack and defeat the sandbox; use "
-            "'none' (the default), 'bridge' or a Docker network name"
+            "'none' (the default), 'allowlist', 'bridge' or a Docker network name"
         )
     return network
 
@@ -74,8 +75,20 @@ class ContainerConfig(ExecutorConfig):
         cpu_limit: CPUs the container may use (``1.5``); None for no limit.
         pids_limit: Processes and threads in the container (at least 8); None for no
             limit.
-        network: ``"none"`` (no network, the default), ``"bridge"`` or the name of a
-            Docker network. ``"host"`` is refused: it would expose the host's network.
+        network: ``"none"`` (no network, the default), ``"allowlist"`` (no network of
+            its own; only the hosts in ``allow``, through a host-side egress proxy
+            whose unix socket is bound in: see :mod:`py_code_mode.execution._egress`),
+            ``"bridge"`` or the name of a Docker network. ``"host"`` is refused: it
+            would expose the host's network.
+        allow: With ``"allowlist"``: host names the container may reach
+            (``"pypi.org"``, ``"*.example.com"`` for subdomains, ``"*"`` for any
+            public host); runtime installs go through the same proxy.
+        deny: With ``"allowlist"``: host patterns refused even when allowed.
+        hosts: With ``"allowlist"``: names answered without DNS
+            (``{"mirror.internal": "10.0.0.5"}``), like curl's ``--resolve``.
+        allow_addresses: With ``"allowlist"``: private ranges that may be reached
+            (``["10.0.0.5/32"]``); loopback, private, link-local and metadata
+            addresses are refused otherwise.
         env: Variables set in the container. A string value sets the variable;
             ``None`` copies it from the host when set there. Nothing else from the
             host environment enters the container. (``environment`` is accepted as
@@ -119,6 +132,10 @@ class ContainerConfig(ExecutorConfig):
     cpu_limit: Seconds | None = 1.0
     pids_limit: Annotated[int, Field(ge=8, strict=True)] | None = 256
     network: Annotated[Word, AfterValidator(_own_network)] = "none"
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    hosts: dict[str, str] = {}
+    allow_addresses: tuple[str, ...] = ()
     env: EnvSetting = {}
     workdir_size: Annotated[int, SizeInput, Field(strict=True), at_least_mib(16)] = 512 << 20
     user: Word = "65534:65534"
@@ -139,6 +156,31 @@ class ContainerConfig(ExecutorConfig):
         return self
 
     @model_validator(mode="after")
+    def _check_egress(self) -> ContainerConfig:
+        check_egress_settings(
+            "ContainerConfig",
+            self.network,
+            allow=self.allow,
+            deny=self.deny,
+            hosts=self.hosts,
+            allow_addresses=self.allow_addresses,
+        )
+        if self.network != "allowlist":
+            return self
+        if self.engine is not None:
+            raise ValueError(
+                "network='allowlist' binds a unix socket of this machine into the "
+                "container, which a remote engine cannot mount; drop engine= or use "
+                "network='none'"
+            )
+        if self.warm_pool:
+            raise ValueError(
+                "network='allowlist' gives each session its own egress proxy, so its "
+                "containers cannot wait in a warm pool; set warm_pool=0"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _tcp_needs_a_token_and_a_network(self) -> ContainerConfig:
         if self.transport != "tcp":
             return self
@@ -147,7 +189,7 @@ class ContainerConfig(ExecutorConfig):
                 "transport='tcp' needs an auth_token so that only this host can drive the "
                 "worker; set allow_unauthenticated=True only on a trusted network"
             )
-        if self.network == "none":
+        if self.network in ("none", "allowlist"):
             raise ValueError(
                 "transport='tcp' needs a network; set network='bridge' (or a Docker network "
                 "name), or use transport='stdio', which works without one"

@@ -47,12 +47,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from py_code_mode.errors import DependencyError, ExecutorError
+from py_code_mode.errors import ConfigError, DependencyError, ExecutorError
+from py_code_mode.execution._egress import SandboxEgress, with_refusals
 from py_code_mode.execution._isolated.client import (
     WorkerDiedError,
     replaced_after_timeout,
@@ -75,7 +77,13 @@ from py_code_mode.execution.container.reaper import (
     LABEL_SESSION,
     reap_strays,
 )
-from py_code_mode.execution.container.spec import SITE_DIR, WORKDIR, Spec, build_spec
+from py_code_mode.execution.container.spec import (
+    SITE_DIR,
+    WORKDIR,
+    Spec,
+    build_spec,
+    with_egress,
+)
 from py_code_mode.result import ExecutionResult
 
 if TYPE_CHECKING:
@@ -119,6 +127,11 @@ async def drain_warm_pool(config: ContainerConfig | None = None) -> int:
     return await asyncio.to_thread(pool.drain, key)
 
 
+def _local_engine() -> bool:
+    """Whether the environment's engine (``DOCKER_HOST``) is on this machine."""
+    return os.environ.get("DOCKER_HOST", "unix://").startswith(("unix://", "npipe://"))
+
+
 # -- the executor -------------------------------------------------------------------------------
 class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
     """Runs agent code in a hardened Docker container with its own Python.
@@ -132,6 +145,7 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
         self._spec: Spec | None = None
         self._baseline_tasks: int | None = None
         self._packages = ContainerPackages(self.config)
+        self._egress: SandboxEgress | None = None
 
     @property
     def container_id(self) -> str | None:
@@ -197,6 +211,28 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
     async def _prepare(self, host: Host) -> None:
         """Reach the engine, clean up strays once and check the image."""
         self._spec = await asyncio.to_thread(prepare_spec, self.config)
+        config = self.config
+        if config.network == "allowlist":
+            if self._spec.engine is not None or not _local_engine():
+                raise ConfigError(
+                    "network='allowlist' binds a unix socket of this machine into the "
+                    "container, which a remote engine (DOCKER_HOST) cannot mount; use the "
+                    "local engine or network='none'"
+                )
+            self._egress = SandboxEgress(
+                allow=config.allow,
+                deny=config.deny,
+                hosts=config.hosts,
+                allow_addresses=config.allow_addresses,
+            )
+            await asyncio.to_thread(self._egress.start)
+            self._spec = with_egress(self._spec, str(self._egress.socket_path))
+
+    async def _cleanup(self) -> None:
+        await super()._cleanup()
+        egress, self._egress = self._egress, None
+        if egress is not None:
+            await asyncio.to_thread(egress.close)
 
     async def _after_spawn(self, host: Host) -> None:
         """Make sure the configured and stored deps are there (installing if allowed)."""
@@ -215,6 +251,8 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
 
     async def _run_locked(self, code: str, timeout: float | None) -> ExecutionResult:
         result = await super()._run_locked(code, timeout)
+        if self._egress is not None:
+            result = with_refusals(result, self._egress.take_refusals())
         if result.error_type == "TimeoutError" and not result.variables_lost:
             return await self._end_leftovers(result)
         return result

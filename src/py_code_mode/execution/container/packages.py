@@ -22,7 +22,7 @@ from py_code_mode._private.requirements import canonical_name
 from py_code_mode.errors import DependencyError
 from py_code_mode.execution.container.config import ContainerConfig
 from py_code_mode.execution.container.engine import api, docker_errors, engine_of
-from py_code_mode.execution.container.spec import PRIVATE_DIR, SITE_DIR, WORKDIR
+from py_code_mode.execution.container.spec import EGRESS_URL_FILE, PRIVATE_DIR, SITE_DIR, WORKDIR
 
 __all__ = ["ContainerPackages"]
 
@@ -68,8 +68,18 @@ else:
                 sys.exit(made.returncode)
     cmd = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
            "--no-cache-dir", "--target", target, *specs]
+env = dict(os.environ)
+proxy_file = args.get("proxy_file")
+if proxy_file and os.path.exists(proxy_file):  # network="allowlist": the worker's forwarder
+    with open(proxy_file, encoding="ascii") as fh:
+        url = fh.read().strip()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        env[name] = url
+    env.pop("NO_PROXY", None)
+    env.pop("no_proxy", None)
 try:
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=timeout, env=env)
 except subprocess.TimeoutExpired:
     print(f"the installer did not finish within {timeout} s")
     sys.exit(124)
@@ -169,6 +179,7 @@ class ContainerPackages:
             "specs": missing,
             "timeout": config.install_timeout,
             "pip_venv": f"{PRIVATE_DIR}/pip-venv",
+            "proxy_file": EGRESS_URL_FILE if config.network == "allowlist" else None,
         }
         code, output = await self._exec(
             container_id, INSTALL_SCRIPT, args, timeout=config.install_timeout + 60

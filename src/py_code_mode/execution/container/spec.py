@@ -11,17 +11,19 @@ configuration in the warm pool: equal keys mean interchangeable containers.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from py_code_mode.execution._configured import resolve_env
+from py_code_mode.execution._egress import SOCKET_ENV, SOCKET_IN_SANDBOX, URL_FILE_ENV
 from py_code_mode.execution._isolated.source import WORKER_PACKAGE, worker_sources
 from py_code_mode.execution.container.config import ContainerConfig
 from py_code_mode.execution.container.reaper import LABEL_POOL, owner_labels
 
-__all__ = ["PRIVATE_DIR", "SITE_DIR", "WORKDIR", "Spec", "build_spec"]
+__all__ = ["PRIVATE_DIR", "SITE_DIR", "WORKDIR", "Spec", "build_spec", "with_egress"]
 
 WORKDIR = "/work"
 """The worker's working and home directory: a size-limited tmpfs."""
@@ -30,6 +32,8 @@ SITE_DIR = PRIVATE_DIR + "/site-packages"
 """Where runtime installs go; the worker imports from it."""
 CA_FILE = PRIVATE_DIR + "/ca-bundle.pem"
 TOKEN_FILE = PRIVATE_DIR + "/token"
+EGRESS_URL_FILE = PRIVATE_DIR + "/egress-proxy"
+"""Where the worker writes its forwarder's URL, for installers run with ``docker exec``."""
 TMP_SIZE = "64m"
 
 # Runs as ``python3 -c`` in the container: reads one frame (4-byte length + JSON) from
@@ -97,7 +101,8 @@ def _host_config(config: ContainerConfig) -> dict[str, Any]:
         if value.isdigit()
     )
     host_config: dict[str, Any] = {
-        "network_mode": config.network,
+        # allowlist: no network of its own; the proxy socket is bound in per session.
+        "network_mode": "none" if config.network == "allowlist" else config.network,
         "read_only": True,
         "tmpfs": {
             WORKDIR: f"{tmpfs_opts},size={workdir}{owner}",
@@ -122,6 +127,18 @@ def _host_config(config: ContainerConfig) -> dict[str, Any]:
     if config.transport == "tcp":
         host_config["port_bindings"] = {config.tcp_port: ("127.0.0.1", None)}
     return host_config
+
+
+def with_egress(spec: Spec, socket_path: str) -> Spec:
+    """``spec`` with a session's egress proxy socket bound in and named to the worker."""
+    host_config = dict(spec.host_config)
+    host_config["binds"] = {socket_path: {"bind": SOCKET_IN_SANDBOX, "mode": "rw"}}
+    environment = {
+        **spec.environment,
+        SOCKET_ENV: SOCKET_IN_SANDBOX,
+        URL_FILE_ENV: EGRESS_URL_FILE,
+    }
+    return dataclasses.replace(spec, host_config=host_config, environment=environment)
 
 
 def build_spec(config: ContainerConfig) -> Spec:

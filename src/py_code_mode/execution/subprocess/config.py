@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from py_code_mode.execution._configured import (
     Count,
@@ -16,6 +16,7 @@ from py_code_mode.execution._configured import (
     OptionalPath,
     Seconds,
 )
+from py_code_mode.execution._egress import check_egress_settings
 from py_code_mode.execution.subprocess.interpreter import check_python_version
 
 __all__ = ["SubprocessConfig"]
@@ -64,9 +65,19 @@ class SubprocessConfig(ExecutorConfig):
         tmp_size_mb: Size cap (MiB) of the jail's private ``/tmp`` and working
             directory, each.
         network: Network of a jailed worker: ``"none"`` (the default: only its own
-            loopback) or ``"full"`` (the host's network, with everything it reaches,
-            loopback services included). An allowlisting egress proxy is not available
-            yet.
+            loopback), ``"allowlist"`` (only the hosts in ``allow``, through the
+            host's egress proxy; see :mod:`py_code_mode.execution._egress`) or
+            ``"full"`` (the host's network, with everything it reaches, loopback
+            services included).
+        allow: With ``"allowlist"``: host names the jail may reach (``"pypi.org"``,
+            ``"*.example.com"`` for subdomains, ``"*"`` for any public host). Runtime
+            installs go through the same proxy.
+        deny: With ``"allowlist"``: host patterns refused even when allowed.
+        hosts: With ``"allowlist"``: names answered without DNS
+            (``{"mirror.internal": "10.0.0.5"}``), like curl's ``--resolve``.
+        allow_addresses: With ``"allowlist"``: private ranges that may be reached
+            (``["10.0.0.5/32"]`` for a private mirror); loopback, private,
+            link-local and metadata addresses are refused otherwise.
         warm_pool: Jailed workers to keep started, process-wide, for new sessions with
             this configuration (cached venv, no ``working_dir``); 0 disables the pool.
     """
@@ -90,7 +101,11 @@ class SubprocessConfig(ExecutorConfig):
     working_dir: OptionalPath = None
     isolation: Literal["bwrap", "none"] | None = None
     tmp_size_mb: Count = 512
-    network: Literal["none", "full"] = "none"
+    network: Literal["none", "allowlist", "full"] = "none"
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    hosts: dict[str, str] = {}
+    allow_addresses: tuple[str, ...] = ()
     warm_pool: Annotated[int, Field(ge=0, le=8, strict=True)] = 0
 
     @classmethod
@@ -98,6 +113,28 @@ class SubprocessConfig(ExecutorConfig):
         if old == "memory_limit_mb" and isinstance(value, int) and not isinstance(value, bool):
             return value << 20
         return value
+
+    @model_validator(mode="after")
+    def _check_egress(self) -> SubprocessConfig:
+        check_egress_settings(
+            "SubprocessConfig",
+            self.network,
+            allow=self.allow,
+            deny=self.deny,
+            hosts=self.hosts,
+            allow_addresses=self.allow_addresses,
+        )
+        if self.network == "allowlist" and self.isolation == "none":
+            raise ValueError(
+                "network='allowlist' needs the jail (isolation='bwrap'): without it the "
+                "worker has the host's network and nothing to enforce the allowlist"
+            )
+        if self.network == "allowlist" and self.warm_pool:
+            raise ValueError(
+                "network='allowlist' gives each session its own egress proxy, so its "
+                "workers cannot wait in a warm pool; set warm_pool=0"
+            )
+        return self
 
     @field_validator("python_version", mode="before")
     @classmethod

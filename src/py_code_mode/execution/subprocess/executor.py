@@ -53,6 +53,7 @@ from py_code_mode._private.worker_jail import (
 from py_code_mode._private.worker_pool import PooledWorker, pool
 from py_code_mode.errors import DependencyError, ExecutorError
 from py_code_mode.execution._configured import resolve_env
+from py_code_mode.execution._egress import PROXY_VARS, SOCKET_ENV, SandboxEgress, with_refusals
 from py_code_mode.execution._isolated.client import (
     WorkerDiedError,
     replaced_after_timeout,
@@ -121,6 +122,7 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         self._jail: WorkerJail | None = None
         self._baseline_tasks = 0
         self._pooled: PooledWorker | None = None
+        self._egress: SandboxEgress | None = None
 
     @property
     def isolation(self) -> str:
@@ -147,7 +149,16 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         """
         venv = self._require_venv()
         async with self._install_lock:
-            return await venv.install(specs, timeout=self.config.install_timeout)
+            return await venv.install(
+                specs, timeout=self.config.install_timeout, env=self._install_env()
+            )
+
+    def _install_env(self) -> dict[str, str] | None:
+        """With ``network="allowlist"``: point the host's uv at the session's proxy."""
+        if self._egress is None:
+            return None
+        proxy = {name: self._egress.url for name in PROXY_VARS}
+        return {**proxy, "NO_PROXY": "", "no_proxy": ""}
 
     async def uninstall(self, names: Sequence[str]) -> str:
         """Uninstall packages (from the overlay when the venv is shared)."""
@@ -183,6 +194,20 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         await asyncio.to_thread(self._workdir.mkdir, parents=True, exist_ok=True)
         self._worker_root = await asyncio.to_thread(worker_root, cache_dir)
         self._env = self._worker_env(self._venv)
+        if config.network == "allowlist":
+            if self.isolation != "bwrap":
+                raise ExecutorError(
+                    "network='allowlist' needs the bwrap jail, which is not used here; "
+                    "use network='none' or 'full'"
+                )
+            self._egress = SandboxEgress(
+                allow=config.allow,
+                deny=config.deny,
+                hosts=config.hosts,
+                allow_addresses=config.allow_addresses,
+            )
+            await asyncio.to_thread(self._egress.start)
+            self._env[SOCKET_ENV] = str(self._egress.socket_path)
         if self.isolation == "bwrap":
             await self._open_jail(self._venv, self._worker_root)
 
@@ -213,7 +238,7 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         shared = [venv.path, root]
         if overlay is not None:
             shared.append(overlay)  # read-only: only the host's uv writes there
-        shared += [Path(env[k]) for k in ("SSL_CERT_FILE", "SSL_CERT_DIR") if k in env]
+        shared += [Path(env[k]) for k in ("SSL_CERT_FILE", "SSL_CERT_DIR", SOCKET_ENV) if k in env]
         return await open_worker_jail(
             python=venv.python,
             read_only=shared,
@@ -230,7 +255,12 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
     def _pool_key(self, venv: Venv, root: Path) -> str | None:
         """The pool key of this session's workers, or None when they cannot be pooled."""
         config = self.config
-        if not config.warm_pool or not venv.shared or config.working_dir is not None:
+        if (
+            not config.warm_pool
+            or not venv.shared
+            or config.working_dir is not None
+            or config.network == "allowlist"  # each session has its own proxy socket
+        ):
             return None
         env = {k: v for k, v in self._env.items() if k != "PATH"}
         material = [
@@ -300,6 +330,9 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         return env
 
     async def _cleanup(self) -> None:
+        egress, self._egress = self._egress, None
+        if egress is not None:
+            await asyncio.to_thread(egress.close)
         pooled, self._pooled = self._pooled, None
         if pooled is not None:  # adopted but never configured (the start failed)
             await asyncio.to_thread(pooled.discard)
@@ -378,6 +411,8 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
 
     async def _run_locked(self, code: str, timeout: float | None) -> ExecutionResult:
         result = await super()._run_locked(code, timeout)
+        if self._egress is not None:
+            result = with_refusals(result, self._egress.take_refusals())
         if result.error_type == "TimeoutError" and not result.variables_lost:
             return await self._end_leftovers(result)
         return result

@@ -26,7 +26,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,8 +67,12 @@ class Venv:
             bins.insert(0, str(self.overlay / "bin"))
         return bins
 
-    async def install(self, specs: Sequence[str], *, timeout: float) -> str:
+    async def install(
+        self, specs: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None
+    ) -> str:
         """Install the specs not satisfied yet (into the overlay when shared).
+
+        ``env`` is added to uv's environment (the egress proxy of an allowlisted jail).
 
         Raises:
             DependencyError: ``uv`` failed or timed out.
@@ -83,7 +87,7 @@ class Venv:
         if self.shared:
             assert self.overlay is not None
             args += ["--target", str(self.overlay)]
-        return await run_uv([*args, *missing], timeout=timeout, what="uv pip install")
+        return await run_uv([*args, *missing], timeout=timeout, env=env, what="uv pip install")
 
     async def uninstall(self, names: Sequence[str], *, timeout: float) -> str:
         """Uninstall distributions (only from the overlay when shared).
