@@ -40,6 +40,7 @@ __all__ = [
     "PARAPHRASED_FRESH",
     "PARAPHRASED_HELD_OUT",
     "PARAPHRASED_TUNING",
+    "PARAPHRASED_TUNING_EXTRA",
     "EvalWorkflow",
     "Labelled",
     "all_labelled",
@@ -664,6 +665,87 @@ PARAPHRASED_TUNING: tuple[Labelled, ...] = PARAPHRASED[0::2]
 PARAPHRASED_HELD_OUT: tuple[Labelled, ...] = PARAPHRASED[1::2]
 """The other half: only reported, never tuned on, so a gain here is not overfitting."""
 
+PARAPHRASED_TUNING_EXTRA: tuple[Labelled, ...] = tuple(
+    Labelled(query, expected, "paraphrased")
+    for query, expected in (
+        ("hit an http api and read the structured reply", "fetch_json"),
+        ("store a remote image on the local filesystem", "download_file"),
+        ("is the homepage returning an error code", "check_url_status"),
+        ("submit a login form from a script", "post_form"),
+        ("get all the a tags from a site", "scrape_links"),
+        ("top stories from a podcast xml feed", "rss_headlines"),
+        ("profile a spreadsheet: columns and average of each number", "csv_summary"),
+        ("spreadsheet rows as json objects", "csv_to_json"),
+        ("append several exported tables into a single spreadsheet", "merge_csv_files"),
+        ("unique rows only, based on the email column", "dedupe_rows"),
+        ("take a subset of a big table chosen by chance", "random_sample"),
+        ("save what is in a db table as comma separated values", "export_table_csv"),
+        ("yaml version of this json", "json_to_yaml"),
+        ("turn nested dictionaries into flat key paths", "flatten_json"),
+        ("does this payload match the expected structure", "validate_json_schema"),
+        ("how many characters does my document have", "word_count"),
+        ("list the hack comments nobody resolved", "find_todos"),
+        ("search the server logs for a regex", "grep_logs"),
+        ("last few exceptions in the service log", "tail_errors"),
+        ("url friendly identifier from a headline", "slugify"),
+        ("turn md notes into a web page", "markdown_to_html"),
+        ("plain text from an html email", "html_to_text"),
+        ("read the words in a pdf report", "pdf_to_text"),
+        ("tl;dr of a long article", "summarize_text"),
+        ("say this in japanese", "translate_text"),
+        ("which language is this string", "detect_language"),
+        ("are customers happy according to their comments", "sentiment_score"),
+        ("recent history of the repository", "git_recent_commits"),
+        ("what did this pull request touch", "git_changed_files"),
+        ("who wrote this piece of code", "git_blame_line"),
+        ("prepare the what's new section for a release", "create_release_notes"),
+        ("make the picture 200 pixels wide", "resize_image"),
+        ("save this jpeg as webp", "convert_image_format"),
+        ("where was this photo shot", "extract_exif"),
+        ("turn a scanned page into editable text", "ocr_image"),
+        ("make a code people can scan with their phone", "qr_code"),
+        ("chart a column of values over the dates", "plot_timeseries"),
+        ("send a message to someone's inbox", "send_email"),
+        ("post an alert in slack", "send_slack_message"),
+        ("report a problem to the maintainers on github", "create_github_issue"),
+        ("upcoming appointments from my ics link", "calendar_events"),
+        ("select rows from the postgres warehouse", "query_postgres"),
+        ("make a copy of the sqlite file with the date in its name", "backup_sqlite"),
+        ("where did my disk space go", "disk_usage"),
+        ("files over 500 megabytes in my home folder", "find_large_files"),
+        ("clear out old temporary files", "cleanup_temp_files"),
+        ("make a zip of the project folder", "zip_directory"),
+        ("decompress this tarball", "extract_archive"),
+        ("sha256 of a download", "hash_file"),
+        ("lock a file so only people with the key can open it", "encrypt_file"),
+        ("create a hard to guess login secret", "generate_password"),
+        ("is the server overloaded", "cpu_memory_stats"),
+        ("restart nginx", "restart_service"),
+        ("what docker stuff is running", "docker_running_containers"),
+        ("is that host alive", "ping_host"),
+        ("which services are exposed on a server", "port_scan"),
+        ("look up the A record of a hostname", "dns_lookup"),
+        ("expiry date of a website's certificate", "ssl_cert_expiry"),
+        ("what hour is it in Sydney when it is noon in London", "convert_timezone"),
+        ("how many working days are left this month", "business_days_between"),
+        ("explain this crontab schedule", "parse_cron"),
+        ("euros to dollars", "currency_convert"),
+        ("kilograms to pounds", "unit_convert"),
+        ("what will I pay per month on a car loan", "loan_payment"),
+        ("temperature outlook for the next days in Madrid", "weather_forecast"),
+        ("map an address to gps coordinates", "geocode_address"),
+        ("kilometres between two lat/lon points", "distance_between"),
+        ("rolling average of stock prices", "moving_average"),
+        ("find the weird values in a column", "detect_outliers"),
+        ("fit y = a x + b", "linear_regression"),
+    )
+)
+"""More tuning queries, one per workflow, written after the first split was made.
+
+Twenty-one tuning queries move recall in steps of 0.05; these make tuning
+decisions less noisy. Never used as held-out data.
+"""
+
 PARAPHRASED_FRESH: tuple[Labelled, ...] = tuple(
     Labelled(query, expected, "paraphrased")
     for query, expected in (
@@ -830,7 +912,9 @@ def _check() -> None:
     names = [w.name for w in LIBRARY]
     if len(names) != len(set(names)):
         raise AssertionError("duplicate workflow names in LIBRARY")
-    missing = {q.expected for q in all_labelled() + PARAPHRASED_FRESH} - set(names)
+    missing = {
+        q.expected for q in all_labelled() + PARAPHRASED_FRESH + PARAPHRASED_TUNING_EXTRA
+    } - set(names)
     if missing:
         raise AssertionError(f"labelled queries name unknown workflows: {sorted(missing)}")
 
