@@ -72,6 +72,23 @@ async def test_a_paraphrased_query_finds_the_workflow_by_meaning(
 
 
 @needs_model
+async def test_a_misspelt_query_is_corrected_before_it_is_embedded(
+    embedder: Embedder, docs: list[SearchDocument]
+) -> None:
+    ranker = HybridRanker(embedder=embedder)
+    for query, expected in (
+        ("upcomiing appointments from my ics link", "calendar_events"),
+        ("say this in jaapnese", "translate_text"),
+        ("how many working days are left this montth", "business_days_between"),
+    ):
+        hits = await ranker.rank(query, docs, limit=3)
+        assert hits[0].id == expected, (query, hits)
+    hits = await ranker.rank("make a copy of the sqliite file with its date", docs, limit=1)
+    assert hits[0].id == "backup_sqlite"
+    assert "sqlite (" in hits[0].why
+
+
+@needs_model
 async def test_an_exact_name_ranks_first_and_says_so(
     embedder: Embedder, docs: list[SearchDocument]
 ) -> None:
