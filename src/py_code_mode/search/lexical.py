@@ -89,6 +89,7 @@ _LETTERS: Final = "abcdefghijklmnopqrstuvwxyz"
 _MIN_TYPO_LENGTH: Final = 4
 _MAX_TYPO_LENGTH: Final = 24  # a word's edits grow with its length: huge words are not typos
 _MAX_TYPO_WORDS: Final = 8  # at most this many words of one query are looked at
+_MAX_REMEMBERED: Final = 4_096  # corrections kept per index, since queries repeat
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,61 @@ def _edits(word: str) -> set[str]:
     return edits
 
 
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` are one edit apart (see :func:`_edits`)."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    if len(a) < len(b):
+        return a[i:] == b[i + 1 :]
+    return a[i + 1 :] == b[i + 1 :] or (
+        i + 1 < len(a) and a[i] == b[i + 1] and a[i + 1] == b[i] and a[i + 2 :] == b[i + 2 :]
+    )
+
+
+class _Spelling:
+    """The words of the documents' descriptive fields, findable from a word one edit away.
+
+    Each word is filed under itself and every string one deletion from it; two
+    words one edit apart share one of those keys, so a lookup costs a word's
+    length in dictionary probes instead of generating every edit.
+    """
+
+    __slots__ = ("by_deletion", "counts", "found")
+
+    def __init__(self, counts: Counter[str]) -> None:
+        self.counts = counts
+        self.by_deletion: dict[str, list[str]] = {}
+        for word in counts:
+            for key in {word, *_deletions(word)}:
+                self.by_deletion.setdefault(key, []).append(word)
+        self.found: dict[str, str | None] = {}
+
+    def nearest(self, word: str) -> str | None:
+        """The most common document word one edit from ``word`` (ties: alphabetical)."""
+        if word in self.found:
+            return self.found[word]
+        near = {
+            candidate
+            for key in (word, *_deletions(word))
+            for candidate in self.by_deletion.get(key, ())
+            if _one_edit(word, candidate)
+        }
+        best = min(near, key=lambda w: (-self.counts[w], w)) if near else None
+        if len(self.found) >= _MAX_REMEMBERED:
+            self.found.clear()
+        self.found[word] = best
+        return best
+
+
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
 class _Tokenised:
     """One document's weighted fields as term counts and lengths."""
 
@@ -278,7 +334,7 @@ class LexicalIndex:
             self._by_name.setdefault(_normalise_name(doc_id), []).append(position)
         self._vocabulary = frozenset[str]().union(*(doc.terms for doc in self._docs))
         self._postings: dict[str, list[tuple[int, float]]] = {}
-        self._spelling: Counter[str] | None = None
+        self._spelling: _Spelling | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -341,13 +397,11 @@ class LexicalIndex:
             looked_at += 1
             if looked_at > _MAX_TYPO_WORDS:
                 break
-            edits = _edits(word)
-            spelling = self._spelling_counts()
-            near = [w for w in edits if w in spelling]
-            if near:
-                fixes[word] = min(near, key=lambda w: (-spelling[w], w))
+            nearest = self._spelling_index().nearest(word)
+            if nearest is not None:
+                fixes[word] = nearest
             elif known:
-                outside = [w for w in edits if w in known]
+                outside = [w for w in _edits(word) if w in known]
                 if len(outside) == 1:
                     fixes[word] = outside[0]
         return fixes
@@ -360,11 +414,11 @@ class LexicalIndex:
             merged.setdefault(stem(fixed), fixed)
         return merged
 
-    def _spelling_counts(self) -> Counter[str]:
-        """How many documents hold each word of their descriptive fields; built on first use."""
+    def _spelling_index(self) -> _Spelling:
+        """The documents' words for typo correction; built on first use."""
         spelling = self._spelling
         if spelling is None:
-            spelling = Counter(word for doc in self._docs for word in doc.spelled)
+            spelling = _Spelling(Counter(word for doc in self._docs for word in doc.spelled))
             self._spelling = spelling
         return spelling
 
