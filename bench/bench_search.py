@@ -68,7 +68,9 @@ QUALIFIERS = [
     ("verbose", "logging every step"),
     ("dry_run", "printing what it would do without doing it"),
 ]
-PREFIXES = ["", "please ", "how do I ", "I need to ", "help me "]
+# Suffixes, not openers like "please ...": the ranker drops openers before embedding,
+# which would turn most "new" queries into repeated ones.
+SUFFIXES = ["", " quickly", " for a report", " from a script", " again"]
 
 
 def thousand_workflows() -> list[SearchDocument]:
@@ -128,7 +130,7 @@ async def bench(model: str, with_session: bool) -> None:
     print(f"  load: {time.perf_counter() - started:.2f} s (fastembed import included)")
 
     docs = thousand_workflows()
-    queries = [p + q.query for p in PREFIXES for q in all_labelled()]
+    queries = [q.query + s for s in SUFFIXES for q in all_labelled()]
     with tempfile.TemporaryDirectory() as tmp:
         storage = FileStorage(Path(tmp) / "store")
         await storage.open()
