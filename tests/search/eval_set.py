@@ -10,6 +10,11 @@ the target's own words, where lexical ranking is already good and the combined
 ranking must not get worse. ``IDENTIFIER`` holds code identifiers (a library or
 function the workflow uses), which only the source text knows about.
 
+Splits of the paraphrased queries: ranking choices are made on
+``PARAPHRASED_TUNING`` and ``PARAPHRASED_TUNING_EXTRA`` only;
+``PARAPHRASED_HELD_OUT`` and ``PARAPHRASED_FRESH`` (written before anything was
+measured on it) are only reported, by bench/bench_search.py.
+
 Used by tests/search/test_quality.py and bench/bench_search.py.
 """
 
