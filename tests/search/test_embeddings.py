@@ -98,6 +98,15 @@ def test_a_local_model_directory_loads_and_reports_its_identity(embedder: Embedd
 
 
 @needs_model
+def test_the_loaded_model_exposes_the_words_its_tokenizer_knows_whole(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    assert {"sounds", "download", "weather"} <= embedder.vocabulary
+    assert not {"downlaod", "temprature", "##ing"} & embedder.vocabulary
+    assert Embedder(tmp_path / "no-model").vocabulary == frozenset()
+
+
+@needs_model
 async def test_vectors_are_normalised_rows_and_similar_texts_are_closer(
     embedder: Embedder,
 ) -> None:

@@ -13,7 +13,7 @@ from py_code_mode import Session
 from py_code_mode.errors import ConfigError
 from py_code_mode.search.embeddings import MODEL_ENV_VAR, Embedder, get_embedder
 from py_code_mode.search.lexical import SearchDocument, lexical_rank
-from py_code_mode.search.semantic import HybridRanker, embed_text, embedding_key
+from py_code_mode.search.semantic import HybridRanker, embed_text, embedding_key, query_text
 from py_code_mode.storage.file import FileStorage
 from tests.search.eval_set import (
     LIBRARY,
@@ -69,6 +69,42 @@ async def test_a_paraphrased_query_finds_the_workflow_by_meaning(
     assert lexical_rank("grab the payload from an API endpoint and decode it", docs)[0].id != (
         "fetch_json"
     )
+
+
+@needs_model
+async def test_a_misspelt_query_is_corrected_before_it_is_embedded(
+    embedder: Embedder, docs: list[SearchDocument]
+) -> None:
+    ranker = HybridRanker(embedder=embedder)
+    for query, expected in (
+        ("upcomiing appointments from my ics link", "calendar_events"),
+        ("say this in jaapnese", "translate_text"),
+        ("how many working days are left this montth", "business_days_between"),
+    ):
+        hits = await ranker.rank(query, docs, limit=3)
+        assert hits[0].id == expected, (query, hits)
+    hits = await ranker.rank("make a copy of the sqliite file with its date", docs, limit=1)
+    assert hits[0].id == "backup_sqlite"
+    assert "sqlite (" in hits[0].why
+
+
+def test_the_embedded_query_drops_conversational_openers_and_keeps_the_rest() -> None:
+    assert query_text("Please, can you resize an image", {}) == "resize an image"
+    assert query_text("how do I downlaod it", {"downlaod": "download"}) == "download it"
+    assert query_text("I need to send an email", {}) == "send an email"
+    assert query_text("so what is eating my disk", {}) == "what is eating my disk"
+    assert query_text("please", {}) == "please"
+    assert query_text("please " * 10_000, {}) == "please " * 10_000
+
+
+@needs_model
+async def test_an_opener_does_not_change_what_the_model_compares(
+    embedder: Embedder, docs: list[SearchDocument]
+) -> None:
+    ranker = HybridRanker(embedder=embedder, lexical_weight=0.0)
+    bare = await ranker.rank("keep a dated copy of the embedded db", docs, limit=3)
+    asked = await ranker.rank("I need to keep a dated copy of the embedded db", docs, limit=3)
+    assert [(h.id, h.score) for h in asked] == [(h.id, h.score) for h in bare]
 
 
 @needs_model

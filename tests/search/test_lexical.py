@@ -261,3 +261,40 @@ async def test_a_lexical_ranker_follows_a_changing_library() -> None:
     assert await ranker.rank("yaml", DOCS, limit=5) == []
     weighted = LexicalRanker({"description": 0})
     assert [h.id for h in await weighted.rank("json", DOCS, limit=5)] == ["fetch_json"]
+
+
+# -- typos ------------------------------------------------------------------------------
+def test_a_misspelt_query_word_is_corrected_to_a_word_of_the_documents() -> None:
+    index = LexicalIndex(DOCS)
+    assert index.corrections("fecth the jsno body") == {"fecth": "fetch", "jsno": "json"}
+    assert index.rank("fecth jsno")[0].id == "fetch_json"
+    assert lexical_rank("fecth jsno", DOCS)[0].id == "fetch_json"
+
+
+def test_words_the_documents_hold_or_that_are_known_are_never_corrected() -> None:
+    index = LexicalIndex(DOCS)
+    assert index.corrections("counting words in files") == {}
+    assert index.corrections("fount") == {"fount": "count"}
+    assert index.corrections("fount", known=frozenset({"fount"})) == {}
+
+
+def test_short_words_digits_and_source_only_words_are_left_alone() -> None:
+    docs = [doc("x", name="x", description="Parse data", source="import pytesseract")]
+    index = LexicalIndex(docs)
+    assert index.corrections("dta da7a pytesserat") == {}
+
+
+def test_a_word_with_no_neighbour_in_the_documents_takes_its_only_known_neighbour() -> None:
+    index = LexicalIndex(DOCS)
+    assert index.corrections("umbrela") == {}
+    assert index.corrections("umbrela", known=frozenset({"umbrella"})) == {"umbrela": "umbrella"}
+    ambiguous = frozenset({"cart", "card"})
+    assert index.corrections("carx", known=ambiguous) == {}
+
+
+def test_huge_or_numerous_unknown_words_cost_a_bounded_amount_of_work() -> None:
+    index = LexicalIndex(DOCS)
+    assert index.corrections("q" * 100_000) == {}
+    many = " ".join(f"fetc{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}x" for i in range(5_000))
+    assert len(index.corrections(many + " fecth")) <= 8
+    assert index.corrections("jsno " + many) == {"jsno": "json"}

@@ -152,6 +152,7 @@ class _Loaded:
     model: Any
     model_id: str
     dim: int
+    words: frozenset[str] = frozenset()
 
 
 class _LoadError(Exception):
@@ -238,6 +239,16 @@ class Embedder:
             EmbeddingUnavailableError: The model is not loaded.
         """
         return self._require().dim
+
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        """Lowercase words the model's tokenizer knows whole; empty until loaded.
+
+        A query word outside it is likely misspelt (see
+        :meth:`~py_code_mode.search.lexical.LexicalIndex.corrections`).
+        """
+        loaded = self._loaded
+        return loaded.words if loaded is not None else frozenset()
 
     @property
     def loading_since(self) -> float | None:
@@ -348,7 +359,7 @@ class Embedder:
                 f"expected (1, {dim})",
                 _MODEL_HINT,
             )
-        return loaded
+        return _Loaded(model=model, model_id=model_id, dim=dim, words=_whole_words(model))
 
     def _options(self) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -515,6 +526,25 @@ class Embedder:
 
     def __repr__(self) -> str:
         return f"<Embedder {self._requested!r} {self._status.state}>"
+
+
+def _whole_words(model: Any) -> frozenset[str]:
+    """Whole-word entries of a fastembed model's tokenizer vocabulary, or none.
+
+    fastembed has no public accessor for it, so this reads its tokenizer
+    (a ``tokenizers.Tokenizer``) defensively: a model without one only loses
+    typo correction against the model's vocabulary.
+    """
+    try:
+        vocab = model.model.tokenizer.get_vocab()
+    except Exception:  # optional: an unknown layout means no vocabulary
+        logger.debug("no tokenizer vocabulary for typo correction", exc_info=True)
+        return frozenset()
+    if not isinstance(vocab, dict):
+        return frozenset()
+    return frozenset(
+        w for w in vocab if isinstance(w, str) and len(w) >= 3 and w.isascii() and w.isalpha()
+    )
 
 
 def _pooling_of(directory: Path, config: dict[str, Any]) -> str:

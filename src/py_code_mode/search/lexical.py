@@ -23,6 +23,15 @@ summed over terms and fields, with ``idf(t) = ln(1 + (N - n_t + 0.5) / (n_t + 0.
 :data:`K1` = 1.2 and :data:`B` = 0.75. Default field weights: name 3, description 2,
 parameters 1, source 0.5; other fields 1.
 
+Typos: a query word of 4 to 24 ASCII letters whose stem no document holds (the
+first eight such words of a query) is replaced by a word of the documents'
+descriptive fields (weight 1 or more: not the source) one edit away (a letter
+dropped, added, changed, or two swapped), the one most documents hold.
+``known`` words (the embedding model's own vocabulary, when there is one) are
+never replaced, and a word with no such neighbour in the documents may take the
+one neighbour it has in ``known``. So
+``downlaod`` finds ``download`` while ``sounds`` stays ``sounds``.
+
 Normalisation: scores are divided by the best raw score of the query, so the
 best hit has 1.0 and the others are their fraction of it (max normalisation, in
 0..1). A document whose id equals the query (ignoring case, ``_``, ``-`` and
@@ -37,6 +46,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
@@ -75,6 +85,11 @@ _RUN = re.compile(r"[^\W_]+")
 _ASCII_PART = re.compile(r"[A-Z]{2,}s(?![a-z])|[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _NAME_NOISE = re.compile(r"[\s_\-]+")
 _UNDOUBLED: Final = frozenset("lsz")
+_LETTERS: Final = "abcdefghijklmnopqrstuvwxyz"
+_MIN_TYPO_LENGTH: Final = 4
+_MAX_TYPO_LENGTH: Final = 24  # a word's edits grow with its length: huge words are not typos
+_MAX_TYPO_WORDS: Final = 8  # at most this many words of one query are looked at
+_MAX_REMEMBERED: Final = 4_096  # corrections kept per index, since queries repeat
 
 
 @dataclass(frozen=True)
@@ -182,21 +197,93 @@ def _check_limit(limit: int) -> None:
         raise ConfigError(f"limit must be a positive integer, got {limit!r}")
 
 
+def _edits(word: str) -> set[str]:
+    """Every string one edit from ``word``: a letter dropped, added, changed, or two swapped."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    edits = {a + b[1:] for a, b in splits if b}
+    edits |= {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    edits |= {a + c + b[1:] for a, b in splits if b for c in _LETTERS}
+    edits |= {a + c + b for a, b in splits for c in _LETTERS}
+    edits.discard(word)
+    return edits
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` are one edit apart (see :func:`_edits`)."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    if len(a) < len(b):
+        return a[i:] == b[i + 1 :]
+    return a[i + 1 :] == b[i + 1 :] or (
+        i + 1 < len(a) and a[i] == b[i + 1] and a[i + 1] == b[i] and a[i + 2 :] == b[i + 2 :]
+    )
+
+
+class _Spelling:
+    """The words of the documents' descriptive fields, findable from a word one edit away.
+
+    Each word is filed under itself and every string one deletion from it; two
+    words one edit apart share one of those keys, so a lookup costs a word's
+    length in dictionary probes instead of generating every edit.
+    """
+
+    __slots__ = ("by_deletion", "counts", "found")
+
+    def __init__(self, counts: Counter[str]) -> None:
+        self.counts = counts
+        self.by_deletion: dict[str, list[str]] = {}
+        for word in counts:
+            for key in {word, *_deletions(word)}:
+                self.by_deletion.setdefault(key, []).append(word)
+        self.found: dict[str, str | None] = {}
+
+    def nearest(self, word: str) -> str | None:
+        """The most common document word one edit from ``word`` (ties: alphabetical)."""
+        if word in self.found:
+            return self.found[word]
+        near = {
+            candidate
+            for key in (word, *_deletions(word))
+            for candidate in self.by_deletion.get(key, ())
+            if _one_edit(word, candidate)
+        }
+        best = min(near, key=lambda w: (-self.counts[w], w)) if near else None
+        if len(self.found) >= _MAX_REMEMBERED:
+            self.found.clear()
+        self.found[word] = best
+        return best
+
+
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
 class _Tokenised:
     """One document's weighted fields as term counts and lengths."""
 
-    __slots__ = ("counts", "fields", "terms")
+    __slots__ = ("counts", "fields", "spelled", "terms")
 
     def __init__(self, fields: Mapping[str, str], weights: Mapping[str, float]) -> None:
         self.fields = dict(fields)  # a copy: a caller may change its dict after indexing
         self.counts: dict[str, tuple[Counter[str], int]] = {}
+        spelled: set[str] = set()
         for name, text in self.fields.items():
-            if not text or weights.get(name, _OTHER_FIELD_WEIGHT) <= 0:
+            weight = weights.get(name, _OTHER_FIELD_WEIGHT)
+            if not text or weight <= 0:
                 continue
-            tokens = tokenize(text)
+            words = _words(text)
+            if weight >= 1:
+                spelled.update(w for w in words if len(w) >= _MIN_TYPO_LENGTH and w.isalpha())
+            tokens = [stem(word) for word in words if word not in STOP_WORDS]
             if tokens:
                 self.counts[name] = (Counter(tokens), len(tokens))
         self.terms = frozenset(t for counter, _ in self.counts.values() for t in counter)
+        self.spelled = frozenset(spelled)
 
 
 class LexicalIndex:
@@ -247,6 +334,7 @@ class LexicalIndex:
             self._by_name.setdefault(_normalise_name(doc_id), []).append(position)
         self._vocabulary = frozenset[str]().union(*(doc.terms for doc in self._docs))
         self._postings: dict[str, list[tuple[int, float]]] = {}
+        self._spelling: _Spelling | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -265,7 +353,7 @@ class LexicalIndex:
             ConfigError: ``limit`` is not a positive integer.
         """
         _check_limit(limit)
-        terms = query_terms(query)
+        terms = self.with_corrections(query_terms(query), self.corrections(query))
         raw, _ = self.raw_scores(terms)
         exact = set(self.name_matches(query))
         best = max(raw.values(), default=0.0)
@@ -283,6 +371,56 @@ class LexicalIndex:
             score = 1.0 if position in exact else round(raw[position] / best, 6)
             hits.append(SearchHit(id=self.ids[position], score=score, why="; ".join(parts)))
         return hits
+
+    def corrections(self, query: str, known: AbstractSet[str] = frozenset()) -> dict[str, str]:
+        """Misspelt query words and their corrections, e.g. ``{"downlaod": "download"}``.
+
+        See the module docstring for the rule.
+
+        Args:
+            query: Free text.
+            known: Correctly spelt words that are never replaced (lowercase), and
+                the last resort for a word with no neighbour in the documents.
+        """
+        fixes: dict[str, str] = {}
+        looked_at = 0
+        for word in dict.fromkeys(_words(query)):
+            if (
+                not _MIN_TYPO_LENGTH <= len(word) <= _MAX_TYPO_LENGTH
+                or not word.isascii()
+                or not word.isalpha()
+                or word in STOP_WORDS
+                or word in known
+                or stem(word) in self._vocabulary
+            ):
+                continue
+            looked_at += 1
+            if looked_at > _MAX_TYPO_WORDS:
+                break
+            nearest = self._spelling_index().nearest(word)
+            if nearest is not None:
+                fixes[word] = nearest
+            elif known:
+                outside = [w for w in _edits(word) if w in known]
+                if len(outside) == 1:
+                    fixes[word] = outside[0]
+        return fixes
+
+    @staticmethod
+    def with_corrections(terms: Mapping[str, str], fixes: Mapping[str, str]) -> dict[str, str]:
+        """``terms`` (as from :func:`query_terms`) plus the stems of the corrected words."""
+        merged = dict(terms)
+        for fixed in fixes.values():
+            merged.setdefault(stem(fixed), fixed)
+        return merged
+
+    def _spelling_index(self) -> _Spelling:
+        """The documents' words for typo correction; built on first use."""
+        spelling = self._spelling
+        if spelling is None:
+            spelling = _Spelling(Counter(word for doc in self._docs for word in doc.spelled))
+            self._spelling = spelling
+        return spelling
 
     def raw_scores(self, terms: Iterable[str]) -> tuple[dict[int, float], dict[int, int]]:
         """Raw BM25 score and number of matched terms, by position, of the matching documents.
