@@ -74,7 +74,7 @@ def require_mcp_client(feature: str) -> None:
 
 
 def require_mcp2(feature: str) -> None:
-    """Refuse ``feature`` unless the 2.x SDK is installed.
+    """Refuse ``feature`` (the MCP server) unless the 2.x SDK is installed.
 
     Raises:
         ConfigError: The SDK is missing or older than 2.x; the message says how to
@@ -87,6 +87,7 @@ def require_mcp2(feature: str) -> None:
     raise ConfigError(
         f"{feature} needs the mcp SDK >= {MIN_SDK}, but this environment has {found} "
         "(another package, e.g. mbxai or pybotchi[mcp], holds it below 2). The Session "
-        "API works here; run the MCP server from an environment of its own, e.g. "
-        "`uvx --from py-code-mode py-code-mode-mcp`, or upgrade with `pip install 'mcp>=2.3'`."
+        "API and MCP tools (`type: mcp`) work here; run the MCP server from an environment "
+        "of its own, e.g. `uvx --from py-code-mode py-code-mode-mcp`, or upgrade with "
+        f"`pip install 'mcp>={MIN_SDK}'` where nothing holds it back."
     )
