@@ -7,10 +7,11 @@
 #
 # Covered here: the library core, and the MCP tool adapter (`type: mcp`, through
 # src/py_code_mode/_private/mcp_client.py) against real servers over stdio,
-# streamable HTTP and SSE. tests/tools/test_mcp.py runs twice: against servers on the
-# SDK 1.x (the 1.x venv's python), then against servers started by the locked 2.x
-# environment's python (a 1.x client meeting 2.x servers, the mix framework users
-# meet; this includes py-code-mode's own MCP server as a tool).
+# streamable HTTP and SSE. tests/tools/test_mcp.py runs three times, the python that
+# starts its servers chosen by PY_CODE_MODE_TEST_MCP_SERVER_PYTHON: a 1.x client with
+# 1.x servers; a 1.x client with 2.x servers (the mix framework users meet; this
+# includes py-code-mode's own MCP server as a tool); a 2.x client (the locked
+# environment) with 1.x servers (the many servers still built on FastMCP 1.x).
 # Not covered: the MCP server itself needs mcp 2 (MCPServer, its middleware,
 # mcp_types, the auth settings); here it must refuse with the way out
 # (`uvx --from py-code-mode py-code-mode-mcp`), which tests/_private/test_mcp_sdk.py checks.
@@ -28,5 +29,9 @@ pytest=("$venv/bin/python" -m pytest -q -p no:cacheprovider -p no:randomly)
   tests/_private/test_mcp_sdk.py \
   tests/tools/test_cli.py tests/tools/test_http.py tests/tools/test_mcp.py
 mcp2_python="$(uv run --frozen python -c 'import sys; print(sys.executable)')"
-"$mcp2_python" -c 'import importlib.metadata as m; v = m.version("mcp"); assert v.startswith("2."), v; print("servers on mcp", v)'
+"$mcp2_python" -c 'import importlib.metadata as m; v = m.version("mcp"); assert v.startswith("2."), v'
+echo "mcp 1 client, servers on mcp 2"
 PY_CODE_MODE_TEST_MCP_SERVER_PYTHON="$mcp2_python" "${pytest[@]}" tests/tools/test_mcp.py
+echo "mcp 2 client, servers on mcp 1"
+PY_CODE_MODE_TEST_MCP_SERVER_PYTHON="$venv/bin/python" \
+  "$mcp2_python" -m pytest -q -p no:cacheprovider -p no:randomly tests/tools/test_mcp.py

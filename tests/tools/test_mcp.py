@@ -1,9 +1,10 @@
 """MCP tools against real MCP servers: a small SDK server over stdio, streamable HTTP
 and SSE, and py-code-mode's own MCP server used as a tool of another session.
 
-The file runs under the mcp SDK 2.x (the main run) and 1.21 (.ci/mcp1.sh, twice:
-against servers on 1.x, and against servers started by the 2.x environment's
-python, the mix users of 1.x frameworks meet)."""
+The file runs under the mcp SDK 2.x (the main run) and 1.21 (.ci/mcp1.sh), and
+PY_CODE_MODE_TEST_MCP_SERVER_PYTHON picks the python that runs the servers:
+.ci/mcp1.sh also runs a 1.x client against 2.x servers (the mix users of 1.x
+frameworks meet) and a 2.x client against 1.x servers."""
 
 from __future__ import annotations
 
@@ -682,8 +683,14 @@ async def test_agent_code_calls_mcp_tools_synchronously_in_a_subprocess(tmp_path
 async def test_py_code_mode_own_mcp_server_works_as_a_tool_of_another_session(
     tmp_path: Path,
 ) -> None:
-    if sys.executable == PYTHON:  # else: the server python has its own SDK
-        pytest.importorskip("py_code_mode.mcp_server.server")
+    probe = subprocess.run(
+        [PYTHON, "-c", "from py_code_mode._private.mcp_sdk import require_mcp2 as r; r('x')"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"the server python ({PYTHON}) cannot run py-code-mode's MCP server")
     inner_base = tmp_path / "inner"
     inner_base.mkdir()
     tools = tmp_path / "tools"
