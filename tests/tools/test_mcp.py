@@ -219,6 +219,17 @@ async def test_content_other_than_text_is_summarised(demo: McpTool) -> None:
     assert text.startswith("a red dot:\n[image: image/png, about ")
 
 
+async def test_audio_links_and_embedded_resources_are_summarised_or_inlined(
+    demo: McpTool,
+) -> None:
+    assert await demo.call("attachments", {}) == (
+        "[audio: audio/wav, about 6 bytes]\n"
+        "[resource link: file:///notes.txt]\n"
+        "inline text\n"
+        "[resource: file:///b.bin, application/octet-stream]"
+    )
+
+
 async def test_a_tool_error_raises_tool_error_with_the_servers_message(demo: McpTool) -> None:
     with pytest.raises(ToolError, match="failing on purpose: disk full") as caught:
         await demo.call("fail", {"reason": "disk full"})
