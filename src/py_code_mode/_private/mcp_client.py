@@ -48,8 +48,6 @@ __all__ = [
 
 _STREAM_QUIET: float = 300.0
 """Seconds a response stream may stay silent (both SDKs' default)."""
-_CONNECTION_CLOSED = -32000
-"""JSON-RPC code both SDKs use for "the connection closed before an answer"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,11 +253,12 @@ class _V2Client:
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolResult:
         from mcp.shared.exceptions import MCPError
+        from mcp_types import CONNECTION_CLOSED
 
         try:
             result = await self._client.call_tool(name, arguments)
         except MCPError as exc:
-            if exc.code == _CONNECTION_CLOSED:
+            if exc.code == CONNECTION_CLOSED:
                 raise ConnectionClosedError(str(exc)) from exc
             raise ServerError(exc.code, str(exc)) from exc
         return _tool_result(
@@ -350,11 +349,12 @@ class _V1Client:
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolResult:
         exceptions = importlib.import_module("mcp.shared.exceptions")
+        types = importlib.import_module("mcp.types")
         try:
             result = await self._session.call_tool(name, arguments)
         except exceptions.McpError as exc:
             code = int(exc.error.code)
-            if code == _CONNECTION_CLOSED:
+            if code == types.CONNECTION_CLOSED:
                 raise ConnectionClosedError(str(exc)) from exc
             raise ServerError(code, str(exc)) from exc
         return _tool_result(

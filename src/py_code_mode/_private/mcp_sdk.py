@@ -20,8 +20,6 @@ from __future__ import annotations
 import contextlib
 from importlib import metadata
 
-from packaging.version import InvalidVersion, Version
-
 from py_code_mode.errors import ConfigError
 
 __all__ = [
@@ -62,6 +60,8 @@ def require_mcp_client(feature: str) -> None:
     Raises:
         ConfigError: The SDK is missing or older than :data:`MIN_CLIENT_SDK`.
     """
+    from packaging.version import InvalidVersion, Version  # only where MCP tools load
+
     version = mcp_version()
     with contextlib.suppress(InvalidVersion):
         if version is not None and Version(version) >= Version(MIN_CLIENT_SDK):
