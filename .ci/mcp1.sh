@@ -12,6 +12,9 @@
 # 1.x servers; a 1.x client with 2.x servers (the mix framework users meet; this
 # includes py-code-mode's own MCP server as a tool); a 2.x client (the locked
 # environment) with 1.x servers (the many servers still built on FastMCP 1.x).
+# Last, the newest 1.x that pybotchi's example pins (1.30) runs the same file: later
+# 1.x releases deprecate the streamable-HTTP client 1.21 has, and the adapter takes
+# the newer one there (DeprecationWarnings are errors in that run).
 # Not covered: the MCP server itself needs mcp 2 (MCPServer, its middleware,
 # mcp_types, the auth settings); here it must refuse with the way out
 # (`uvx --from py-code-mode py-code-mode-mcp`), which tests/_private/test_mcp_sdk.py checks.
@@ -35,3 +38,9 @@ PY_CODE_MODE_TEST_MCP_SERVER_PYTHON="$mcp2_python" "${pytest[@]}" tests/tools/te
 echo "mcp 2 client, servers on mcp 1"
 PY_CODE_MODE_TEST_MCP_SERVER_PYTHON="$venv/bin/python" \
   "$mcp2_python" -m pytest -q -p no:cacheprovider -p no:randomly tests/tools/test_mcp.py
+echo "mcp 1.30 client and servers"
+venv130="${PY_CODE_MODE_CI_CACHE:-$HOME/.cache/py-code-mode}/ci-mcp130-venv"
+uv venv --quiet --allow-existing --python "$(command -v python3)" "$venv130"
+VIRTUAL_ENV="$venv130" uv pip install --quiet -e . 'mcp==1.30.0' pytest pytest-asyncio pytest-timeout
+"$venv130/bin/python" -m pytest -q -p no:cacheprovider -p no:randomly -W error::DeprecationWarning \
+  tests/tools/test_mcp.py

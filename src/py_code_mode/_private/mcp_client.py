@@ -5,7 +5,9 @@ which only mcp <= 1.21 accepts; pybotchi[mcp] needs mcp < 2), and users of those
 frameworks declare MCP servers as tools too. The two SDK lines speak the same
 protocol through different APIs: 2.x has the high-level ``mcp.client.Client`` and
 snake_case ``mcp_types``; 1.x has ``mcp.ClientSession(read, write)`` over a
-transport context manager and camelCase ``mcp.types``. This module opens a session
+transport context manager and camelCase ``mcp.types`` (and later 1.x releases
+deprecate 1.21's ``streamablehttp_client`` for ``streamable_http_client``, which
+is used where present). This module opens a session
 with whichever is installed and hands back plain data (:class:`ServerTool`,
 :class:`ToolResult`) and plain errors (:class:`ServerError`,
 :class:`ConnectionClosedError`), so the tool adapter has one code path.
@@ -305,15 +307,22 @@ class _V1Client:
             )
         elif target.transport == "streamable-http":
             http = importlib.import_module("mcp.client.streamable_http")
-            streams = await stack.enter_async_context(
-                http.streamablehttp_client(
+            quiet = max(_STREAM_QUIET, target.call_timeout)
+            if hasattr(http, "streamable_http_client"):  # later 1.x: deprecates the other
+                httpx = importlib.import_module("httpx")
+                timeout = httpx.Timeout(target.connect_timeout, read=quiet)
+                client = _v1_http_client(dict(target.headers), timeout)
+                await stack.enter_async_context(client)
+                transport = http.streamable_http_client(target.url, http_client=client)
+            else:
+                transport = http.streamablehttp_client(
                     target.url,
                     headers=dict(target.headers),
                     timeout=target.connect_timeout,
-                    sse_read_timeout=max(_STREAM_QUIET, target.call_timeout),
+                    sse_read_timeout=quiet,
                     httpx_client_factory=_v1_http_client,
                 )
-            )
+            streams = await stack.enter_async_context(transport)
         else:
             sse = importlib.import_module("mcp.client.sse")
             streams = await stack.enter_async_context(
