@@ -7,10 +7,10 @@ protocol through different APIs: 2.x has the high-level ``mcp.client.Client`` an
 snake_case ``mcp_types``; 1.x has ``mcp.ClientSession(read, write)`` over a
 transport context manager and camelCase ``mcp.types`` (and later 1.x releases
 deprecate 1.21's ``streamablehttp_client`` for ``streamable_http_client``, which
-is used where present). This module opens a session
-with whichever is installed and hands back plain data (:class:`ServerTool`,
-:class:`ToolResult`) and plain errors (:class:`ServerError`,
-:class:`ConnectionClosedError`), so the tool adapter has one code path.
+is used where present). This module opens a session with whichever is installed
+and hands back plain data (:class:`ServerTool`, :class:`ToolResult`) and plain
+errors (:class:`ServerError`, :class:`ConnectionClosedError`), so the tool adapter
+has one code path.
 
 Both branches keep the same behaviour: a stdio server gets the SDK's safe
 environment plus the configured ``env`` and nothing else of the host's; HTTP
