@@ -34,6 +34,7 @@ from py_code_mode.tools.registry import ToolRegistry, tool_search_document
 from tests._tcp import free_port
 
 DEMO_SERVER = Path(__file__).parent / "fixtures" / "mcp_demo_server.py"
+RAW_SERVER = Path(__file__).parent / "fixtures" / "mcp_raw_server.py"
 PYTHON = os.environ.get("PY_CODE_MODE_TEST_MCP_SERVER_PYTHON") or sys.executable
 """The python that runs the test servers (the tests' own unless .ci/mcp1.sh says)."""
 START_TIMEOUT = 30.0
@@ -228,6 +229,22 @@ async def test_audio_links_and_embedded_resources_are_summarised_or_inlined(
         "inline text\n"
         "[resource: file:///b.bin, application/octet-stream]"
     )
+
+
+async def test_a_paginated_tool_list_is_read_to_the_end_and_a_json_rpc_error_is_reported() -> None:
+    tool = McpTool.from_mapping(
+        {"name": "raw", "type": "mcp", "command": PYTHON, "args": [str(RAW_SERVER)]}
+    )
+    try:
+        assert [spec.name for spec in await tool.callables()] == ["quota", "ok"]
+        assert await tool.call("ok", {}) == "ok from page 2"
+        with pytest.raises(
+            ToolError,
+            match=r"MCP tool 'quota': the server answered with error -32001: quota exceeded",
+        ):
+            await tool.call("quota", {})
+    finally:
+        await tool.aclose()
 
 
 async def test_a_tool_error_raises_tool_error_with_the_servers_message(demo: McpTool) -> None:
