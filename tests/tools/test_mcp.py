@@ -236,13 +236,27 @@ async def test_a_paginated_tool_list_is_read_to_the_end_and_a_json_rpc_error_is_
         {"name": "raw", "type": "mcp", "command": PYTHON, "args": [str(RAW_SERVER)]}
     )
     try:
-        assert [spec.name for spec in await tool.callables()] == ["quota", "ok"]
+        assert [spec.name for spec in await tool.callables()] == ["quota", "ok", "garbage"]
         assert await tool.call("ok", {}) == "ok from page 2"
         with pytest.raises(
             ToolError,
             match=r"MCP tool 'quota': the server answered with error -32001: quota exceeded",
         ):
             await tool.call("quota", {})
+    finally:
+        await tool.aclose()
+
+
+async def test_a_stdio_line_that_is_not_utf8_is_skipped_and_the_answer_still_arrives() -> None:
+    tool = McpTool.from_mapping(
+        {"name": "raw", "type": "mcp", "command": PYTHON, "args": [str(RAW_SERVER)], "timeout": 20}
+    )
+    try:
+        assert await tool.call("ok", {}) == "ok from page 2"
+        connection = tool._connection
+        assert await tool.call("garbage", {}) == "after the garbage"
+        assert await tool.call("ok", {}) == "ok from page 2"
+        assert tool._connection is connection  # the same session, not a reconnection
     finally:
         await tool.aclose()
 

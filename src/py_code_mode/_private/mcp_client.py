@@ -13,7 +13,9 @@ errors (:class:`ServerError`, :class:`ConnectionClosedError`), so the tool adapt
 has one code path.
 
 Both branches keep the same behaviour: a stdio server gets the SDK's safe
-environment plus the configured ``env`` and nothing else of the host's; HTTP
+environment plus the configured ``env`` and nothing else of the host's, and a
+line of its output that is not UTF-8 is skipped rather than ending or wedging the
+session; HTTP
 transports never follow redirects (2.x refuses them; the 1.x branch uses a client
 built the same way instead of the 1.x default, which follows them); the connect
 timeout bounds each HTTP operation and a response stream may stay quiet for
@@ -30,7 +32,7 @@ import contextlib
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TextIO
 
 from py_code_mode._private.mcp_sdk import mcp_major
 
@@ -50,6 +52,10 @@ __all__ = [
 
 _STREAM_QUIET: float = 300.0
 """Seconds a response stream may stay silent (both SDKs' default)."""
+_UNDECODABLE: Final = "replace"
+"""A stdio server's bytes that are not UTF-8 become U+FFFD: the line is then not
+JSON and is skipped. With the SDKs' default (strict), 1.x drops the connection and
+2.x stops reading replies while the connection looks alive."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +220,7 @@ class _V2Client:
                 args=list(target.args),
                 env=dict(target.env),
                 cwd=target.cwd,
+                encoding_error_handler=_UNDECODABLE,
             )
             transport = stdio_client(params, errlog=target.errlog)
         elif target.transport == "streamable-http":
@@ -301,6 +308,7 @@ class _V1Client:
                 args=list(target.args),
                 env=dict(target.env),
                 cwd=target.cwd,
+                encoding_error_handler=_UNDECODABLE,
             )
             streams = await stack.enter_async_context(
                 stdio.stdio_client(params, errlog=target.errlog)
