@@ -1,5 +1,10 @@
 """MCP tools against real MCP servers: a small SDK server over stdio, streamable HTTP
-and SSE, and py-code-mode's own MCP server used as a tool of another session."""
+and SSE, and py-code-mode's own MCP server used as a tool of another session.
+
+The file runs under the mcp SDK 2.x (the main run) and 1.21 (.ci/mcp1.sh), and
+PY_CODE_MODE_TEST_MCP_SERVER_PYTHON picks the python that runs the servers:
+.ci/mcp1.sh also runs a 1.x client against 2.x servers (the mix users of 1.x
+frameworks meet) and a 2.x client against 1.x servers."""
 
 from __future__ import annotations
 
@@ -11,8 +16,10 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +34,9 @@ from py_code_mode.tools.registry import ToolRegistry, tool_search_document
 from tests._tcp import free_port
 
 DEMO_SERVER = Path(__file__).parent / "fixtures" / "mcp_demo_server.py"
-PYTHON = sys.executable
+RAW_SERVER = Path(__file__).parent / "fixtures" / "mcp_raw_server.py"
+PYTHON = os.environ.get("PY_CODE_MODE_TEST_MCP_SERVER_PYTHON") or sys.executable
+"""The python that runs the test servers (the tests' own unless .ci/mcp1.sh says)."""
 START_TIMEOUT = 30.0
 
 
@@ -209,6 +218,47 @@ async def test_a_tool_without_structured_content_returns_its_text(demo: McpTool)
 async def test_content_other_than_text_is_summarised(demo: McpTool) -> None:
     text = await demo.call("picture", {})
     assert text.startswith("a red dot:\n[image: image/png, about ")
+
+
+async def test_audio_links_and_embedded_resources_are_summarised_or_inlined(
+    demo: McpTool,
+) -> None:
+    assert await demo.call("attachments", {}) == (
+        "[audio: audio/wav, about 6 bytes]\n"
+        "[resource link: file:///notes.txt]\n"
+        "inline text\n"
+        "[resource: file:///b.bin, application/octet-stream]"
+    )
+
+
+async def test_a_paginated_tool_list_is_read_to_the_end_and_a_json_rpc_error_is_reported() -> None:
+    tool = McpTool.from_mapping(
+        {"name": "raw", "type": "mcp", "command": PYTHON, "args": [str(RAW_SERVER)]}
+    )
+    try:
+        assert [spec.name for spec in await tool.callables()] == ["quota", "ok", "garbage"]
+        assert await tool.call("ok", {}) == "ok from page 2"
+        with pytest.raises(
+            ToolError,
+            match=r"MCP tool 'quota': the server answered with error -32001: quota exceeded",
+        ):
+            await tool.call("quota", {})
+    finally:
+        await tool.aclose()
+
+
+async def test_a_stdio_line_that_is_not_utf8_is_skipped_and_the_answer_still_arrives() -> None:
+    tool = McpTool.from_mapping(
+        {"name": "raw", "type": "mcp", "command": PYTHON, "args": [str(RAW_SERVER)], "timeout": 20}
+    )
+    try:
+        assert await tool.call("ok", {}) == "ok from page 2"
+        connection = tool._connection
+        assert await tool.call("garbage", {}) == "after the garbage"
+        assert await tool.call("ok", {}) == "ok from page 2"
+        assert tool._connection is connection  # the same session, not a reconnection
+    finally:
+        await tool.aclose()
 
 
 async def test_a_tool_error_raises_tool_error_with_the_servers_message(demo: McpTool) -> None:
@@ -576,6 +626,48 @@ async def test_the_sse_transport_works_too() -> None:
         stop_server(process)
 
 
+class _Redirector(BaseHTTPRequestHandler):
+    """Answers every request with a 307 to ``self.server.target`` and counts them."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _redirect(self) -> None:
+        self.server.hits += 1  # type: ignore[attr-defined]
+        self.send_response(307)
+        self.send_header("Location", self.server.target)  # type: ignore[attr-defined]
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_DELETE = _redirect
+
+
+async def test_a_redirect_to_another_server_is_not_followed() -> None:
+    # A URL that passed review must not turn into another one (a loopback or private
+    # address, say): the redirect target is a working server, so following it would
+    # succeed. Both SDK lines refuse (the 1.x SDK's default HTTP client would follow
+    # it). SSE needs no such test: both SDKs reject an endpoint of another origin.
+    port = free_port()
+    process = start_server("streamable-http", port)
+    redirector = ThreadingHTTPServer(("127.0.0.1", 0), _Redirector)
+    redirector.target = f"http://127.0.0.1:{port}/mcp"  # type: ignore[attr-defined]
+    redirector.hits = 0  # type: ignore[attr-defined]
+    thread = threading.Thread(target=redirector.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{redirector.server_address[1]}/mcp"
+    tool = McpTool.from_mapping({"name": "moved", "type": "mcp", "url": url, "connect_timeout": 10})
+    try:
+        with pytest.raises(ToolError, match="cannot connect to the MCP server"):
+            await tool.call("pid", {})
+        assert redirector.hits >= 1  # type: ignore[attr-defined]
+    finally:
+        await tool.aclose()
+        redirector.shutdown()
+        redirector.server_close()
+        thread.join(timeout=10)
+        stop_server(process)
+
+
 # -- through a session ---------------------------------------------------------------
 
 
@@ -633,7 +725,14 @@ async def test_agent_code_calls_mcp_tools_synchronously_in_a_subprocess(tmp_path
 async def test_py_code_mode_own_mcp_server_works_as_a_tool_of_another_session(
     tmp_path: Path,
 ) -> None:
-    pytest.importorskip("py_code_mode.mcp_server.server")
+    probe = subprocess.run(
+        [PYTHON, "-c", "from py_code_mode._private.mcp_sdk import require_mcp2 as r; r('x')"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"the server python ({PYTHON}) cannot run py-code-mode's MCP server")
     inner_base = tmp_path / "inner"
     inner_base.mkdir()
     tools = tmp_path / "tools"

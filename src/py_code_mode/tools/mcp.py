@@ -39,6 +39,10 @@ the same task) and serves calls handed to it through a queue. When a call finds
 the connection broken (the server died, an HTTP server restarted) the tool
 reconnects and sends the call once more; a tool whose call kills its own server
 is therefore attempted twice before the error is reported.
+
+The adapter works with the mcp SDK 1.21+ as well as 2.x (frameworks such as
+mbxai and pybotchi hold it at 1.x): :mod:`py_code_mode._private.mcp_client` opens
+the session with whichever is installed.
 """
 
 from __future__ import annotations
@@ -51,12 +55,21 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, Self
+from typing import Any, Final, Literal, Self
 
 import anyio
-import httpx2
 from pydantic import Field, field_validator, model_validator
 
+from py_code_mode._private.mcp_client import (
+    ConnectionClosedError,
+    HttpTarget,
+    McpClient,
+    ServerError,
+    ServerTool,
+    StdioTarget,
+    ToolResult,
+    open_client,
+)
 from py_code_mode._private.names import is_keyword
 from py_code_mode._private.tool_calls import (
     RESERVED_CALLABLES,
@@ -68,10 +81,6 @@ from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
 from py_code_mode.tools._expand import Redactor, expand_headers, expand_value
 from py_code_mode.tools.models import Seconds, ToolFileConfig
 from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
-
-if TYPE_CHECKING:
-    from mcp.client import Client
-    from mcp_types import CallToolResult, ContentBlock, Tool
 
 __all__ = [
     "McpServerTool",
@@ -323,7 +332,7 @@ def parameters_from_schema(schema: Mapping[str, Any]) -> tuple[ParameterSpec, ..
     return tuple(parameters)
 
 
-def _server_tools(tools: Sequence[Tool]) -> tuple[McpServerTool, ...]:
+def _server_tools(tools: Sequence[ServerTool]) -> tuple[McpServerTool, ...]:
     taken: set[str] = set()
     result = []
     for tool in tools:
@@ -349,29 +358,6 @@ def _server_tools(tools: Sequence[Tool]) -> tuple[McpServerTool, ...]:
     return tuple(result)
 
 
-def _describe_content(block: ContentBlock) -> str:
-    kind = getattr(block, "type", "")
-    if kind == "text":
-        return str(getattr(block, "text", ""))
-    if kind in ("image", "audio"):
-        data = getattr(block, "data", "")
-        size = len(data) * 3 // 4
-        return f"[{kind}: {getattr(block, 'mime_type', '?')}, about {size} bytes]"
-    if kind == "resource_link":
-        return f"[resource link: {getattr(block, 'uri', '?')}]"
-    if kind == "resource":
-        resource = getattr(block, "resource", None)
-        text = getattr(resource, "text", None)
-        if isinstance(text, str):
-            return text
-        return f"[resource: {getattr(resource, 'uri', '?')}, {getattr(resource, 'mime_type', '?')}]"
-    return f"[{kind or 'unknown'} content]"
-
-
-def _content_text(content: Sequence[ContentBlock]) -> str:
-    return "\n".join(_describe_content(block) for block in content)
-
-
 # -- the connection ----------------------------------------------------------------
 
 
@@ -388,7 +374,7 @@ class _Call:
     name: str
     arguments: dict[str, Any]
     timeout: float
-    future: asyncio.Future[CallToolResult]
+    future: asyncio.Future[ToolResult]
     scope: anyio.CancelScope | None = None
 
 
@@ -462,7 +448,7 @@ class _Connection:
         """
         return await asyncio.shield(self._ready)
 
-    async def call(self, name: str, arguments: dict[str, Any], timeout: float) -> CallToolResult:
+    async def call(self, name: str, arguments: dict[str, Any], timeout: float) -> ToolResult:
         """Have the owner task send one ``tools/call`` and wait for the result.
 
         Raises:
@@ -471,7 +457,7 @@ class _Connection:
         """
         if not self.alive:
             raise _ConnectionLostError(self.error or "the connection is closed")
-        future: asyncio.Future[CallToolResult] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[ToolResult] = asyncio.get_running_loop().create_future()
         call = _Call(name=name, arguments=arguments, timeout=timeout, future=future)
         future.add_done_callback(lambda f: self._abandon(call) if f.cancelled() else None)
         self._queue.put_nowait(call)
@@ -580,46 +566,24 @@ class _Connection:
                 call.future.set_exception(lost)
         self._pending.clear()
 
-    async def _open(self, stack: contextlib.AsyncExitStack) -> Client:
-        # The SDK is imported only when a server connects: with mcp 1.x installed
-        # (beside frameworks that pin it), everything else of the library still works.
-        from mcp.client import Client
-        from mcp_types import Implementation
-
+    async def _open(self, stack: contextlib.AsyncExitStack) -> McpClient:
         spec = self._spec
+        target: StdioTarget | HttpTarget
         if spec.transport == "stdio":
-            transport = await self._stdio_transport(stack)
-        elif spec.transport == "streamable-http":
-            # the SDK is imported at connect time (see _open)
-            from mcp.client.streamable_http import streamable_http_client
-
-            assert spec.url is not None
-            # The SDK's defaults: a response stream may legitimately stay quiet for long.
-            http = httpx2.AsyncClient(
-                headers=dict(spec.headers),
-                timeout=httpx2.Timeout(spec.connect_timeout, read=max(300.0, spec.timeout)),
-            )
-            await stack.enter_async_context(http)
-            transport = streamable_http_client(spec.url, http_client=http)
+            target = await self._stdio_target()
         else:
-            # the SDK is imported at connect time (see _open)
-            from mcp.client.sse import sse_client
-
             assert spec.url is not None
-            transport = sse_client(
-                spec.url, headers=dict(spec.headers) or None, timeout=spec.connect_timeout
+            target = HttpTarget(
+                transport=spec.transport,
+                url=spec.url,
+                headers=spec.headers,
+                connect_timeout=spec.connect_timeout,
+                call_timeout=spec.timeout,
             )
-        client = Client(
-            transport,
-            cache=None,
-            client_info=Implementation(name="py-code-mode", version=__version__),
-        )
-        return await stack.enter_async_context(client)
+        # The SDK (1.x or 2.x) is imported only here, when a server connects.
+        return await open_client(stack, target, name="py-code-mode", version=__version__)
 
-    async def _stdio_transport(self, stack: contextlib.AsyncExitStack) -> Any:
-        # the SDK is imported at connect time (see _open)
-        from mcp.client.stdio import StdioServerParameters, stdio_client
-
+    async def _stdio_target(self) -> StdioTarget:
         spec = self._spec
         assert spec.command is not None
         read_fd, write_fd = os.pipe()
@@ -634,43 +598,36 @@ class _Connection:
             raise
         # Both are closed by _close_stderr() when the owner task ends.
         self._errlog, self._stderr_pipe, self._stderr = errlog, pipe, tail
-        params = StdioServerParameters(
-            command=spec.command, args=list(spec.args), env=dict(spec.env), cwd=spec.cwd
+        return StdioTarget(
+            command=spec.command, args=spec.args, env=spec.env, cwd=spec.cwd, errlog=errlog
         )
-        return stdio_client(params, errlog=errlog)
 
-    async def _list_tools(self, client: Client) -> tuple[McpServerTool, ...]:
-        tools: list[Tool] = []
+    async def _list_tools(self, client: McpClient) -> tuple[McpServerTool, ...]:
+        tools: list[ServerTool] = []
         cursor: str | None = None
         for _ in range(_MAX_LIST_PAGES):
-            page = await client.list_tools(cursor=cursor)
-            tools.extend(page.tools)
-            cursor = page.next_cursor
+            page, cursor = await client.list_tools(cursor)
+            tools.extend(page)
             if cursor is None:
                 break
         return _server_tools(tools)
 
-    async def _serve(self, client: Client, call: _Call) -> None:
-        # the SDK is imported at connect time (see _open)
-        from mcp.shared.exceptions import MCPError
-        from mcp_types import CONNECTION_CLOSED
-
+    async def _serve(self, client: McpClient, call: _Call) -> None:
         if call.future.done():  # the caller gave up while the call was queued
             return
         self._pending.add(call)
-        outcome: CallToolResult | BaseException | None = None
+        outcome: ToolResult | BaseException | None = None
         with anyio.CancelScope() as call.scope:
             try:
                 with anyio.fail_after(call.timeout):
                     outcome = await client.call_tool(call.name, call.arguments)
             except TimeoutError:
                 outcome = ToolError(f"no answer within timeout ({call.timeout:g} s)")
-            except MCPError as exc:
-                if exc.code == CONNECTION_CLOSED:
-                    self._lost("the server closed the connection")
-                    outcome = _ConnectionLostError(self.error)
-                else:
-                    outcome = ToolError(f"the server answered with error {exc.code}: {exc}")
+            except ConnectionClosedError:
+                self._lost("the server closed the connection")
+                outcome = _ConnectionLostError(self.error)
+            except ServerError as exc:
+                outcome = ToolError(f"the server answered with error {exc.code}: {exc}")
             except (
                 anyio.ClosedResourceError,
                 anyio.BrokenResourceError,
@@ -869,17 +826,17 @@ class McpTool:
         missing = [p.name for p in parameters if p.required and arguments.get(p.name) is None]
         reject_missing(where, missing, tool=self.name, parameters=[p.name for p in parameters])
 
-    def _value(self, where: str, result: CallToolResult, *, unwrap: bool = False) -> Any:
-        text = _content_text(result.content)
+    def _value(self, where: str, result: ToolResult, *, unwrap: bool = False) -> Any:
+        text = result.text
         if result.is_error:
             message = self.spec.redactor.redact(text) or "the tool reported an error"
             raise ToolError(f"{where} failed: {message}", tool=self.name)
-        structured = result.structured_content
+        structured = result.structured
         if structured is not None:
             if unwrap and isinstance(structured, Mapping) and list(structured) == ["result"]:
                 return structured["result"]
             return structured
-        return text if result.content else None
+        return text if result.has_content else None
 
 
 def load_mcp_tool(data: Mapping[str, Any], source: Path) -> McpTool:
@@ -887,10 +844,10 @@ def load_mcp_tool(data: Mapping[str, Any], source: Path) -> McpTool:
 
     Raises:
         pydantic.ValidationError: The mapping does not describe a valid MCP tool.
-        ConfigError: A referenced environment variable is not set, or the mcp SDK
-            installed is older than 2.x.
+        ConfigError: A referenced environment variable is not set, or no mcp SDK
+            (>= 1.21) is installed.
     """
-    from py_code_mode._private.mcp_sdk import require_mcp2
+    from py_code_mode._private.mcp_sdk import require_mcp_client
 
-    require_mcp2(f"the MCP tool in {source}")
+    require_mcp_client(f"the MCP tool in {source}")
     return McpTool.from_mapping(data, source=source)
