@@ -14,7 +14,7 @@ import threading
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
 
@@ -55,12 +55,21 @@ class RunOutcome:
     images: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for the wire; ``stderr`` and ``images`` only when there are some."""
-        data = asdict(self)
-        if not self.stderr:
-            del data["stderr"]
-        if not self.images:
-            del data["images"]
+        """Plain-data form for the wire; ``stderr`` and ``images`` only when there are some.
+
+        Not :func:`dataclasses.asdict`: its deep copy of the value is wasted on data
+        that is encoded right away (a tenth of a trivial run's time in the worker).
+        """
+        data: dict[str, Any] = {
+            "value": self.value,
+            "stdout": self.stdout,
+            "error": self.error,
+            "error_type": self.error_type,
+        }
+        if self.stderr:
+            data["stderr"] = self.stderr
+        if self.images:
+            data["images"] = list(self.images)
         return data
 
 
