@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import asyncio
 import builtins
 import contextvars
 import inspect
@@ -16,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from types import CodeType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .capture import (
     OutputBuffer,
@@ -29,6 +28,11 @@ from .channel import HostChannel
 from .errors import ERROR_TYPES, RunInterrupted
 from .images import image_artifact_name, image_bytes
 from .namespaces import build_namespaces
+
+if TYPE_CHECKING:
+    # asyncio is imported where it is used: it is half of the worker's import time
+    # (about 137 M instructions of 271 M), and most runs never need an event loop.
+    import asyncio
 
 __all__ = ["DEFAULT_OUTPUT_LIMIT", "RunOutcome", "WorkerRuntime", "to_result_value"]
 
@@ -218,6 +222,8 @@ class WorkerRuntime:
         code) it runs on a helper thread with its own loop, so the sync call never
         deadlocks.
         """
+        import asyncio
+
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -290,6 +296,8 @@ class WorkerRuntime:
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None or self._loop.is_closed():
+            import asyncio
+
             self._loop = asyncio.new_event_loop()
         return self._loop
 
@@ -297,6 +305,8 @@ class WorkerRuntime:
         loop, self._loop = self._loop, None
         if loop is None or loop.is_running():
             return
+        import asyncio  # a loop exists, so asyncio is loaded already
+
         try:
             for task in asyncio.all_tasks(loop):
                 task.cancel()
@@ -337,6 +347,8 @@ def _register_source(filename: str, source: str) -> None:
 
 
 def _run_in_thread(coro: Coroutine[Any, Any, Any]) -> Any:
+    import asyncio
+
     ctx = contextvars.copy_context()
     box: dict[str, Any] = {}
 
