@@ -656,7 +656,9 @@ class FileStorage:
         _atomic_write(
             self._index,
             _dump_json({"version": _INDEX_VERSION, "artifacts": entries}),
-            sync_dir=False,  # the caller's payload rename syncs the folder
+            # Replacing the index changes no name; creating it does, and the payload's
+            # rename that follows syncs the folder only when it creates a name too.
+            sync_dir=not os.path.lexists(self._index),
         )
         # A crash before this unlink only leaves lines the snapshot already holds.
         with contextlib.suppress(FileNotFoundError):
