@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import stat
 import textwrap
 import time
 from pathlib import Path
@@ -546,6 +547,28 @@ async def test_a_failed_write_keeps_the_old_data_and_leaves_no_temp_files(
     assert got is not None
     assert got.source == GREET
     assert temp_files(fs.base_path) == []
+
+
+async def test_a_new_name_syncs_its_folder_and_a_replacement_syncs_only_its_files(
+    fs: FileStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fsync = os.fsync
+    synced: list[str] = []
+
+    def recording(fd: int) -> None:
+        synced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(file_module.os, "fsync", recording)
+    await fs.save_artifact("doc", "first")
+    assert synced.count("file") == 2  # payload and index
+    assert "folder" in synced  # the new name is durable once the save returns
+
+    synced.clear()
+    await fs.save_artifact("doc", "second")
+    assert synced == ["file", "file"]  # both written whole before their renames
+    monkeypatch.undo()
+    assert await FileStorage(fs.base_path).load_artifact("doc") == "second"
 
 
 async def test_a_failed_final_rename_leaves_index_and_payload_matching(

@@ -19,7 +19,9 @@ Why it is built the way it is:
 
 * Every write goes to a temp file in the same directory, is fsynced and then
   ``os.replace``-d over the target, so readers never see half a file and a failed
-  write leaves the previous content intact.
+  write leaves the previous content intact. The folder is fsynced after a rename
+  that creates a name; replacing an artifact or workflow skips that third fsync
+  (see :func:`_replace_paired`).
 * Read-modify-write sequences (the artifact index, ``requirements.txt``, the
   vector cache, a workflow and its sidecar) run under an exclusive ``flock`` on one
   lock file, so several processes can share a base path without losing updates.
@@ -654,7 +656,9 @@ class FileStorage:
         _atomic_write(
             self._index,
             _dump_json({"version": _INDEX_VERSION, "artifacts": entries}),
-            sync_dir=False,  # the caller's payload rename syncs the folder
+            # Replacing the index changes no name; creating it does, and the payload's
+            # rename that follows syncs the folder only when it creates a name too.
+            sync_dir=not os.path.lexists(self._index),
         )
         # A crash before this unlink only leaves lines the snapshot already holds.
         with contextlib.suppress(FileNotFoundError):
@@ -1110,6 +1114,12 @@ def _replace_paired(
     The payload goes into a temp file, then the companion is written, then the temp
     file is renamed over ``path``: a failure at any step leaves the previous pair in
     place, because a failed rename puts the old companion back.
+
+    The folders are fsynced only when ``path`` is a new name. Replacing an existing
+    file changes no name, and both files were fsynced before their renames, so a
+    crash still leaves whole files (the old pair or the new one); only the newest
+    replacement may be lost until the file system's next journal commit. A new
+    name must be synced, or a crash could keep its index entry and lose the file.
     """
     tmp = _write_temp(path, payload)
     try:
@@ -1117,13 +1127,14 @@ def _replace_paired(
     except BaseException:
         _discard(tmp)
         raise
+    new_name = not os.path.lexists(path)
     try:
-        _commit(tmp, path)
+        _commit(tmp, path, sync_dir=new_name)
     except BaseException:
         with contextlib.suppress(OSError):
             restore_companion()
         raise
-    if also_sync is not None and also_sync != path.parent:
+    if new_name and also_sync is not None and also_sync != path.parent:
         _fsync_dir(also_sync)
 
 

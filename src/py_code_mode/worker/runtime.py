@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import asyncio
 import builtins
 import contextvars
 import inspect
@@ -14,9 +13,9 @@ import threading
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from types import CodeType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .capture import (
     OutputBuffer,
@@ -29,6 +28,11 @@ from .channel import HostChannel
 from .errors import ERROR_TYPES, RunInterrupted
 from .images import image_artifact_name, image_bytes
 from .namespaces import build_namespaces
+
+if TYPE_CHECKING:
+    # asyncio is imported where it is used: it is half of the worker's import time
+    # (about 137 M instructions of 271 M), and most runs never need an event loop.
+    import asyncio
 
 __all__ = ["DEFAULT_OUTPUT_LIMIT", "RunOutcome", "WorkerRuntime", "to_result_value"]
 
@@ -55,12 +59,21 @@ class RunOutcome:
     images: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for the wire; ``stderr`` and ``images`` only when there are some."""
-        data = asdict(self)
-        if not self.stderr:
-            del data["stderr"]
-        if not self.images:
-            del data["images"]
+        """Plain-data form for the wire; ``stderr`` and ``images`` only when there are some.
+
+        Not :func:`dataclasses.asdict`: its deep copy of the value is wasted on data
+        that is encoded right away (a tenth of a trivial run's time in the worker).
+        """
+        data: dict[str, Any] = {
+            "value": self.value,
+            "stdout": self.stdout,
+            "error": self.error,
+            "error_type": self.error_type,
+        }
+        if self.stderr:
+            data["stderr"] = self.stderr
+        if self.images:
+            data["images"] = list(self.images)
         return data
 
 
@@ -209,6 +222,8 @@ class WorkerRuntime:
         code) it runs on a helper thread with its own loop, so the sync call never
         deadlocks.
         """
+        import asyncio
+
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -281,6 +296,8 @@ class WorkerRuntime:
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None or self._loop.is_closed():
+            import asyncio
+
             self._loop = asyncio.new_event_loop()
         return self._loop
 
@@ -288,6 +305,8 @@ class WorkerRuntime:
         loop, self._loop = self._loop, None
         if loop is None or loop.is_running():
             return
+        import asyncio  # a loop exists, so asyncio is loaded already
+
         try:
             for task in asyncio.all_tasks(loop):
                 task.cancel()
@@ -328,6 +347,8 @@ def _register_source(filename: str, source: str) -> None:
 
 
 def _run_in_thread(coro: Coroutine[Any, Any, Any]) -> Any:
+    import asyncio
+
     ctx = contextvars.copy_context()
     box: dict[str, Any] = {}
 

@@ -347,7 +347,7 @@ class _Capture:
             text = self._decoder.decode(data)
             buffer = self._worker.current_output()
             if text and buffer is not None:
-                OutputBuffer.write(buffer, text)
+                buffer.append(text)
         return False
 
 
@@ -382,23 +382,23 @@ class _OrderedBuffer(OutputBuffer):
         self._count: array.array[int] = array.array("i", [0])
         if probe is not None:
             self._probe, self._count = probe
+        self.before_write = self._catch_up
 
-    def write(self, text: str) -> int:
-        # Runs for every ``print`` (twice): probe first, then look at the lock. An empty
-        # pipe with no drain in progress means no fd-level output written so far is
-        # missing, so the drain (a lock and a read) is skipped.
+    def _catch_up(self) -> None:
+        # Runs before every write (twice per ``print``): probe first, then look at the
+        # lock. An empty pipe with no drain in progress means no fd-level output
+        # written so far is missing, so the drain (a lock and a read) is skipped.
         probe = self._probe
         if probe is None:
             self._capture.flush_into_run()
-        else:
-            try:
-                probe()
-                unread = self._count[0]
-            except OSError:
-                unread = 1
-            if unread or self._drain_lock.locked():
-                self._capture.flush_into_run()
-        return OutputBuffer.write(self, text)
+            return
+        try:
+            probe()
+            unread = self._count[0]
+        except OSError:
+            unread = 1
+        if unread or self._drain_lock.locked():
+            self._capture.flush_into_run()
 
 
 # -- the worker --------------------------------------------------------------------------

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
+import py_compile
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -26,6 +30,10 @@ _SOURCE_DIR = Path(__file__).resolve().parents[2] / "worker"
 _sources_lock = threading.Lock()
 _sources: dict[str, bytes] = {}
 _roots: dict[Path, Path] = {}
+_compiled: set[tuple[Path, str]] = set()
+_COMPILE_TIMEOUT = 60.0
+
+logger = logging.getLogger(__name__)
 
 
 def worker_source_files() -> list[Path]:
@@ -42,12 +50,45 @@ def worker_sources() -> dict[str, bytes]:
         return dict(_sources)
 
 
-def worker_root(cache_dir: Path) -> Path:
+def worker_root(cache_dir: Path, python: str | None = None) -> Path:
     """A directory holding a private copy of the worker package, keyed by its content.
 
     Blocking. The copy is staged and renamed into place, so processes sharing a
-    cache directory never see half of it.
+    cache directory never see half of it. With ``python`` (the worker's interpreter)
+    the copy also gets that interpreter's bytecode: a jailed worker sees the copy
+    read-only, so it could never write its own and would compile the whole package
+    at every start (about 10 ms, an eighth of a jailed start).
     """
+    root = _copied_root(cache_dir)
+    if python is not None and (root, python) not in _compiled:
+        _compile(root / WORKER_PACKAGE, python)
+        _compiled.add((root, python))
+    return root
+
+
+def _compile(package: Path, python: str) -> None:
+    """Write ``python``'s bytecode for ``package`` (the host's own, when it is the same)."""
+    try:
+        if Path(python).resolve() == Path(sys.executable).resolve() or python == sys.executable:
+            for source in sorted(package.glob("*.py")):
+                py_compile.compile(str(source), doraise=True)
+            return
+        # Another interpreter (another version): its own compileall, outside any jail.
+        # -I -S: nothing from the environment or its site-packages gets imported.
+        subprocess.run(
+            [python, "-I", "-S", "-m", "compileall", "-q", str(package)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=_COMPILE_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError, py_compile.PyCompileError) as exc:
+        # Only slower starts: the worker compiles the package itself.
+        logger.debug("could not precompile the worker package in %s: %s", package, exc)
+
+
+def _copied_root(cache_dir: Path) -> Path:
     cached = _roots.get(cache_dir)
     if cached is not None and (cached / WORKER_PACKAGE / "server.py").is_file():
         return cached

@@ -192,7 +192,7 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         )
         self._workdir = config.working_dir or scratch / "work"
         await asyncio.to_thread(self._workdir.mkdir, parents=True, exist_ok=True)
-        self._worker_root = await asyncio.to_thread(worker_root, cache_dir)
+        self._worker_root = await asyncio.to_thread(worker_root, cache_dir, str(self._venv.python))
         self._env = self._worker_env(self._venv)
         if config.network == "allowlist":
             if self.isolation != "bwrap":
