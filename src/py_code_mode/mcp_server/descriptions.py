@@ -31,6 +31,15 @@ INSTRUCTIONS = (
 KEEP_OUTPUT_SCHEMA = frozenset({"run_code"})
 """Tools whose output schema is listed; the others answer with text (and data)."""
 
+OUTPUT_SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
+"""The dialect the listed output schemas declare (MCP lets a schema name its own).
+
+The schemas use only keywords that mean the same in draft-07 and 2020-12 (the
+default). Clients that validate every result check the schema itself first: the
+mcp 1.x client runs ``jsonschema.validate`` per call, whose 2020-12 meta-schema check
+costs about ten times what draft-07's does for ``run_code``'s schema (3 ms against 0.3 ms).
+"""
+
 DESCRIPTIONS: dict[str, str] = {
     "reset_session": "Clear run_code's variables; workflows, artifacts and packages stay.",
     "list_tools": "List configured tools and their callables (tools.<tool>.<callable>(...)); "
@@ -119,6 +128,7 @@ def slim_tool_list(server: MCPServer[Any]) -> None:
         if tool.name not in KEEP_OUTPUT_SCHEMA:
             tool.__dict__["output_schema"] = None
         elif tool.output_schema is not None:
-            tool.__dict__["output_schema"] = _nullable_as_type_list(
-                _drop_titles(tool.output_schema)
-            )
+            tool.__dict__["output_schema"] = {
+                "$schema": OUTPUT_SCHEMA_DIALECT,
+                **_nullable_as_type_list(_drop_titles(tool.output_schema)),
+            }
