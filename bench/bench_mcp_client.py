@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -58,6 +59,9 @@ async def measure(server_python: str, calls: int) -> dict[str, Any]:
         params = StdioServerParameters(
             command=server_python,
             args=["-m", "py_code_mode.mcp_server", "--base", str(Path(tmp) / "base")],
+            # The SDK passes the server only a few variables: keep this shell's
+            # PYTHONPATH and bytecode settings, so A/B runs can point it elsewhere.
+            env={k: v for k, v in os.environ.items() if k.startswith("PYTHON")},
         )
         with anyio.fail_after(CALL_TIMEOUT * 4):
             async with (
