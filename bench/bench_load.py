@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -172,8 +173,12 @@ def server(
 
 @dataclass
 class Tally:
-    latencies: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    kinds: tuple[str, ...] = KINDS
+    latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.latencies = {k: [] for k in self.kinds}
 
 
 @contextlib.asynccontextmanager
@@ -191,6 +196,82 @@ async def client_session(url: str) -> AsyncIterator[Any]:
         yield s
 
 
+class RawSession:
+    """An MCP session spoken with plain HTTP POSTs of pre-encoded JSON-RPC.
+
+    The load generator shares the cores with the server; the SDK client spends about
+    as much CPU per call as the server does, so with it the bench partly measures
+    itself. This client sends the same requests with a fraction of that CPU.
+    """
+
+    def __init__(self, http: Any, url: str) -> None:
+        self._http = http
+        self._url = url
+        self._headers = {
+            "Authorization": f"Bearer {TOKEN}",
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+        }
+        self._next_id = 0
+
+    async def _post(self, body: bytes) -> dict[str, Any] | None:
+        response = await self._http.post(self._url, content=body, headers=self._headers)
+        response.raise_for_status()
+        if "mcp-session-id" in response.headers:
+            self._headers["mcp-session-id"] = response.headers["mcp-session-id"]
+        if response.status_code == 202:
+            return None
+        text = response.text
+        if not response.headers.get("content-type", "").startswith("application/json"):
+            # An SSE stream: the answer is its last event that carries an id.
+            events = [line[5:] for line in text.splitlines() if line.startswith("data:")]
+            text = next((e for e in reversed(events) if '"id"' in e), "")
+        if text:
+            answer: dict[str, Any] = json.loads(text)
+            return answer
+        raise RuntimeError(f"no JSON-RPC answer in {text[:200]!r}")
+
+    async def initialize(self) -> None:
+        await self._post(
+            json.dumps({
+                "jsonrpc": "2.0", "id": 0, "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25", "capabilities": {},
+                    "clientInfo": {"name": "bench-load", "version": "0"},
+                },
+            }).encode()
+        )  # fmt: skip
+        await self._post(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+
+    def encode_call(self, code: str) -> bytes:
+        self._next_id += 1
+        return json.dumps({
+            "jsonrpc": "2.0", "id": self._next_id, "method": "tools/call",
+            "params": {"name": "run_code", "arguments": {"code": code}},
+        }).encode()  # fmt: skip
+
+    async def call(self, body: bytes) -> str | None:
+        """Send one encoded tools/call; the problem, or None when it succeeded."""
+        answer = await self._post(body)
+        result = (answer or {}).get("result")
+        if result is None:
+            return str(answer)[:200]
+        if result.get("isError"):
+            return str(result.get("content"))[:200]
+        data = result.get("structuredContent") or {}
+        return str(data["error"])[:200] if data.get("error") else None
+
+
+@contextlib.asynccontextmanager
+async def raw_session(url: str) -> AsyncIterator[RawSession]:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=CALL_TIMEOUT) as http:
+        session = RawSession(http, url)
+        await session.initialize()
+        yield session
+
+
 def failure(result: Any) -> str | None:
     if result.is_error:
         return " ".join(getattr(c, "text", "") for c in result.content)[:200]
@@ -198,6 +279,35 @@ def failure(result: Any) -> str | None:
     if data.get("error"):
         return str(data["error"])[:200]
     return None
+
+
+async def one_raw_client(
+    url: str, index: int, ready: asyncio.Barrier, go: asyncio.Event, stop_at: list[float],
+    tally: Tally,
+) -> None:  # fmt: skip
+    try:
+        async with raw_session(url) as session:
+            if (problem := await session.call(session.encode_call("1"))) is not None:
+                tally.errors.append(f"warm-up: {problem}")
+            await ready.wait()
+            await go.wait()
+            while time.monotonic() < stop_at[0]:
+                for kind in tally.kinds:
+                    body = session.encode_call(code_for(kind, index))
+                    started = time.perf_counter()
+                    try:
+                        problem = await session.call(body)
+                    except Exception as exc:  # noqa: BLE001 - counted, not raised
+                        problem = f"{type(exc).__name__}: {exc}"
+                    elapsed = (time.perf_counter() - started) * 1000
+                    if problem is None:
+                        tally.latencies[kind].append(elapsed)
+                    else:
+                        tally.errors.append(f"{kind}: {problem}")
+            await ready.wait()
+    except Exception as exc:  # noqa: BLE001 - counted, not raised
+        tally.errors.append(f"session: {type(exc).__name__}: {exc!r}"[:300])
+        await ready.abort()
 
 
 async def one_client(
@@ -212,7 +322,7 @@ async def one_client(
             await ready.wait()
             await go.wait()
             while time.monotonic() < stop_at[0]:
-                for kind in KINDS:
+                for kind in tally.kinds:
                     started = time.perf_counter()
                     try:
                         result = await session.call_tool(
@@ -232,17 +342,41 @@ async def one_client(
         await ready.abort()
 
 
+@dataclass
+class Load:
+    """How the clients load the server."""
+
+    seconds: float = 5.0
+    kinds: tuple[str, ...] = KINDS
+    raw: bool = False
+    py_spy: Path | None = None
+    """Where to write py-spy's collapsed stacks of the server during the load."""
+
+
+def start_py_spy(load: Load, name: str, servers: list[subprocess.Popen[bytes]]) -> Any:
+    if load.py_spy is None:
+        return None
+    load.py_spy.mkdir(parents=True, exist_ok=True)
+    out = load.py_spy / (name.replace(" ", "_").replace(",", "") + ".txt")
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(servers[0].pid), "--duration",
+         str(max(1, int(load.seconds) - 1)), "--rate", "250", "--format", "raw",
+         "--nonblocking", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 async def scenario(
-    url: str, clients: int, seconds: float, servers: list[subprocess.Popen[bytes]]
+    url: str, clients: int, load: Load, servers: list[subprocess.Popen[bytes]], name: str = ""
 ) -> dict[str, Any]:
-    tally = Tally()
+    seconds = load.seconds
+    tally = Tally(kinds=load.kinds)
     before = memory(servers)
     ready = asyncio.Barrier(clients + 1)
     go = asyncio.Event()
     stop_at = [0.0]
-    tasks = [
-        asyncio.create_task(one_client(url, i, ready, go, stop_at, tally)) for i in range(clients)
-    ]
+    client = one_raw_client if load.raw else one_client
+    tasks = [asyncio.create_task(client(url, i, ready, go, stop_at, tally)) for i in range(clients)]
     try:
         async with asyncio.timeout(180):
             await ready.wait()  # every session open and warmed up
@@ -259,10 +393,13 @@ async def scenario(
     cpu_before = server_cpu(servers)
     client_before = sum(os.times()[:2])
     started = time.monotonic()
+    spy = start_py_spy(load, name, servers)
     go.set()
     with contextlib.suppress(asyncio.BrokenBarrierError):
         await ready.wait()
     elapsed = time.monotonic() - started
+    if spy is not None:
+        await asyncio.to_thread(spy.wait, 60)
     client_cpu = sum(os.times()[:2]) - client_before
     cpu_after = server_cpu(servers)
     loaded = memory(servers)
@@ -335,7 +472,19 @@ async def main() -> None:
     parser.add_argument("--executor", default="subprocess", help="executor of the servers")
     parser.add_argument("--no-replicas", action="store_true", help="skip the haproxy rows")
     parser.add_argument("--only-replicas", action="store_true", help="skip the 1-server rows")
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"calls each client loops over ({','.join(KINDS)})"
+    )
+    parser.add_argument(
+        "--raw", action="store_true",
+        help="clients POST pre-encoded JSON-RPC with httpx instead of the SDK client",
+    )  # fmt: skip
+    parser.add_argument("--py-spy", type=Path, help="folder for py-spy stacks of the server")
     args = parser.parse_args()
+    kinds = tuple(args.kinds.split(","))
+    if unknown := set(kinds) - set(KINDS):
+        parser.error(f"unknown --kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
+    load = Load(seconds=args.seconds, kinds=kinds, raw=args.raw, py_spy=args.py_spy)
     counts = [int(c) for c in args.clients.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         work = Path(tmp)
@@ -352,8 +501,9 @@ async def main() -> None:
                     counts_one = counts
                 url = f"http://127.0.0.1:{port}/mcp"
                 for n in counts_one:
-                    results[f"1 server, N={n}"] = await scenario(url, n, args.seconds, [process])
-                    print(f"done: 1 server, N={n}", file=sys.stderr)
+                    name = f"1 server, N={n}"
+                    results[name] = await scenario(url, n, load, [process], name)
+                    print(f"done: {name}", file=sys.stderr)
             if not args.no_replicas and haproxy_binary() is not None:
                 with (
                     server(base, redis.url, args.executor, log) as (p1, one),
@@ -362,13 +512,14 @@ async def main() -> None:
                 ):
                     for n in counts:
                         name = f"2 replicas, N={n}"
-                        results[name] = await scenario(balancer.url, n, args.seconds, [one, two])
+                        results[name] = await scenario(balancer.url, n, load, [one, two], name)
                         print(f"done: {name}", file=sys.stderr)
             elif not args.no_replicas:
                 print("haproxy is not on PATH: replica rows skipped", file=sys.stderr)
     print(
         f"\nbench_load: {args.executor} executor, {args.seconds:g} s of load per scenario, "
-        f"{os.cpu_count()} cores; memory is PSS\n"
+        f"calls {'/'.join(kinds)}, {'raw httpx' if args.raw else 'SDK'} clients, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; memory is PSS\n"
     )
     show(results)
 

@@ -12,9 +12,12 @@ Runs the existing benches' own measuring code (nothing is measured twice over):
   and held-out halves (needs the offline model, see tests/search/eval_set.py);
 * with ``--growth``, ``bench_growth`` (10 / 1,000 / 10,000 entries per backend).
 
+* ``bench_mcp_client.py`` for the same round trips through the SDK's client: once
+  under this venv (mcp 2.x) and once under a venv with mcp 1.x (``--mcp1-python``,
+  by default the venv ``.ci/mcp1.sh`` builds; skipped when it is not there).
+
 Then prints one table: figure, our value, budget, and ``ok`` or ``OVER``. The HTTP
-load figure comes from bench/bench_load.py and an mcp 1.x client's figure needs
-that SDK installed beside; both are listed as not measured here.
+load figure comes from bench/bench_load.py and is listed as not measured here.
 
 Usage::
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -74,14 +78,19 @@ BUDGETS: list[tuple[str, str, str, float, bool, str]] = [
     ("subprocess (bwrap): print 1,000 lines (run)", JAILED, "print_1000_median", 1.5, True, "ms"),
     ("subprocess (bwrap): session start, cached venv", JAILED, "start", 80.0, True, "ms"),
     ("MCP stdio: run_code('1+1'), raw client", "mcp", "run_code", 2.0, True, "ms"),
+    ("MCP stdio: run_code('1+1'), mcp 2.x client", "client2", "run_code", 2.0, True, "ms"),
+    ("MCP stdio: tools/list, mcp 2.x client", "client2", "tools_list", 1.49, True, "ms"),
+    ("MCP stdio: run_code('1+1'), mcp 1.x client", "client1", "run_code", 2.0, True, "ms"),
+    ("MCP stdio: tools/list, mcp 1.x client", "client1", "tools_list", 1.49, True, "ms"),
     ("MCP stdio: initialize, spawn -> ready", "mcp", "initialize", 300.0, True, "ms"),
     ("import py_code_mode", "import", "import", 50.0, True, "ms"),
     ("search R@1 paraphrased, held-out half", "search", "held_out", 0.90, False, ""),
 ]
 NOT_HERE = [
-    ("MCP stdio: run_code('1+1'), mcp 1.x client", "<= 2 ms", "needs mcp 1.x beside"),
     ("HTTP, 50 agents looping run_code('1+1'), p99", "<= 50 ms", "bench/bench_load.py"),
 ]
+MCP1_VENV = Path.home() / ".cache" / "py-code-mode" / "ci-mcp1-venv"
+"""The venv ``.ci/mcp1.sh`` builds: mcp 1.21, the default client of the 1.x figure."""
 
 
 def python_startup_ms(count: int = 7) -> float:
@@ -174,14 +183,45 @@ def mcp_figures(args: argparse.Namespace) -> dict[str, float]:
     from bench_mcp import measure_stdio
 
     cpu: list[float] = []
-    startup, _first, trips, listings, _big, _chars = measure_stdio(
+    startup, first_start, _first, trips, listings, _big, _chars = measure_stdio(
         None, args.starts, args.calls, cpu
     )
     return {
         "initialize": statistics.median(startup) * 1000,
+        "first_start": first_start * 1000,
         "initialize_cpu": statistics.median(cpu) * 1000 if cpu else float("nan"),
         "run_code": statistics.median(trips),
         "tools_list": statistics.median(listings),
+    }
+
+
+def client_figures(client_python: Path | str, calls: int) -> dict[str, float] | None:
+    """``run_code('1+1')`` and ``tools/list`` medians through an SDK client over stdio.
+
+    ``client_python`` is the interpreter of the client's venv (any mcp major); the
+    server runs under this interpreter, so both majors meet the same server.
+    """
+    script = Path(__file__).with_name("bench_mcp_client.py")
+    command = [str(client_python), str(script), "--server-python", sys.executable]
+    try:
+        done = subprocess.run(
+            [*command, "--calls", str(calls)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"# {client_python}: client bench failed: {exc}", file=sys.stderr)
+        return None
+    if done.returncode != 0:
+        print(f"# {client_python}: client bench failed: {done.stderr[-500:]}", file=sys.stderr)
+        return None
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return {
+        "version": figures["mcp_client"],
+        "run_code": figures["run_code_1plus1_ms"]["median"],
+        "tools_list": figures["tools_list_ms"]["median"],
     }
 
 
@@ -227,11 +267,24 @@ async def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer samples (about 1 minute)")
     parser.add_argument("--growth", action="store_true", help="also the 10/1k/10k growth table")
     parser.add_argument("--no-container", action="store_true", help="skip the container column")
+    parser.add_argument(
+        "--mcp1-python",
+        type=Path,
+        default=MCP1_VENV / "bin" / "python",
+        help="interpreter of a venv with mcp 1.x, for the 1.x client's figures "
+        "(default: the venv of .ci/mcp1.sh)",
+    )
     args = parser.parse_args()
     args.starts, args.runs, args.calls = (3, 300, 100) if args.quick else (10, 1000, 300)
 
     sources: dict[str, dict[str, Any]] = await executor_figures(args)
     sources["mcp"] = mcp_figures(args)
+    if (client2 := client_figures(sys.executable, args.calls)) is not None:
+        sources["client2"] = client2
+    if not args.mcp1_python.exists():
+        print(f"# mcp 1.x client skipped: {args.mcp1_python} is not there", file=sys.stderr)
+    elif (client1 := client_figures(args.mcp1_python, args.calls)) is not None:
+        sources["client1"] = client1
     sources["import"] = {"import": import_time_ms(), "python": python_startup_ms()}
     storage = await storage_figures(max(args.calls, 50))
     recall = await search_figures()
@@ -252,9 +305,17 @@ async def main() -> int:
     mcp = sources["mcp"]
     print(
         f"\nMCP stdio (raw JSON-RPC client): initialize {mcp['initialize']:.0f} ms "
-        f"({mcp['initialize_cpu']:.0f} ms of server CPU), "
+        f"({mcp['initialize_cpu']:.0f} ms of server CPU; {mcp['first_start']:.0f} ms on a "
+        "first start with no bytecode cached), "
         f"run_code('1+1') {mcp['run_code']:.3f} ms, tools/list {mcp['tools_list']:.3f} ms"
     )
+    for key in ("client2", "client1"):
+        if key in sources:
+            client = sources[key]
+            print(
+                f"MCP stdio through the mcp {client['version']} client: run_code('1+1') "
+                f"{client['run_code']:.3f} ms, tools/list {client['tools_list']:.3f} ms"
+            )
     print(
         f"import py_code_mode {sources['import']['import']:.1f} ms "
         f"(python -c pass: {sources['import']['python']:.1f} ms)"

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import anyio
+import jsonschema
 import pytest
 from mcp import Client, StdioServerParameters
 
@@ -64,6 +65,29 @@ async def test_tool_list_offers_the_documented_tools_and_run_codes_output_schema
     run_code = by_name["run_code"].description or ""
     for word in ("tools", "workflows", "artifacts", "deps", "workflows.search", "workflows.create"):
         assert word in run_code
+
+
+async def test_run_codes_listed_output_schema_accepts_its_results_in_both_dialects(
+    base: Path,
+) -> None:
+    async with stdio_session(base, *IN_PROCESS) as session:
+        listed = (await session.list_tools()).tools
+        schema = next(tool for tool in listed if tool.name == "run_code").output_schema
+        results = [
+            await run(session, code)
+            for code in ("1+1", "print('out')\nNone", "1/0", "import sys; sys.stderr.write('e')")
+        ]
+    assert schema is not None
+    declared = jsonschema.validators.validator_for(schema)
+    assert declared is jsonschema.Draft7Validator
+    # The keywords must mean the same under the MCP default dialect too.
+    for validator in (declared, jsonschema.Draft202012Validator):
+        validator.check_schema(schema)
+        for data in results:
+            validator(schema).validate(data)
+    assert any(not data["is_ok"] for data in results)
+    with pytest.raises(jsonschema.ValidationError):
+        declared(schema).validate({**results[0], "stdout": 3})
 
 
 async def test_missing_base_directory_is_created(base: Path) -> None:

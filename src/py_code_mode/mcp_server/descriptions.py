@@ -31,6 +31,15 @@ INSTRUCTIONS = (
 KEEP_OUTPUT_SCHEMA = frozenset({"run_code"})
 """Tools whose output schema is listed; the others answer with text (and data)."""
 
+OUTPUT_SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
+"""The dialect the listed output schemas declare (MCP lets a schema name its own).
+
+The schemas use only keywords that mean the same in draft-07 and 2020-12 (the
+default). Clients that validate every result check the schema itself first: the
+mcp 1.x client runs ``jsonschema.validate`` per call, whose 2020-12 meta-schema check
+costs about ten times what draft-07's does for ``run_code``'s schema (3 ms against 0.3 ms).
+"""
+
 DESCRIPTIONS: dict[str, str] = {
     "reset_session": "Clear run_code's variables; workflows, artifacts and packages stay.",
     "list_tools": "List configured tools and their callables (tools.<tool>.<callable>(...)); "
@@ -86,11 +95,40 @@ def _drop_titles(schema: Any) -> Any:
     return schema
 
 
+def _nullable_as_type_list(schema: Any) -> Any:
+    """``{"anyOf": [{"type": "string"}, {"type": "null"}]}`` as ``{"type": ["string", "null"]}``.
+
+    The same constraint in one node instead of three. Clients that validate results
+    (the mcp 1.x client does, checking the schema itself on every call) pay per node:
+    for ``run_code``'s output this and the dropped titles halve that cost.
+    """
+    if isinstance(schema, list):
+        return [_nullable_as_type_list(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    compact = {k: _nullable_as_type_list(v) for k, v in schema.items()}
+    branches = compact.get("anyOf")
+    if (
+        "type" not in compact
+        and isinstance(branches, list)
+        and all(isinstance(b, dict) and set(b) == {"type"} for b in branches)
+        and all(isinstance(b["type"], str) for b in branches)
+    ):
+        del compact["anyOf"]
+        compact["type"] = [b["type"] for b in branches]
+    return compact
+
+
 def slim_tool_list(server: MCPServer[Any]) -> None:
-    """Drop generated titles from input schemas and unneeded output schemas, in place."""
+    """Drop generated titles from schemas and unneeded output schemas, in place."""
     manager = server._tool_manager
     for tool in manager.list_tools():
         tool.parameters = _drop_titles(tool.parameters)
+        # ``output_schema`` is a cached property: setting it on the instance wins.
         if tool.name not in KEEP_OUTPUT_SCHEMA:
-            # ``output_schema`` is a cached property: setting it on the instance wins.
             tool.__dict__["output_schema"] = None
+        elif tool.output_schema is not None:
+            tool.__dict__["output_schema"] = {
+                "$schema": OUTPUT_SCHEMA_DIALECT,
+                **_nullable_as_type_list(_drop_titles(tool.output_schema)),
+            }

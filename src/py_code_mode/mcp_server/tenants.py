@@ -125,7 +125,7 @@ ANONYMOUS_NAME = "anonymous"
 
 
 class _LimitsModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     max_sessions: int | None = Field(default=None, ge=1, le=10_000)
     idle_timeout: float | None = Field(default=None, ge=0)
@@ -152,7 +152,7 @@ class _TenantModel(_LimitsModel):
 
 
 class _FileModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     defaults: _LimitsModel = Field(default_factory=_LimitsModel)
     tenants: dict[str, _TenantModel] = Field(min_length=1)
