@@ -15,11 +15,10 @@ has one code path.
 Both branches keep the same behaviour: a stdio server gets the SDK's safe
 environment plus the configured ``env`` and nothing else of the host's, and a
 line of its output that is not UTF-8 is skipped rather than ending or wedging the
-session; HTTP
-transports never follow redirects (2.x refuses them; the 1.x branch uses a client
-built the same way instead of the 1.x default, which follows them); the connect
-timeout bounds each HTTP operation and a response stream may stay quiet for
-``max(300 s, timeout)``.
+session; HTTP transports never follow redirects (2.x refuses them; the 1.x branch
+uses a client built the same way instead of the 1.x default, which follows them);
+the connect timeout bounds each HTTP operation and a response stream may stay quiet
+for ``max(300 s, timeout)``.
 
 The SDK is imported only when a session opens. The 1.x modules are reached with
 :func:`importlib.import_module` so that this file type-checks against the locked
