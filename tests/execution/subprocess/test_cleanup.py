@@ -319,6 +319,45 @@ def test_what_a_killed_host_left_is_swept_by_the_next_start(host: StartHost) -> 
         assert footprint_.left() == []
 
 
+# -- the egress proxy --------------------------------------------------------------------
+async def test_an_allowlist_session_removes_its_proxy_socket_dir_and_thread_at_close(
+    tmp_path: Path,
+) -> None:
+    session = subprocess_session(tmp_path, network="allowlist", allow=["pypi.org"])
+    await session.start()
+    executor = session.executor
+    assert isinstance(executor, SubprocessExecutor)
+    assert executor._egress is not None
+    socket_dir = executor._egress.socket_path.parent
+    proxy_thread = executor._egress._thread
+    assert socket_dir.is_dir()
+    assert scratch.owner_pid(socket_dir.name) == os.getpid()
+    assert proxy_thread is not None
+    assert proxy_thread.is_alive()
+    made = footprint(session)
+    await session.close()
+    assert not socket_dir.exists()
+    assert await asyncio.to_thread(wait_for, lambda: not proxy_thread.is_alive())
+    assert made.left() == []
+
+
+def test_an_allowlist_session_dropped_without_close_removes_its_proxy_socket_dir(
+    tmp_path: Path,
+) -> None:
+    async def start() -> Path:
+        session = subprocess_session(tmp_path, network="allowlist", allow=["pypi.org"])
+        await session.start()
+        executor = session.executor
+        assert isinstance(executor, SubprocessExecutor)
+        assert executor._egress is not None
+        return executor._egress.socket_path.parent
+
+    socket_dir = asyncio.run(start())
+    assert socket_dir.is_dir()
+    gc.collect()
+    assert not socket_dir.exists()
+
+
 # -- the warm pool -----------------------------------------------------------------------
 async def test_draining_the_pool_ends_its_waiting_workers_and_their_dirs(tmp_path: Path) -> None:
     async with subprocess_session(tmp_path, warm_pool=1) as session:
