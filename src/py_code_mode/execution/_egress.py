@@ -18,12 +18,12 @@ import collections
 import contextlib
 import dataclasses
 import os
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from py_code_mode._private.scratch import make_scratch
 from py_code_mode.result import ExecutionResult
 from py_code_mode.tools._egress import AddressPolicy, parse_networks
 from py_code_mode.tools._egress_proxy import EgressProxy, HostRules, parse_host_patterns
@@ -139,7 +139,7 @@ class SandboxEgress:
 
     def start(self) -> None:
         """Start the thread and listen (blocking, well under a second)."""
-        self._dir = Path(tempfile.mkdtemp(prefix="py-code-mode-egress-"))  # mode 0700
+        self._dir = make_scratch("egress")  # mode 0700; named after this pid for the sweep
         ready: Any = collections.deque(maxlen=1)
         started = threading.Event()
         loop = asyncio.new_event_loop()
@@ -159,6 +159,9 @@ class SandboxEgress:
                 loop.run_until_complete(listen())
             except BaseException as exc:  # noqa: BLE001 - re-raised by start()
                 ready.append(exc)
+                with contextlib.suppress(Exception):  # free the loop's fds and listener
+                    loop.run_until_complete(proxy_close())
+                loop.close()
                 started.set()
                 return
             started.set()

@@ -10,6 +10,7 @@ resulting protocol connection; removing the container ends the worker.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from py_code_mode.errors import ExecutorError
@@ -141,7 +142,17 @@ async def adopt(
         max_frame=max_frame,
         output_limit=output_limit,
     )
-    launched.watch.subscribe(loop, handle.on_container_exit)
+    # Weakly: the watch thread lives as long as the container, and a strong reference
+    # would keep a session dropped without close() (and its container) from being
+    # collected and freed.
+    exit_callback = weakref.WeakMethod(handle.on_container_exit)
+
+    def on_exit(status: int) -> None:
+        live = exit_callback()
+        if live is not None:
+            live(status)
+
+    launched.watch.subscribe(loop, on_exit)
     return handle, hello
 
 

@@ -49,7 +49,9 @@ import contextlib
 import logging
 import os
 import time
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,7 +65,7 @@ from py_code_mode.execution._isolated.client import (
 from py_code_mode.execution._isolated.runner import WorkerRunner
 from py_code_mode.execution.container.config import DEFAULT_IMAGE, ContainerConfig
 from py_code_mode.execution.container.connection import ContainerWorker, adopt
-from py_code_mode.execution.container.engine import api, docker_errors
+from py_code_mode.execution.container.engine import api, docker_errors, remove_in_background
 from py_code_mode.execution.container.engines import ensure_live, prepare_every_engine
 from py_code_mode.execution.container.engines import prepare as prepare_spec
 from py_code_mode.execution.container.launch import launch
@@ -132,6 +134,29 @@ def _local_engine() -> bool:
     return os.environ.get("DOCKER_HOST", "unix://").startswith(("unix://", "npipe://"))
 
 
+@dataclass(slots=True)
+class _Held:
+    """What a session holds outside this process, freed if it is dropped without close().
+
+    Refers to nothing that refers back to the executor, so a :func:`weakref.finalize`
+    can hold it without keeping the executor alive.
+    """
+
+    container_id: str | None = None
+    egress: SandboxEgress | None = None
+
+    def release(self) -> None:
+        container_id, self.container_id = self.container_id, None
+        egress, self.egress = self.egress, None
+        if container_id is None and egress is None:
+            return
+        logger.warning("a container session was dropped without close(); freeing it")
+        if container_id is not None:
+            remove_in_background(container_id)
+        if egress is not None:
+            egress.close()
+
+
 # -- the executor -------------------------------------------------------------------------------
 class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
     """Runs agent code in a hardened Docker container with its own Python.
@@ -146,6 +171,8 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
         self._baseline_tasks: int | None = None
         self._packages = ContainerPackages(self.config)
         self._egress: SandboxEgress | None = None
+        self._held = _Held()
+        weakref.finalize(self, self._held.release)
 
     @property
     def container_id(self) -> str | None:
@@ -225,11 +252,13 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
                 hosts=config.hosts,
                 allow_addresses=config.allow_addresses,
             )
+            self._held.egress = self._egress
             await asyncio.to_thread(self._egress.start)
             self._spec = with_egress(self._spec, str(self._egress.socket_path))
 
     async def _cleanup(self) -> None:
         await super()._cleanup()
+        self._held.container_id = self._held.egress = None  # stopped by close() already
         egress, self._egress = self._egress, None
         if egress is not None:
             await asyncio.to_thread(egress.close)
@@ -319,6 +348,7 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
                     max_frame=self._max_frame,
                     output_limit=config.output_limit,
                 )
+                self._held.container_id = launched.container_id
                 await handle.configure(
                     hello=hello, limits={}, site_dirs=[SITE_DIR], sys_path=[WORKDIR]
                 )

@@ -39,11 +39,12 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from py_code_mode._private.scratch import make_scratch
 from py_code_mode._private.worker_jail import (
     WorkerJail,
     effective_isolation,
@@ -64,6 +65,7 @@ from py_code_mode.execution._isolated.runner import WorkerRunner
 from py_code_mode.execution._isolated.source import worker_root
 from py_code_mode.execution.subprocess.config import SubprocessConfig
 from py_code_mode.execution.subprocess.interpreter import resolve_interpreter
+from py_code_mode.execution.subprocess.owned import Owned, OwnedField
 from py_code_mode.execution.subprocess.venv import Venv, default_cache_dir, prepare_venv
 from py_code_mode.result import ExecutionResult
 
@@ -112,17 +114,21 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         config: Settings; defaults when omitted.
     """
 
+    # What the session holds outside this process; freed by close(), else at GC or exit.
+    _scratch: OwnedField[Path | None] = OwnedField()
+    _jail: OwnedField[WorkerJail | None] = OwnedField()
+    _pooled: OwnedField[PooledWorker | None] = OwnedField()
+    _egress: OwnedField[SandboxEgress | None] = OwnedField()
+
     def __init__(self, config: SubprocessConfig | None = None) -> None:
         super().__init__(config, SubprocessConfig)
+        self._owned = Owned()
+        weakref.finalize(self, self._owned.release, "dropped")
         self._venv: Venv | None = None
-        self._scratch: Path | None = None
         self._workdir: Path | None = None
         self._worker_root: Path | None = None
         self._env: dict[str, str] = {}
-        self._jail: WorkerJail | None = None
         self._baseline_tasks = 0
-        self._pooled: PooledWorker | None = None
-        self._egress: SandboxEgress | None = None
 
     @property
     def isolation(self) -> str:
@@ -179,7 +185,7 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
         spec = None if config.python_version is None else str(config.python_version)
         interpreter = await asyncio.to_thread(resolve_interpreter, spec)
         cache_dir = config.cache_dir or default_cache_dir()
-        scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="py-code-mode-"))
+        scratch = await asyncio.to_thread(make_scratch)
         self._scratch = scratch
         self._venv = await prepare_venv(
             interpreter,
@@ -276,10 +282,14 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
 
     async def _pooled_worker(self, venv: Venv, root: Path) -> PooledWorker:
         """Start one worker, with its own scratch dir and jail, for the pool."""
-        scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="py-code-mode-"))
+        scratch = await asyncio.to_thread(make_scratch)
         overlay = scratch / "site-packages"
-        await asyncio.to_thread(overlay.mkdir)
-        jail = await self._new_jail(venv, root, overlay)
+        try:
+            await asyncio.to_thread(overlay.mkdir)
+            jail = await self._new_jail(venv, root, overlay)
+        except BaseException:  # also cancelled, when the loop ends while the pool fills
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
+            raise
         host_sock, child_sock = socket.socketpair()
         try:
             proc = popen_worker(
@@ -357,6 +367,7 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
             proc, host_sock = pooled.proc, pooled.sock
         else:
             proc, host_sock = self._popen(venv)
+        self._owned.proc = proc
         reader, writer = await asyncio.open_unix_connection(sock=host_sock)
         handle = WorkerProcess(
             proc,
