@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from py_code_mode import FileStorage, Session
 from py_code_mode._private import jail, tool_jail
@@ -186,8 +187,6 @@ async def _gone(marker: str, timeout: float = 15.0) -> list[int]:
 async def test_the_servers_whole_process_tree_ends_with_the_session(tmp_path: Path) -> None:
     tools = tmp_path / "tools"
     tools.mkdir()
-    import yaml
-
     (tools / "probe.yaml").write_text(yaml.safe_dump(probe_data()))
     marker = f"{4000 + secrets.randbelow(1000)}.{secrets.randbelow(10**6)}"
     executor = InProcessExecutor(InProcessConfig(tools_path=tools))

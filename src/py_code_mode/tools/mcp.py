@@ -126,13 +126,6 @@ _STDERR_DRAIN: Final = 0.5
 _MAX_LIST_PAGES: Final = 100
 _PROXY_VARS: Final = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
 _JAIL_HOME: Final = "/tmp"  # noqa: S108 - the jail's private tmpfs
-_JAIL_HINT: Final = (
-    "The server ran in a bubblewrap jail: it sees the system directories, its own "
-    "program and only the paths its tool file declares; HOME is a private /tmp and there "
-    "is no network. Declare what it needs: `paths: [DIR]` (read-only), "
-    "`writable_paths: [DIR]`, `network: true`; or run it unjailed with `jail: false` in "
-    "the tool file (PY_CODE_MODE_TOOL_JAIL=off does that for every tool)."
-)
 _JAIL_KEYS: Final = ("paths", "writable_paths", "network", "allow_addresses", "jail")
 
 
@@ -887,7 +880,7 @@ class McpTool:
                 f" over {self.spec.transport}): {exc}"
             )
             if connection.jailed:
-                message += f"\n{_JAIL_HINT}"
+                message += f"\n{_jail_hint(self.spec)}"
             raise self._error(message, connection) from None
         return connection
 
@@ -937,6 +930,23 @@ class McpTool:
                 return structured["result"]
             return structured
         return text if result.has_content else None
+
+
+def _jail_hint(spec: McpToolSpec) -> str:
+    """What a server that failed in its jail could see, and how to open the jail."""
+    network = (
+        "reaches the network through the egress proxy (public addresses only, plus "
+        "`allow_addresses`)"
+        if spec.network
+        else "has no network"
+    )
+    return (
+        "The server ran in a bubblewrap jail: it sees the system directories, its own "
+        f"program and only the paths its tool file declares; HOME is a private /tmp; it "
+        f"{network}. Declare what it needs: `paths: [DIR]` (read-only), "
+        "`writable_paths: [DIR]`, `network: true`; or run it unjailed with `jail: false` "
+        "in the tool file (PY_CODE_MODE_TOOL_JAIL=off does that for every tool)."
+    )
 
 
 def load_mcp_tool(data: Mapping[str, Any], source: Path) -> McpTool:
