@@ -12,7 +12,7 @@ A tool file names a server; each tool of that server becomes a callable::
     writable_paths: []                # what it may change
     network: false                    # true: the host's network, with http(s)_proxy set
     env: {LOG_LEVEL: warning}         # added to a minimal environment (PATH, HOME, ...)
-    cwd: ~/project                    # a declared path; default: the jail's private /tmp
+    cwd: ${HOME}/project              # a declared path; default: the jail's private /tmp
     timeout: 60                       # seconds per call
     connect_timeout: 30               # seconds to start and greet the server
 
@@ -217,7 +217,8 @@ class McpToolConfig(ToolFileConfig, JailedToolConfig):
         paths = resolve_host_paths(self.paths, field="paths", environ=environ)
         writable = resolve_host_paths(self.writable_paths, field="writable_paths", environ=environ)
         if cwd is not None and self.jail:
-            self._check_cwd_declared(os.path.realpath(os.path.expanduser(cwd)), paths + writable)
+            cwd = os.path.realpath(os.path.expanduser(cwd))  # as the jail binds the paths
+            self._check_cwd_declared(cwd, paths + writable)
         url = self.url
         if url is not None:
             url = expand(url, "url")

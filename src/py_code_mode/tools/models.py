@@ -82,6 +82,7 @@ __all__ = [
     "CliSchemaConfig",
     "CliToolConfig",
     "EntryMap",
+    "HostPathList",
     "JailedToolConfig",
     "Seconds",
     "StrictModel",
