@@ -125,6 +125,26 @@ async def test_a_declared_path_is_readable_and_writable_only_when_declared_so(
         await tool.aclose()
 
 
+async def test_a_symbolic_link_in_a_declared_path_does_not_lead_out_of_the_jail(
+    tmp_path: Path, host: Host
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "canary").symlink_to(host.home_canary_path)
+    (out / "shadow").symlink_to("/etc/shadow")
+    (out / "escape").symlink_to(tmp_path / "outside.txt")
+    tool = McpTool.from_mapping(probe_data(writable_paths=[str(out)]))
+    try:
+        for name in ("canary", "shadow"):
+            read = await tool.call("read_file", {"path": str(out / name)})
+            assert read.startswith("ERROR: FileNotFoundError"), (name, read)
+        # The link resolves inside the jail: at most into its private /tmp, never the host's.
+        await tool.call("write_file", {"path": str(out / "escape"), "text": "x"})
+        assert not (tmp_path / "outside.txt").exists()
+    finally:
+        await tool.aclose()
+
+
 class _Hello(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = b"hello from loopback"

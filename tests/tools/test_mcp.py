@@ -539,6 +539,22 @@ BAD_FILES = {
         "name: i\ntype: mcp\ncommand: x\nenv: {K: '${DEMO_SURELY_UNSET_VAR}'}\n",
         "env.K: environment variable 'DEMO_SURELY_UNSET_VAR' is not set",
     ),
+    "http_with_jail_keys.yaml": (
+        "name: j\ntype: mcp\nurl: http://h/mcp\npaths: [/srv]\nnetwork: true\n",
+        "paths, network: not used by transport streamable-http",
+    ),
+    "nul_path.yaml": (
+        'name: k\ntype: mcp\ncommand: x\nwritable_paths: ["/srv\\0/etc"]\n',
+        "writable_paths: item 0 contains a NUL character",
+    ),
+    "undeclared_cwd.yaml": (
+        "name: l\ntype: mcp\ncommand: x\ncwd: /srv/data\npaths: [/srv/other]\n",
+        "cwd: '/srv/data' is not inside the tool's declared paths (/srv/other)",
+    ),
+    "bad_range.yaml": (
+        "name: m\ntype: mcp\ncommand: x\nnetwork: true\nallow_addresses: [intranet]\n",
+        "'intranet' is not an IP address or range",
+    ),
 }
 
 
