@@ -247,6 +247,24 @@ def test_doctor_counts_broken_tool_files_as_problems(cli: CliRunner, tmp_path: P
     assert result.exit_code == 1
 
 
+def test_doctor_says_whether_tools_and_stdio_mcp_servers_run_jailed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from py_code_mode._private import jail
+    from py_code_mode.cli.doctor import check_jail
+
+    if not jail.probe().usable:
+        pytest.skip(jail.probe().detail)
+    monkeypatch.delenv("PY_CODE_MODE_TOOL_JAIL", raising=False)
+    jailed = check_jail()
+    assert jailed.status == "ok"
+    assert "CLI tool calls and stdio MCP servers run jailed" in jailed.detail
+    monkeypatch.setenv("PY_CODE_MODE_TOOL_JAIL", "off")
+    off = check_jail()
+    assert off.status == "warn"
+    assert "stdio MCP servers run UNJAILED (turned off by PY_CODE_MODE_TOOL_JAIL)" in off.detail
+
+
 def test_doctor_checks_the_container_image_it_was_given(cli: CliRunner) -> None:
     pytest.importorskip("docker")
     result = cli.invoke(app, ["doctor", "--image", "no-such-image-pcm:never"])

@@ -392,6 +392,7 @@ async def test_agent_code_gets_plain_values_from_an_mcp_server_tool(base: Path) 
     (base / "tools").mkdir(parents=True)
     (base / "tools" / "calc.yaml").write_text(
         f"name: calc\ntype: mcp\ncommand: {sys.executable}\nargs: [{str(demo)!r}]\ntimeout: 30\n"
+        f"paths: [{str(demo.parent)!r}]\n"  # the server runs jailed: its script must be visible
     )
     async with stdio(base, Inbox()) as session:
         result = await call(session, "run_code", code="tools.calc.multiply(a=6, b=7) + 1")

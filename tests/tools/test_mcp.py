@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+import py_code_mode
 from py_code_mode import FileStorage, Session
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
 from py_code_mode.execution import InProcessConfig, InProcessExecutor
@@ -33,8 +34,9 @@ from py_code_mode.tools.mcp import McpTool, parameters_from_schema
 from py_code_mode.tools.registry import ToolRegistry, tool_search_document
 from tests._tcp import free_port
 
-DEMO_SERVER = Path(__file__).parent / "fixtures" / "mcp_demo_server.py"
-RAW_SERVER = Path(__file__).parent / "fixtures" / "mcp_raw_server.py"
+FIXTURES = Path(__file__).parent / "fixtures"
+DEMO_SERVER = FIXTURES / "mcp_demo_server.py"
+RAW_SERVER = FIXTURES / "mcp_raw_server.py"
 PYTHON = os.environ.get("PY_CODE_MODE_TEST_MCP_SERVER_PYTHON") or sys.executable
 """The python that runs the test servers (the tests' own unless .ci/mcp1.sh says)."""
 START_TIMEOUT = 30.0
@@ -49,6 +51,7 @@ def stdio_yaml(name: str = "demo", extra: str = "") -> str:
         transport: stdio
         command: {PYTHON}
         args: ["{DEMO_SERVER}"]
+        paths: ["{FIXTURES}"]
         timeout: 20
         """
     ) + textwrap.dedent(extra)
@@ -60,6 +63,7 @@ def stdio_tool(**overrides: Any) -> McpTool:
         "type": "mcp",
         "command": PYTHON,
         "args": [str(DEMO_SERVER)],
+        "paths": [str(FIXTURES)],  # the server runs jailed: its script must be visible
         "timeout": 20,
         **overrides,
     }
@@ -233,7 +237,13 @@ async def test_audio_links_and_embedded_resources_are_summarised_or_inlined(
 
 async def test_a_paginated_tool_list_is_read_to_the_end_and_a_json_rpc_error_is_reported() -> None:
     tool = McpTool.from_mapping(
-        {"name": "raw", "type": "mcp", "command": PYTHON, "args": [str(RAW_SERVER)]}
+        {
+            "name": "raw",
+            "type": "mcp",
+            "command": PYTHON,
+            "args": [str(RAW_SERVER)],
+            "paths": [str(FIXTURES)],
+        }
     )
     try:
         assert [spec.name for spec in await tool.callables()] == ["quota", "ok", "garbage"]
@@ -249,7 +259,14 @@ async def test_a_paginated_tool_list_is_read_to_the_end_and_a_json_rpc_error_is_
 
 async def test_a_stdio_line_that_is_not_utf8_is_skipped_and_the_answer_still_arrives() -> None:
     tool = McpTool.from_mapping(
-        {"name": "raw", "type": "mcp", "command": PYTHON, "args": [str(RAW_SERVER)], "timeout": 20}
+        {
+            "name": "raw",
+            "type": "mcp",
+            "command": PYTHON,
+            "args": [str(RAW_SERVER)],
+            "paths": [str(FIXTURES)],
+            "timeout": 20,
+        }
     )
     try:
         assert await tool.call("ok", {}) == "ok from page 2"
@@ -343,6 +360,7 @@ async def test_nothing_starts_until_first_use_and_calls_reuse_the_connection() -
         await tool.aclose()
 
 
+@pytest.mark.usefixtures("tool_jail_off")  # host pids: see tests/security
 async def test_aclose_stops_the_server_process_and_is_idempotent() -> None:
     tool = stdio_tool()
     pid = (await tool.call("pid", {}))["pid"]
@@ -353,6 +371,7 @@ async def test_aclose_stops_the_server_process_and_is_idempotent() -> None:
         await tool.call("pid", {})
 
 
+@pytest.mark.usefixtures("tool_jail_off")  # host pids: see tests/security
 async def test_a_killed_server_is_restarted_by_the_next_call(demo: McpTool) -> None:
     pid = (await demo.call("pid", {}))["pid"]
     os.kill(pid, signal.SIGKILL)
@@ -362,6 +381,7 @@ async def test_a_killed_server_is_restarted_by_the_next_call(demo: McpTool) -> N
     assert await demo.call("add", {"a": 1, "b": 1}) == {"total": 2, "terms": [1, 1]}
 
 
+@pytest.mark.usefixtures("tool_jail_off")  # host pids: see tests/security
 async def test_a_call_that_kills_its_server_fails_clearly_and_the_next_call_reconnects(
     demo: McpTool,
 ) -> None:
@@ -403,6 +423,7 @@ async def test_a_missing_command_is_reported_when_the_tool_is_used() -> None:
     await tool.aclose()
 
 
+@pytest.mark.usefixtures("tool_jail_off")  # host pids: see tests/security
 async def test_a_server_that_never_answers_times_out_and_is_stopped() -> None:
     tool = McpTool.from_mapping(
         {"name": "mute", "type": "mcp", "command": "sleep", "args": ["300"], "connect_timeout": 1}
@@ -517,6 +538,22 @@ BAD_FILES = {
     "missing_var.yaml": (
         "name: i\ntype: mcp\ncommand: x\nenv: {K: '${DEMO_SURELY_UNSET_VAR}'}\n",
         "env.K: environment variable 'DEMO_SURELY_UNSET_VAR' is not set",
+    ),
+    "http_with_jail_keys.yaml": (
+        "name: j\ntype: mcp\nurl: http://h/mcp\npaths: [/srv]\nnetwork: true\n",
+        "paths, network: not used by transport streamable-http",
+    ),
+    "nul_path.yaml": (
+        'name: k\ntype: mcp\ncommand: x\nwritable_paths: ["/srv\\0/etc"]\n',
+        "writable_paths: item 0 contains a NUL character",
+    ),
+    "undeclared_cwd.yaml": (
+        "name: l\ntype: mcp\ncommand: x\ncwd: /srv/data\npaths: [/srv/other]\n",
+        "cwd: '/srv/data' is not inside the tool's declared paths (/srv/other)",
+    ),
+    "bad_range.yaml": (
+        "name: m\ntype: mcp\ncommand: x\nnetwork: true\nallow_addresses: [intranet]\n",
+        "'intranet' is not an IP address or range",
     ),
 }
 
@@ -745,6 +782,8 @@ async def test_py_code_mode_own_mcp_server_works_as_a_tool_of_another_session(
             type: mcp
             command: {PYTHON}
             args: [-m, py_code_mode.mcp_server, --base, "{inner_base}", --executor, in-process]
+            paths: ["{Path(py_code_mode.__file__).parent.parent}"]
+            writable_paths: ["{inner_base}"]
             timeout: 60
             connect_timeout: 60
             """

@@ -1,9 +1,11 @@
-"""The per-call jail of CLI tools: the same bubblewrap jail as the subprocess worker.
+"""The jail of tool programs: the same bubblewrap jail as the subprocess worker.
 
 Tools run on the host so their credentials stay there, which makes each tool a door
-out of every sandbox. Each call therefore runs in a fresh jail that sees the system
+out of every sandbox. Each CLI tool call, and each stdio MCP server for as long as
+its connection lives, therefore runs in a fresh jail that sees the system
 directories read-only, the tool's executable, and only the paths its YAML declares
-(``paths:``, read-only); a private ``/tmp`` as working directory; no network unless
+(``paths:``, read-only; an MCP server's ``writable_paths:`` read-write); a private
+``/tmp`` as working directory; no network unless
 the YAML says ``network: true``; no host home, storage base, docker socket or
 ``/proc`` of the host. The environment is whatever the caller gives the process
 (bwrap passes it through), so the rules for a tool's env live in one place.
@@ -54,6 +56,7 @@ async def jailed_tool_argv(
     argv: Sequence[str],
     *,
     paths: Sequence[str] = (),
+    writable: Sequence[str] = (),
     network: bool = False,
     cwd: str | None = None,
 ) -> list[str]:
@@ -62,9 +65,11 @@ async def jailed_tool_argv(
     Args:
         argv: The tool's command and arguments.
         paths: Host paths the tool's YAML declares, bound read-only (already resolved
-            by ``CliToolConfig.to_spec``: absolute, ``~`` expanded, links followed).
+            by :func:`~py_code_mode.tools.models.resolve_host_paths`: absolute, ``~``
+            expanded, links followed).
+        writable: Host paths bound read-write (resolved the same way).
         network: Give the call the host's network.
-        cwd: The call's working directory on the host (one of the declared ``paths``,
+        cwd: The working directory on the host (one of the declared paths,
             visible at the same place in the jail); the call's private ``/tmp`` if None.
     """
     if os.environ.get("PY_CODE_MODE_TOOL_JAIL", "").lower() in ("off", "0", "false", "no"):
@@ -75,7 +80,8 @@ async def jailed_tool_argv(
         if found.detail not in _warned:
             _warned.add(found.detail)
             logger.warning(
-                "CLI tools run WITHOUT a jail (they see all your files and the network): %s",
+                "CLI tools and stdio MCP servers run WITHOUT a jail (they see all your files "
+                "and the network): %s",
                 found.detail,
             )
         return list(argv)
@@ -85,6 +91,7 @@ async def jailed_tool_argv(
     visible = await asyncio.to_thread(_visible_paths, command, paths)
     spec = jail.JailSpec(
         read_only=tuple(visible),
+        read_write=tuple(Path(p) for p in writable),
         tmpfs_size=TOOL_TMP_SIZE,
         network=network,
         env=None,

@@ -162,22 +162,33 @@ def check_docker() -> Check:
 
 
 def check_jail() -> Check:
-    """The bubblewrap jail of the subprocess executor and of CLI tool calls."""
+    """The bubblewrap jail of the subprocess executor, CLI tool calls and stdio MCP servers."""
     from py_code_mode._private import jail
+    from py_code_mode._private.tool_jail import tool_jail_status
 
     found = jail.probe()
     if found.usable:
+        tools_jailed, why = tool_jail_status()
+        jailed = "subprocess workers, CLI tool calls and stdio MCP servers run jailed"
+        if not tools_jailed:
+            jailed = "subprocess workers run jailed"
+        detail = (
+            f"{found.detail}: {jailed} (own user/pid/net/mount namespaces, uid 65534, "
+            "read-only system, private /tmp, no network)"
+        )
+        if tools_jailed:
+            return Check("sandbox", "ok", detail)
         return Check(
             "sandbox",
-            "ok",
-            f"{found.detail}: subprocess workers and CLI tool calls run jailed (own user/pid/"
-            "net/mount namespaces, uid 65534, read-only system, private /tmp, no network)",
+            "warn",
+            f"{detail}; CLI tools and stdio MCP servers run UNJAILED ({why})",
+            "unset PY_CODE_MODE_TOOL_JAIL to jail them",
         )
     return Check(
         "sandbox",
         "fail" if sys.platform.startswith("linux") else "warn",
-        f"no bubblewrap jail: {found.detail}. The subprocess executor refuses to start and "
-        "CLI tools run unjailed",
+        f"no bubblewrap jail: {found.detail}. The subprocess executor refuses to start; "
+        "CLI tools and stdio MCP servers run unjailed",
         f"{jail.INSTALL_HINT}; or opt out explicitly with --isolation none",
     )
 

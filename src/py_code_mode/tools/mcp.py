@@ -6,10 +6,13 @@ A tool file names a server; each tool of that server becomes a callable::
     type: mcp
     description: Read-only access to the project files
     transport: stdio                  # stdio | sse | streamable-http
-    command: npx                      # stdio: the server program (relative paths: to this file)
-    args: [-y, "@modelcontextprotocol/server-filesystem", "${HOME}/project"]
+    command: mcp-server-filesystem    # stdio: the server program (relative paths: to this file)
+    args: ["${HOME}/project"]
+    paths: ["${HOME}/project"]        # what its jail shows read-only (nothing else of yours)
+    writable_paths: []                # what it may change
+    network: false                    # true: the host's network, with http(s)_proxy set
     env: {LOG_LEVEL: warning}         # added to a minimal environment (PATH, HOME, ...)
-    cwd: .                            # relative to this file
+    cwd: ${HOME}/project              # a declared path; default: the jail's private /tmp
     timeout: 60                       # seconds per call
     connect_timeout: 30               # seconds to start and greet the server
 
@@ -25,6 +28,16 @@ or, over HTTP::
 expanded from the host environment when the file is loaded. A stdio server does
 not inherit the host environment: it gets ``PATH``, ``HOME``, ``USER``,
 ``LOGNAME``, ``SHELL``, ``TERM`` (the SDK's safe set) plus ``env``.
+
+A stdio server runs in the same bubblewrap jail as CLI tool calls
+(:mod:`py_code_mode._private.tool_jail`), for the whole life of its connection:
+agent code chooses every argument of its tools, and a server's path or URL
+handling is not ours to trust. The jail shows the system directories, the
+server's own program and the declared ``paths`` (read-only) and
+``writable_paths``; ``HOME`` is its private ``/tmp``; it has no network unless
+``network: true``, which shares the host's and points ``http(s)_proxy`` at an
+egress proxy that refuses non-public addresses. ``jail: false`` runs one server
+unjailed (with a warning), as ``PY_CODE_MODE_TOOL_JAIL=off`` does for all tools.
 
 Agent code calls ``tools.files.read_file(path="README.md")``. Server tool names
 that are not Python identifiers (``get-weather``) are offered under a Python name
@@ -76,10 +89,19 @@ from py_code_mode._private.tool_calls import (
     reject_missing,
     require_json,
 )
+from py_code_mode._private.tool_jail import jailed_tool_argv
 from py_code_mode._version import __version__
 from py_code_mode.errors import ConfigError, ToolError, ToolNotFoundError
+from py_code_mode.tools._egress import AddressPolicy, IPNetwork, parse_networks
+from py_code_mode.tools._egress_proxy import EgressProxy
 from py_code_mode.tools._expand import Redactor, expand_headers, expand_value
-from py_code_mode.tools.models import Seconds, ToolFileConfig
+from py_code_mode.tools.models import (
+    HostPathList,
+    JailedToolConfig,
+    Seconds,
+    ToolFileConfig,
+    resolve_host_paths,
+)
 from py_code_mode.tools.protocol import CallableSpec, ParameterSpec
 
 __all__ = [
@@ -102,13 +124,16 @@ _CLOSE_GRACE: Final = 10.0
 at most about 6 s: stdin closed, SIGTERM, SIGKILL)."""
 _STDERR_DRAIN: Final = 0.5
 _MAX_LIST_PAGES: Final = 100
+_PROXY_VARS: Final = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
+_JAIL_HOME: Final = "/tmp"  # noqa: S108 - the jail's private tmpfs
+_JAIL_KEYS: Final = ("paths", "writable_paths", "network", "allow_addresses", "jail")
 
 
 # -- YAML model --------------------------------------------------------------------
 
 
-class McpToolConfig(ToolFileConfig):
-    """A ``type: mcp`` tool file."""
+class McpToolConfig(ToolFileConfig, JailedToolConfig):
+    """A ``type: mcp`` tool file (``paths``/``network``/``allow_addresses``: stdio only)."""
 
     type: Literal["mcp"]
     transport: Transport | None = None
@@ -121,6 +146,10 @@ class McpToolConfig(ToolFileConfig):
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Seconds = 60.0
     connect_timeout: Seconds = 30.0
+    writable_paths: HostPathList = Field(default_factory=list)
+    """Host paths a stdio server may change (bound read-write in its jail)."""
+    jail: bool = True
+    """Run a stdio server in the tool jail; ``false`` runs it as you, with a warning."""
 
     @field_validator("command", "cwd")
     @classmethod
@@ -143,7 +172,7 @@ class McpToolConfig(ToolFileConfig):
         else:
             if self.url is None:
                 raise ValueError(f"transport {transport} needs `url` (the server's endpoint)")
-            unused = ("command", "args", "env", "cwd")
+            unused = ("command", "args", "env", "cwd", *_JAIL_KEYS)
         wrong = [k for k in unused if k in self.model_fields_set]
         if wrong:
             raise ValueError(
@@ -185,6 +214,11 @@ class McpToolConfig(ToolFileConfig):
             cwd = expand(cwd, "cwd")
             if folder is not None and not Path(cwd).is_absolute():
                 cwd = str(folder / cwd)
+        paths = resolve_host_paths(self.paths, field="paths", environ=environ)
+        writable = resolve_host_paths(self.writable_paths, field="writable_paths", environ=environ)
+        if cwd is not None and self.jail:
+            cwd = os.path.realpath(os.path.expanduser(cwd))  # as the jail binds the paths
+            self._check_cwd_declared(cwd, paths + writable)
         url = self.url
         if url is not None:
             url = expand(url, "url")
@@ -208,6 +242,23 @@ class McpToolConfig(ToolFileConfig):
             connect_timeout=self.connect_timeout,
             redactor=redactor,
             source=str(source) if source is not None else None,
+            paths=paths,
+            writable_paths=writable,
+            network=self.network,
+            allow_addresses=parse_networks(self.allow_addresses),
+            jail=self.jail,
+        )
+
+    @staticmethod
+    def _check_cwd_declared(cwd: str, declared: Sequence[str]) -> None:
+        """A jailed server's working directory must be one it is allowed to see."""
+        if any(cwd == root or cwd.startswith(root.rstrip("/") + "/") for root in declared):
+            return
+        raise ConfigError(
+            f"cwd: {cwd!r} is not inside the tool's declared paths "
+            f"({', '.join(declared) or 'none'}); the server runs in a jail that shows only "
+            "those. Add it to `paths:` (read-only) or `writable_paths:`, drop `cwd` (the "
+            "server then starts in a private /tmp), or set `jail: false`"
         )
 
 
@@ -218,6 +269,10 @@ class McpToolSpec:
     Attributes:
         display_url: The URL as written in the file (``${VAR}`` unexpanded), for messages.
         redactor: Masks expanded values in error text shown to agents.
+        paths: Host paths a stdio server's jail shows read-only (resolved).
+        writable_paths: Host paths its jail shows read-write (resolved).
+        network: Whether a stdio server gets the network (through the egress proxy).
+        jail: Whether a stdio server runs in the tool jail.
     """
 
     name: str
@@ -234,6 +289,11 @@ class McpToolSpec:
     connect_timeout: float = 30.0
     redactor: Redactor = field(default_factory=Redactor)
     source: str | None = None
+    paths: tuple[str, ...] = ()
+    writable_paths: tuple[str, ...] = ()
+    network: bool = False
+    allow_addresses: tuple[IPNetwork, ...] = ()
+    jail: bool = True
 
     @property
     def server(self) -> str:
@@ -421,9 +481,12 @@ def _describe_error(exc: BaseException) -> str:
 class _Connection:
     """One MCP client session, owned by one task that serves calls from a queue."""
 
-    def __init__(self, spec: McpToolSpec) -> None:
+    def __init__(self, spec: McpToolSpec, proxy: EgressProxy | None = None) -> None:
         loop = asyncio.get_running_loop()
         self._spec = spec
+        self._proxy = proxy
+        self.jailed = False
+        """Whether the stdio server was started in the tool jail."""
         self._queue: asyncio.Queue[_Call | None] = asyncio.Queue()
         self._ready: asyncio.Future[tuple[McpServerTool, ...]] = loop.create_future()
         self._pending: set[_Call] = set()
@@ -598,9 +661,24 @@ class _Connection:
             raise
         # Both are closed by _close_stderr() when the owner task ends.
         self._errlog, self._stderr_pipe, self._stderr = errlog, pipe, tail
-        return StdioTarget(
-            command=spec.command, args=spec.args, env=spec.env, cwd=spec.cwd, errlog=errlog
-        )
+        env = dict(spec.env)
+        if self._proxy is not None:
+            env.update(dict.fromkeys(_PROXY_VARS, await self._proxy.url()))
+            env.pop("no_proxy", None)
+            env.pop("NO_PROXY", None)
+        argv = [spec.command, *spec.args]
+        if spec.jail:
+            argv = await jailed_tool_argv(
+                argv,
+                paths=spec.paths,
+                writable=spec.writable_paths,
+                network=spec.network,
+                cwd=spec.cwd,
+            )
+            self.jailed = len(argv) != len(spec.args) + 1
+        if self.jailed:
+            env.setdefault("HOME", _JAIL_HOME)  # the host's home is not in the jail
+        return StdioTarget(command=argv[0], args=argv[1:], env=env, cwd=spec.cwd, errlog=errlog)
 
     async def _list_tools(self, client: McpClient) -> tuple[McpServerTool, ...]:
         tools: list[ServerTool] = []
@@ -666,6 +744,18 @@ class McpTool:
         self._connection: _Connection | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        self._proxy = (
+            EgressProxy(AddressPolicy(spec.allow_addresses, tool=spec.name))
+            if spec.network and spec.transport == "stdio"
+            else None
+        )
+        if spec.transport == "stdio" and not spec.jail:
+            logger.warning(
+                "MCP tool %r runs its server WITHOUT a jail (`jail: false` in %s): it sees "
+                "all your files and the network",
+                spec.name,
+                spec.source or "its tool file",
+            )
 
     @classmethod
     def from_mapping(
@@ -767,6 +857,8 @@ class McpTool:
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.aclose()
+        if self._proxy is not None:
+            await self._proxy.aclose()
 
     # -- internals ---------------------------------------------------------------
 
@@ -779,16 +871,18 @@ class McpTool:
             if connection is None or not connection.alive:
                 if connection is not None:
                     await connection.aclose()
-                connection = self._connection = _Connection(self.spec)
+                connection = self._connection = _Connection(self.spec, self._proxy)
         try:
             await connection.ready()
         except _ConnectionLostError as exc:
             await self._discard(connection)
-            raise self._error(
+            message = (
                 f"tool '{self.name}': cannot connect to the MCP server ({self.spec.server}"
-                f" over {self.spec.transport}): {exc}",
-                connection,
-            ) from None
+                f" over {self.spec.transport}): {exc}"
+            )
+            if connection.jailed:
+                message += f"\n{_jail_hint(self.spec)}"
+            raise self._error(message, connection) from None
         return connection
 
     async def _discard(self, connection: _Connection) -> None:
@@ -837,6 +931,23 @@ class McpTool:
                 return structured["result"]
             return structured
         return text if result.has_content else None
+
+
+def _jail_hint(spec: McpToolSpec) -> str:
+    """What a server that failed in its jail could see, and how to open the jail."""
+    network = (
+        "reaches the network through the egress proxy (public addresses only, plus "
+        "`allow_addresses`)"
+        if spec.network
+        else "has no network"
+    )
+    return (
+        "The server ran in a bubblewrap jail: it sees the system directories, its own "
+        f"program and only the paths its tool file declares; HOME is a private /tmp; it "
+        f"{network}. Declare what it needs: `paths: [DIR]` (read-only), "
+        "`writable_paths: [DIR]`, `network: true`; or run it unjailed with `jail: false` "
+        "in the tool file (PY_CODE_MODE_TOOL_JAIL=off does that for every tool)."
+    )
 
 
 def load_mcp_tool(data: Mapping[str, Any], source: Path) -> McpTool:

@@ -82,12 +82,15 @@ __all__ = [
     "CliSchemaConfig",
     "CliToolConfig",
     "EntryMap",
+    "HostPathList",
+    "JailedToolConfig",
     "Seconds",
     "StrictModel",
     "ToolFileConfig",
     "ToolName",
     "describe_validation_error",
     "load_cli_tool",
+    "resolve_host_paths",
     "validate_tool_name",
 ]
 
@@ -177,6 +180,46 @@ class StrictModel(BaseModel):
     """Base of the tool file models: typos are errors and nothing is coerced."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+
+def _check_host_paths(value: list[str]) -> list[str]:
+    for index, item in enumerate(value):
+        if "\x00" in item:
+            raise ValueError(f"item {index} contains a NUL character")
+    return value
+
+
+HostPathList = Annotated[list[str], AfterValidator(_check_host_paths)]
+"""Host paths a jailed tool sees (``~`` and ``${VAR}`` expand; see :func:`resolve_host_paths`)."""
+
+
+def resolve_host_paths(
+    items: Sequence[str], *, field: str, environ: Mapping[str, str]
+) -> tuple[str, ...]:
+    """Expand ``${VAR}`` and ``~`` in declared paths and resolve them (links followed).
+
+    Relative paths are taken from the host's working directory at load time, for
+    every kind of tool file. The jail binds the results as given.
+
+    Raises:
+        ConfigError: A referenced variable is not set or malformed.
+    """
+    return tuple(
+        os.path.realpath(
+            os.path.expanduser(expand_value(p, field=f"{field}[{i}]", environ=environ))
+        )
+        for i, p in enumerate(items)
+    )
+
+
+class JailedToolConfig(StrictModel):
+    """The jail keys shared by tool files whose program runs on the host (CLI, stdio MCP)."""
+
+    paths: HostPathList = Field(default_factory=list)
+    """Host paths the tool may read (bound read-only); its jail shows no other host file."""
+    network: bool = False
+    """Whether the tool gets the network (public addresses only, unless allowed below)."""
+    allow_addresses: AddressList = Field(default_factory=list)
 
 
 class ToolFileConfig(StrictModel):
@@ -287,7 +330,7 @@ class CliRecipeConfig(StrictModel):
     params: EntryMap[CliRecipeParamConfig] = Field(default_factory=dict)
 
 
-class CliToolConfig(ToolFileConfig):
+class CliToolConfig(ToolFileConfig, JailedToolConfig):
     """A ``type: cli`` tool file."""
 
     type: Literal["cli"] = "cli"
@@ -300,11 +343,6 @@ class CliToolConfig(ToolFileConfig):
     env: dict[str, str] = Field(default_factory=dict)
     """Variables the program gets (``${VAR}`` expanded from the host); nothing else of
     the host's environment reaches it besides a minimal PATH and locale."""
-    paths: list[str] = Field(default_factory=list)
-    """Host paths a call may name and read; its per-call jail shows nothing else."""
-    network: bool = False
-    """Whether calls get the network (public addresses only, unless allowed below)."""
-    allow_addresses: AddressList = Field(default_factory=list)
     separator: str | None = "--"
     option_values: Literal["attached", "next"] = "attached"
     unsafe_passthrough: bool = False
@@ -376,12 +414,7 @@ class CliToolConfig(ToolFileConfig):
             key: expand_value(value, field=f"env.{key}", environ=environ, redactor=redactor)
             for key, value in self.env.items()
         }
-        paths = tuple(
-            os.path.realpath(
-                os.path.expanduser(expand_value(p, field=f"paths[{i}]", environ=environ))
-            )
-            for i, p in enumerate(self.paths)
-        )
+        paths = resolve_host_paths(self.paths, field="paths", environ=environ)
         arguments, recipes = self._resolve()
         command = self.command
         if source is not None and "/" in command and not Path(command).is_absolute():
