@@ -179,7 +179,9 @@ ROWS = [
     ("session start (cached venv)", "start", "ms", "< 150 ms"),
     ("run('1+1') median", "run_median", "ms", "< 1 ms"),
     ("run('1+1') p90", "run_p90", "ms", ""),
-    ("CLI tool call (echo) median", "tool_cli_median", "ms", "< 1 ms"),
+    # A CLI tool call spawns a process in its own bubblewrap jail (~4 ms of bwrap on
+    # top of the spawn itself, printed below the table): 1 ms predates the jail.
+    ("CLI tool call (echo) median", "tool_cli_median", "ms", "< 15 ms"),
     ("CLI tool call (echo) p90", "tool_cli_p90", "ms", ""),
     ("RPC tools.list() median", "rpc_tools_list_median", "ms", ""),
     ("RPC artifacts.exists() median", "rpc_exists_median", "ms", ""),
