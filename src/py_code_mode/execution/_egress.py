@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from py_code_mode._private.scratch import make_scratch
 from py_code_mode.result import ExecutionResult
@@ -103,6 +103,19 @@ def with_refusals(result: ExecutionResult, refusals: Sequence[str]) -> Execution
     return dataclasses.replace(result, stderr=stderr + lines)
 
 
+class EgressSettings(Protocol):
+    """The egress fields both isolated executors' configs carry."""
+
+    @property
+    def allow(self) -> Sequence[str]: ...
+    @property
+    def deny(self) -> Sequence[str]: ...
+    @property
+    def hosts(self) -> Mapping[str, str]: ...
+    @property
+    def allow_addresses(self) -> Sequence[str]: ...
+
+
 class SandboxEgress:
     """One session's egress proxy, on its own thread, listening on a private unix socket.
 
@@ -130,6 +143,16 @@ class SandboxEgress:
         self._dir: Path | None = None
         self.url = ""
         """``http://127.0.0.1:<port>`` on the host, for installers that run there."""
+
+    @classmethod
+    def of(cls, config: EgressSettings) -> SandboxEgress:
+        """The proxy an executor config with ``network="allowlist"`` asks for."""
+        return cls(
+            allow=config.allow,
+            deny=config.deny,
+            hosts=config.hosts,
+            allow_addresses=config.allow_addresses,
+        )
 
     @property
     def socket_path(self) -> Path:

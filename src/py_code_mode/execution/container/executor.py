@@ -246,12 +246,7 @@ class ContainerExecutor(WorkerRunner[ContainerConfig, ContainerWorker]):
                     "container, which a remote engine (DOCKER_HOST) cannot mount; use the "
                     "local engine or network='none'"
                 )
-            self._egress = SandboxEgress(
-                allow=config.allow,
-                deny=config.deny,
-                hosts=config.hosts,
-                allow_addresses=config.allow_addresses,
-            )
+            self._egress = SandboxEgress.of(config)
             self._held.egress = self._egress
             await asyncio.to_thread(self._egress.start)
             self._spec = with_egress(self._spec, str(self._egress.socket_path))

@@ -206,12 +206,7 @@ class SubprocessExecutor(WorkerRunner[SubprocessConfig, WorkerProcess]):
                     "network='allowlist' needs the bwrap jail, which is not used here; "
                     "use network='none' or 'full'"
                 )
-            self._egress = SandboxEgress(
-                allow=config.allow,
-                deny=config.deny,
-                hosts=config.hosts,
-                allow_addresses=config.allow_addresses,
-            )
+            self._egress = SandboxEgress.of(config)
             await asyncio.to_thread(self._egress.start)
             self._env[SOCKET_ENV] = str(self._egress.socket_path)
         if self.isolation == "bwrap":
