@@ -78,7 +78,9 @@ def loopback() -> Any:
     server.close()
 
 
-async def test_a_tool_has_no_network_unless_declared(loopback: int) -> None:
+async def test_a_tool_has_no_network_and_network_true_gives_no_direct_route(
+    loopback: int,
+) -> None:
     probe = (
         "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 2); "
         "print('connected')"
@@ -87,7 +89,12 @@ async def test_a_tool_has_no_network_unless_declared(loopback: int) -> None:
     data = {"name": "net", "command": "python3", "args": args, "timeout": 10}
     with pytest.raises(ToolError, match=r"Connection refused|Network is unreachable"):
         await load_cli_tool(data).call(None, {})
-    assert "connected" in await load_cli_tool({**data, "network": True}).call(None, {})
+    networked = load_cli_tool({**data, "network": True})  # only through the egress proxy
+    try:
+        with pytest.raises(ToolError, match=r"Connection refused|Network is unreachable"):
+            await networked.call(None, {})
+    finally:
+        await networked.aclose()
 
 
 async def test_a_tool_timeout_ends_every_process_of_the_call() -> None:

@@ -5,10 +5,20 @@ out of every sandbox. Each CLI tool call, and each stdio MCP server for as long 
 its connection lives, therefore runs in a fresh jail that sees the system
 directories read-only, the tool's executable, and only the paths its YAML declares
 (``paths:``, read-only; an MCP server's ``writable_paths:`` read-write); a private
-``/tmp`` as working directory; no network unless
-the YAML says ``network: true``; no host home, storage base, docker socket or
+``/tmp`` as working directory; no host home, storage base, docker socket or
 ``/proc`` of the host. The environment is whatever the caller gives the process
 (bwrap passes it through), so the rules for a tool's env live in one place.
+
+A jail never shares the host's network namespace: it has only its own ``lo``. With
+``network: true`` the caller passes its egress proxy's unix socket, which is bound
+in, and the jail runs :mod:`py_code_mode.worker.egress` as a launcher in front of
+the tool: a forwarder on the jail's ``127.0.0.1`` piped to the socket, with
+``HTTP(S)_PROXY``/``ALL_PROXY`` pointing at it. Proxy-aware clients get out through
+the proxy's checks; anything else (raw sockets, ``git://``, ``dig``, a client that
+ignores the variables) finds no route, and names it would resolve itself don't
+resolve (the jail has no DNS). The launcher runs on the system ``/usr/bin/python3``
+when there is one (already visible: ``/usr`` is bound), else on the host's own
+interpreter, whose installation is then bound read-only.
 
 Where bubblewrap is not available, calls run unjailed with one warning in the log,
 and ``doctor`` says so. ``PY_CODE_MODE_TOOL_JAIL=off`` turns the jail off explicitly
@@ -21,10 +31,12 @@ import asyncio
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from py_code_mode._private import jail
+from py_code_mode.worker import egress as _launcher
 
 __all__ = ["TOOL_TMP_SIZE", "jailed_tool_argv", "tool_jail_status"]
 
@@ -34,6 +46,8 @@ TOOL_TMP_SIZE = 256 << 20
 """Cap of a tool call's private ``/tmp``."""
 
 _SYSTEM_PREFIXES = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/")
+_SYSTEM_PYTHON = "/usr/bin/python3"
+_LAUNCHER = os.path.realpath(_launcher.__file__)
 _warned: set[str] = set()
 
 
@@ -57,7 +71,7 @@ async def jailed_tool_argv(
     *,
     paths: Sequence[str] = (),
     writable: Sequence[str] = (),
-    network: bool = False,
+    egress_socket: str | None = None,
     cwd: str | None = None,
 ) -> list[str]:
     """``argv`` run in a per-call jail, or unchanged (with one warning) where none exists.
@@ -68,7 +82,9 @@ async def jailed_tool_argv(
             by :func:`~py_code_mode.tools.models.resolve_host_paths`: absolute, ``~``
             expanded, links followed).
         writable: Host paths bound read-write (resolved the same way).
-        network: Give the call the host's network.
+        egress_socket: For ``network: true``, the unix socket of the tool's egress
+            proxy: bound in, with the launcher's forwarder in front of the tool
+            (see the module doc). None: no network at all.
         cwd: The working directory on the host (one of the declared paths,
             visible at the same place in the jail); the call's private ``/tmp`` if None.
     """
@@ -89,16 +105,29 @@ async def jailed_tool_argv(
     if command is None:
         return list(argv)  # starting it fails as it would unjailed: command not found
     visible = await asyncio.to_thread(_visible_paths, command, paths)
+    run = [command, *argv[1:]]
+    if egress_socket is not None:
+        python, installation = _launcher_python()
+        visible += [*installation, Path(_LAUNCHER), Path(egress_socket)]
+        run = [python, "-I", "-S", _LAUNCHER, "--socket", egress_socket, "--", *run]
     spec = jail.JailSpec(
         read_only=tuple(visible),
         read_write=tuple(Path(p) for p in writable),
         tmpfs_size=TOOL_TMP_SIZE,
-        network=network,
+        network=False,
         env=None,
         cwd=Path(cwd) if cwd is not None else Path("/tmp"),  # noqa: S108 - private tmpfs
         hostname="tool",
     )
-    return jail.jail_argv(found.bwrap, spec, [command, *argv[1:]])
+    return jail.jail_argv(found.bwrap, spec, run)
+
+
+def _launcher_python() -> tuple[str, tuple[Path, ...]]:
+    """The interpreter that runs the launcher in the jail, and what to bind for it."""
+    if os.access(_SYSTEM_PYTHON, os.X_OK):
+        return _SYSTEM_PYTHON, ()
+    base = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
+    return base, jail.interpreter_paths(Path(sys.executable))
 
 
 def _visible_paths(command: str, paths: Sequence[str]) -> list[Path]:

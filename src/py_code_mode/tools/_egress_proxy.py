@@ -29,9 +29,11 @@ import ipaddress
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Protocol
 from urllib.parse import urlsplit
 
+from py_code_mode._private.scratch import make_scratch
 from py_code_mode.tools._egress import AddressPolicy, EgressRefusedError
 from py_code_mode.tools._tls_hello import read_client_hello
 
@@ -119,6 +121,16 @@ class HostRules:
         )
 
 
+_SOCKET_NAME: Final = "egress.sock"
+
+
+def _remove_socket_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        (directory / _SOCKET_NAME).unlink()
+    with contextlib.suppress(OSError):
+        directory.rmdir()
+
+
 class EgressProxy:
     """A proxy that opens only connections the rules and the address policy permit.
 
@@ -147,6 +159,7 @@ class EgressProxy:
         self._on_refusal = on_refusal
         self._server: asyncio.Server | None = None
         self._unix: list[asyncio.Server] = []
+        self._socket_dir: Path | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self.refusals: collections.deque[str] = collections.deque(maxlen=_REFUSALS_KEPT)
@@ -168,12 +181,32 @@ class EgressProxy:
         """Also serve on a unix socket at ``path`` (what a sandbox gets bound in)."""
         self._unix.append(await asyncio.start_unix_server(self._serve, path, limit=HEADER_LIMIT))
 
+    async def unix_socket(self) -> str:
+        """The path of this proxy's own unix socket, listening from the first call.
+
+        It lives in a private (0700) scratch directory, removed by :meth:`aclose`, so
+        only this user (and the jails the socket is bound into) can connect.
+        """
+        async with self._lock:
+            if self._socket_dir is None:
+                directory = await asyncio.to_thread(make_scratch, "egress")
+                try:
+                    await self.listen_unix(str(directory / _SOCKET_NAME))
+                except BaseException:
+                    await asyncio.to_thread(_remove_socket_dir, directory)
+                    raise
+                self._socket_dir = directory
+            return str(self._socket_dir / _SOCKET_NAME)
+
     async def aclose(self) -> None:
         """Stop listening and cut open tunnels. Idempotent."""
         servers = [s for s in (self._server, *self._unix) if s is not None]
         self._server, self._unix = None, []
         for server in servers:
             server.close()
+        directory, self._socket_dir = self._socket_dir, None
+        if directory is not None:
+            await asyncio.to_thread(_remove_socket_dir, directory)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -410,16 +410,17 @@ class CliTool:
         if self._proxy is not None:
             await self._proxy.aclose()
 
-    async def environment(self) -> dict[str, str]:
+    async def environment(self, *, jailed: bool = False) -> dict[str, str]:
         """The whole environment a call gets; nothing of the host's own.
 
         A minimal base (PATH, locale), the declared ``env:``, and for ``network: true``
-        the egress proxy.
+        the egress proxy: unjailed, its loopback URL on the host; jailed, the jail's
+        launcher sets the variables to its forwarder inside the jail.
         """
         env = {**BASE_ENV, **self.spec.env}
         if self._proxy is not None:
-            url = await self._proxy.url()
-            env.update(dict.fromkeys(_PROXY_VARS, url))
+            if not jailed:
+                env.update(dict.fromkeys(_PROXY_VARS, await self._proxy.url()))
             env.pop("no_proxy", None)
             env.pop("NO_PROXY", None)
         return env
@@ -616,7 +617,6 @@ class CliTool:
     async def _run(self, callable_name: str | None, argv: Sequence[str], cwd: str | None) -> str:
         where = self._where(callable_name)
         loop = asyncio.get_running_loop()
-        env = await self.environment()
         # The program is found on the host's PATH; it then runs with the minimal one.
         program = shutil.which(argv[0]) if os.sep not in argv[0] else argv[0]
         if program is None:
@@ -626,9 +626,10 @@ class CliTool:
         jailed = await jailed_tool_argv(
             [program, *argv[1:]],
             paths=self.spec.paths,
-            network=self.spec.network,
+            egress_socket=await self._proxy.unix_socket() if self._proxy is not None else None,
             cwd=cwd,
         )
+        env = await self.environment(jailed=len(jailed) != len(argv))
         spawn = asyncio.ensure_future(
             loop.subprocess_exec(
                 lambda: _CaptureProtocol(loop, self._output_limit),

@@ -10,7 +10,7 @@ A tool file names a server; each tool of that server becomes a callable::
     args: ["${HOME}/project"]
     paths: ["${HOME}/project"]        # what its jail shows read-only (nothing else of yours)
     writable_paths: []                # what it may change
-    network: false                    # true: the host's network, with http(s)_proxy set
+    network: false                    # true: only through the egress proxy (http(s)_proxy)
     env: {LOG_LEVEL: warning}         # added to a minimal environment (PATH, HOME, ...)
     cwd: ${HOME}/project              # a declared path; default: the jail's private /tmp
     timeout: 60                       # seconds per call
@@ -35,8 +35,9 @@ agent code chooses every argument of its tools, and a server's path or URL
 handling is not ours to trust. The jail shows the system directories, the
 server's own program and the declared ``paths`` (read-only) and
 ``writable_paths``; ``HOME`` is its private ``/tmp``; it has no network unless
-``network: true``, which shares the host's and points ``http(s)_proxy`` at an
-egress proxy that refuses non-public addresses. ``jail: false`` runs one server
+``network: true``, which gives it a forwarder on the jail's own loopback to an
+egress proxy that refuses non-public addresses (``http(s)_proxy`` point at it;
+there is no other route and no DNS). ``jail: false`` runs one server
 unjailed (with a warning), as ``PY_CODE_MODE_TOOL_JAIL=off`` does for all tools.
 
 Agent code calls ``tools.files.read_file(path="README.md")``. Server tool names
@@ -662,20 +663,21 @@ class _Connection:
         # Both are closed by _close_stderr() when the owner task ends.
         self._errlog, self._stderr_pipe, self._stderr = errlog, pipe, tail
         env = dict(spec.env)
-        if self._proxy is not None:
-            env.update(dict.fromkeys(_PROXY_VARS, await self._proxy.url()))
-            env.pop("no_proxy", None)
-            env.pop("NO_PROXY", None)
         argv = [spec.command, *spec.args]
         if spec.jail:
             argv = await jailed_tool_argv(
                 argv,
                 paths=spec.paths,
                 writable=spec.writable_paths,
-                network=spec.network,
+                egress_socket=await self._proxy.unix_socket() if self._proxy else None,
                 cwd=spec.cwd,
             )
             self.jailed = len(argv) != len(spec.args) + 1
+        if self._proxy is not None:
+            if not self.jailed:  # jailed, the launcher points them at its forwarder
+                env.update(dict.fromkeys(_PROXY_VARS, await self._proxy.url()))
+            env.pop("no_proxy", None)
+            env.pop("NO_PROXY", None)
         if self.jailed:
             env.setdefault("HOME", _JAIL_HOME)  # the host's home is not in the jail
         return StdioTarget(command=argv[0], args=argv[1:], env=env, cwd=spec.cwd, errlog=errlog)
