@@ -215,24 +215,31 @@ def show(results: dict[str, dict[str, Any]], rows: list[tuple[str, str, str, str
         print((f"{label:32} " + " ".join(cells) + f"   {target}").rstrip())
 
 
-async def tool_jail_cost(count: int) -> tuple[float, float]:
-    """Median ms of a CLI ``echo`` tool call from the host, jailed and unjailed."""
+async def tool_jail_cost(count: int) -> tuple[float, float, float]:
+    """Median ms of a CLI ``echo`` tool call from the host: jailed, jailed with
+    ``network: true`` (launcher and forwarder in the jail), and unjailed; interleaved.
+    """
     import os
 
     from py_code_mode.tools.models import load_cli_tool
 
-    tool = load_cli_tool({"name": "echo", "command": "echo", "args": ["hi"], "separator": None})
-    figures = []
-    for setting in ("on", "off"):
-        os.environ["PY_CODE_MODE_TOOL_JAIL"] = setting
-        samples = []
+    data = {"name": "echo", "command": "echo", "args": ["hi"], "separator": None}
+    plain = load_cli_tool(data)
+    networked = load_cli_tool({**data, "network": True})
+    variants = (("on", plain), ("on", networked), ("off", plain))
+    samples: list[list[float]] = [[] for _ in variants]
+    try:
         for _ in range(count):
-            began = time.perf_counter()
-            await tool.call(None, {})
-            samples.append((time.perf_counter() - began) * 1000)
-        figures.append(statistics.median(samples))
-    os.environ.pop("PY_CODE_MODE_TOOL_JAIL", None)
-    return figures[0], figures[1]
+            for (setting, tool), times in zip(variants, samples, strict=True):
+                os.environ["PY_CODE_MODE_TOOL_JAIL"] = setting
+                began = time.perf_counter()
+                await tool.call(None, {})
+                times.append((time.perf_counter() - began) * 1000)
+    finally:
+        os.environ.pop("PY_CODE_MODE_TOOL_JAIL", None)
+        await networked.aclose()
+    jailed, network, unjailed = (statistics.median(times) for times in samples)
+    return jailed, network, unjailed
 
 
 async def echo_floor(count: int) -> float:
@@ -288,9 +295,10 @@ async def main() -> int:
     show(results)
     imported = import_time_ms()
     print(f"\nimport py_code_mode: {imported:.1f} ms, median of 7 fresh interpreters (< 150 ms)")
-    jailed, unjailed = await tool_jail_cost(min(args.calls, 100))
+    jailed, network, unjailed = await tool_jail_cost(min(args.calls, 100))
     print(
-        f"\nCLI tool call from the host (echo): jailed {jailed:.2f} ms, unjailed "
+        f"\nCLI tool call from the host (echo): jailed {jailed:.2f} ms, jailed with "
+        f"network: true {network:.2f} ms (own netns, proxy launcher), unjailed "
         f"{unjailed:.2f} ms median (per-call bubblewrap jail)"
     )
     floor = await echo_floor(args.calls)
