@@ -348,3 +348,22 @@ async def test_an_mcp_servers_proxy_socket_is_private_and_removed_on_close() -> 
         await tool.aclose()
     assert not path.exists()
     assert not path.parent.exists()
+
+
+async def test_unjailed_a_network_tool_keeps_the_host_network_and_the_proxy_variables(
+    monkeypatch: pytest.MonkeyPatch, service: Service
+) -> None:
+    monkeypatch.setenv("PY_CODE_MODE_TOOL_JAIL", "off")
+    script = "import os; print(os.environ['https_proxy'])"
+    tool = python_tool(script)
+    curl = shipped_curl()
+    try:
+        assert (await tool.call(None, {})).startswith("http://127.0.0.1:")
+        with pytest.raises(ToolError, match="the host refused the connection"):
+            await curl.call("get", {"url": service.url})
+        assert tool._proxy is not None
+        assert tool._proxy._socket_dir is None  # no socket for a call that isn't jailed
+    finally:
+        await tool.aclose()
+        await curl.aclose()
+    assert service.accepted == 0

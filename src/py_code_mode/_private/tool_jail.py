@@ -32,7 +32,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from py_code_mode._private import jail
@@ -71,7 +71,7 @@ async def jailed_tool_argv(
     *,
     paths: Sequence[str] = (),
     writable: Sequence[str] = (),
-    egress_socket: str | None = None,
+    egress_socket: Callable[[], Awaitable[str]] | None = None,
     cwd: str | None = None,
 ) -> list[str]:
     """``argv`` run in a per-call jail, or unchanged (with one warning) where none exists.
@@ -82,9 +82,10 @@ async def jailed_tool_argv(
             by :func:`~py_code_mode.tools.models.resolve_host_paths`: absolute, ``~``
             expanded, links followed).
         writable: Host paths bound read-write (resolved the same way).
-        egress_socket: For ``network: true``, the unix socket of the tool's egress
-            proxy: bound in, with the launcher's forwarder in front of the tool
-            (see the module doc). None: no network at all.
+        egress_socket: For ``network: true``, what gives the unix socket of the
+            tool's egress proxy (called only when the call is jailed): it is bound
+            in, with the launcher's forwarder in front of the tool (see the module
+            doc). None: no network at all.
         cwd: The working directory on the host (one of the declared paths,
             visible at the same place in the jail); the call's private ``/tmp`` if None.
     """
@@ -107,9 +108,10 @@ async def jailed_tool_argv(
     visible = await asyncio.to_thread(_visible_paths, command, paths)
     run = [command, *argv[1:]]
     if egress_socket is not None:
+        socket_path = await egress_socket()
         python, installation = _launcher_python()
-        visible += [*installation, Path(_LAUNCHER), Path(egress_socket)]
-        run = [python, "-I", "-S", _LAUNCHER, "--socket", egress_socket, "--", *run]
+        visible += [*installation, Path(_LAUNCHER), Path(socket_path)]
+        run = [python, "-I", "-S", _LAUNCHER, "--socket", socket_path, "--", *run]
     spec = jail.JailSpec(
         read_only=tuple(visible),
         read_write=tuple(Path(p) for p in writable),

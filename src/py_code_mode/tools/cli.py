@@ -626,7 +626,7 @@ class CliTool:
         jailed = await jailed_tool_argv(
             [program, *argv[1:]],
             paths=self.spec.paths,
-            egress_socket=await self._proxy.unix_socket() if self._proxy is not None else None,
+            egress_socket=self._proxy.unix_socket if self._proxy is not None else None,
             cwd=cwd,
         )
         env = await self.environment(jailed=len(jailed) != len(argv))

@@ -669,7 +669,7 @@ class _Connection:
                 argv,
                 paths=spec.paths,
                 writable=spec.writable_paths,
-                egress_socket=await self._proxy.unix_socket() if self._proxy else None,
+                egress_socket=self._proxy.unix_socket if self._proxy else None,
                 cwd=spec.cwd,
             )
             self.jailed = len(argv) != len(spec.args) + 1

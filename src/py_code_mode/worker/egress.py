@@ -91,15 +91,18 @@ def main(argv: list[str]) -> int:
     proxy_env(env, start_forwarder(argv[1]))
     env.pop(SOCKET_ENV, None)
     children: list[subprocess.Popen[bytes]] = []
-    for name in _FORWARDED:  # before the spawn, so no signal falls between the two
+    pending: list[int] = []
+    for name in _FORWARDED:  # before the spawn; what comes before the child exists waits
         signum = getattr(signal, name, None)
         if signum is not None:
-            signal.signal(signum, lambda received, _frame: _relay(children, received))
+            signal.signal(signum, lambda got, _frame: _relay(children, pending, got))
     try:
         children.append(subprocess.Popen(argv[3:], env=env))
     except OSError as exc:
         print(f"py-code-mode: could not start {argv[3]!r} in the jail: {exc}", file=sys.stderr)
         return 127
+    while pending:
+        _relay(children, [], pending.pop(0))
     # Our copies of stdin/stdout must not keep the tool's pipes open (EOF is the tool's).
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
@@ -109,9 +112,9 @@ def main(argv: list[str]) -> int:
     return 128 - code if code < 0 else code
 
 
-def _relay(children: list[subprocess.Popen[bytes]], signum: int) -> None:
-    if not children:  # before the tool started: end as it would have
-        os._exit(128 + signum)
+def _relay(children: list[subprocess.Popen[bytes]], pending: list[int], signum: int) -> None:
+    if not children:
+        pending.append(signum)
     for child in children:
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signum)
