@@ -10,6 +10,7 @@ launcher in front of the tool passes its exit status, output and signals through
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -32,6 +33,8 @@ from py_code_mode.tools.cli import CliTool
 from py_code_mode.tools.mcp import McpTool
 from py_code_mode.tools.models import load_cli_tool
 from py_code_mode.worker import egress
+from tests.tools.test_mcp import FIXTURES as MCP_FIXTURES
+from tests.tools.test_mcp import PYTHON, RAW_SERVER, stdio_tool
 
 from .conftest import variant_problem
 from .test_mcp_jail import probe_data
@@ -367,3 +370,51 @@ async def test_unjailed_a_network_tool_keeps_the_host_network_and_the_proxy_vari
         await tool.aclose()
         await curl.aclose()
     assert service.accepted == 0
+
+
+async def test_the_mcp_protocol_passes_through_the_launcher_untouched() -> None:
+    demo = stdio_tool(network=True, timeout=1)
+    raw = McpTool.from_mapping(
+        {
+            "name": "raw",
+            "type": "mcp",
+            "command": PYTHON,
+            "args": [str(RAW_SERVER)],
+            "paths": [str(MCP_FIXTURES)],
+            "network": True,
+            "timeout": 20,
+        }
+    )
+    try:
+        assert await demo.call("add", {"a": 2, "b": 3}) == {"total": 5, "terms": [2, 3]}
+        first, echoed, second = await asyncio.gather(
+            demo.call("pid", {}), demo.call("echo", {"message": "x"}), demo.call("pid", {})
+        )
+        assert (echoed, second) == ("x", first)
+        with pytest.raises(ToolError, match=r"no answer within timeout \(1 s\)"):
+            await demo.call("sleep", {"seconds": 30})
+        assert await demo.call("pid", {}) == first  # the same server, behind the launcher
+        assert await raw.call("garbage", {}) == "after the garbage"  # bytes not re-encoded
+    finally:
+        await demo.aclose()
+        await raw.aclose()
+
+
+async def test_closing_a_networked_mcp_tool_ends_the_launcher_and_the_servers_tree() -> None:
+    marker = f"{4000 + secrets.randbelow(1000)}.{secrets.randbelow(10**6)}"
+    tool = McpTool.from_mapping(probe_data(network=True))
+    try:
+        assert await tool.call("spawn", {"marker": marker}) == "spawned"
+        assert tool._proxy is not None
+        launcher = (
+            f"{os.path.realpath(egress.__file__)}\0--socket\0{await tool._proxy.unix_socket()}"
+        )
+        assert _marked(marker), "the detached child should run while the tool is open"
+        assert _marked(launcher), "the launcher should run in front of the server"
+    finally:
+        await tool.aclose()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (_marked(marker) or _marked(launcher)):
+        await asyncio.sleep(0.05)
+    assert _marked(marker) == []
+    assert _marked(launcher) == []
