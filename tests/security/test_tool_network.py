@@ -281,6 +281,9 @@ def test_the_launcher_forwards_a_signal_to_the_tool_and_exits_with_its_status(
     try:
         assert launcher.stdout is not None
         assert launcher.stdout.readline() == "ready\n"
+        deadline = time.monotonic() + 10  # until the launcher relays (a signal before ends it)
+        while time.monotonic() < deadline and not _catches(launcher.pid, signal.SIGTERM):
+            time.sleep(0.01)
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(10) == 3
         assert launcher.stdout.read() == "got-term\n"
@@ -288,6 +291,13 @@ def test_the_launcher_forwards_a_signal_to_the_tool_and_exits_with_its_status(
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait(10)
+
+
+def _catches(pid: int, signum: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
 
 
 def test_the_launcher_refuses_a_malformed_command_line_with_its_usage() -> None:

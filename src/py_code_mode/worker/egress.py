@@ -18,20 +18,25 @@ Two users:
   runs the tool as its child with the proxy variables set, passes stdin/stdout/stderr
   through untouched (an MCP server speaks JSON-RPC over them), forwards signals, and
   exits with the tool's status (``128 + n`` when signal ``n`` killed it, as bwrap
-  reports). Stdlib only, and plain enough syntax for any python3 the host has.
+  reports) the moment the tool exits. It runs before every networked tool call, so
+  the tool is started right after the listener, with only built-in modules loaded;
+  the forwarder's imports happen while the tool runs. Stdlib only, and plain enough
+  syntax for any python3 the host has.
 """
 
 from __future__ import annotations
 
-import contextlib
+import _socket
+import _thread
 import os
-import selectors
-import signal
-import socket
-import subprocess
 import sys
-import threading
-from collections.abc import MutableMapping
+
+# The launcher runs before every networked tool call: only cheap built-in modules at
+# the top, the rest imported once the tool is already running (see main()).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import MutableMapping
 
 __all__ = ["main", "proxy_env", "start_forwarder", "start_from_env"]
 
@@ -43,21 +48,27 @@ _FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "S
 _USAGE = "usage: egress.py --socket PATH -- COMMAND [ARG...]"
 
 
+def _listen() -> tuple[_socket.socket, str]:
+    listener = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
 def start_forwarder(path: str) -> str:
     """Listen on this namespace's loopback and pipe each connection to ``path``.
+
+    The pipes run on one daemon thread.
 
     Returns:
         The proxy URL, ``http://127.0.0.1:<port>``.
     """
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    listener.setblocking(False)
-    thread = threading.Thread(
-        target=_Forwarder(listener, path).run, name="py-code-mode-egress", daemon=True
-    )
-    thread.start()
-    return f"http://127.0.0.1:{listener.getsockname()[1]}"
+    import threading
+
+    listener, url = _listen()
+    forwarder = _Forwarder(listener, path)
+    threading.Thread(target=forwarder.run, name="py-code-mode-egress", daemon=True).start()
+    return url
 
 
 def proxy_env(environ: MutableMapping[str, str], url: str) -> None:
@@ -83,49 +94,74 @@ def start_from_env() -> str | None:
 
 
 def main(argv: list[str]) -> int:
-    """Run a tool beside the forwarder; return its exit status (see the module doc)."""
+    """Run a tool beside the forwarder; return its exit status (see the module doc).
+
+    On success the process ends from the reaper thread, with the tool's status, as
+    soon as the tool exits; the main thread meanwhile runs the forwarder.
+    """
     if len(argv) < 4 or argv[0] != "--socket" or argv[2] != "--":
         print(_USAGE, file=sys.stderr)
         return 2
+    listener, url = _listen()
     env = dict(os.environ)
-    proxy_env(env, start_forwarder(argv[1]))
+    proxy_env(env, url)
     env.pop(SOCKET_ENV, None)
-    children: list[subprocess.Popen[bytes]] = []
-    pending: list[int] = []
-    for name in _FORWARDED:  # before the spawn; what comes before the child exists waits
-        signum = getattr(signal, name, None)
-        if signum is not None:
-            signal.signal(signum, lambda got, _frame: _relay(children, pending, got))
+    # The dispositions Python ignores go back to default, as subprocess does.
+    reset = [13, 25]  # SIGPIPE, SIGXFSZ: the same number on every Linux architecture
     try:
-        children.append(subprocess.Popen(argv[3:], env=env))
+        pid = os.posix_spawnp(argv[3], argv[3:], env, setsigdef=reset)
     except OSError as exc:
         print(f"py-code-mode: could not start {argv[3]!r} in the jail: {exc}", file=sys.stderr)
         return 127
-    while pending:
-        _relay(children, [], pending.pop(0))
+    _thread.start_new_thread(_reap, (pid,))
+    # From here a signal reaches the tool; one that came earlier ended us, and with us
+    # the jail and the tool, as it would have ended the tool.
+    import signal
+
+    for name in _FORWARDED:
+        signal.signal(getattr(signal, name), lambda got, _frame: _relay(pid, got))
     # Our copies of stdin/stdout must not keep the tool's pipes open (EOF is the tool's).
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.close(devnull)
-    code = children[0].wait()
-    return 128 - code if code < 0 else code
+    try:
+        _Forwarder(listener, argv[1]).run()
+    except Exception as exc:  # noqa: BLE001 - the tool keeps running, without a proxy
+        print(f"py-code-mode: the egress forwarder stopped: {exc!r}", file=sys.stderr)
+    forever = _thread.allocate_lock()
+    forever.acquire()
+    forever.acquire()  # until the reaper ends the process
+    return 0
 
 
-def _relay(children: list[subprocess.Popen[bytes]], pending: list[int], signum: int) -> None:
-    if not children:
-        pending.append(signum)
-    for child in children:
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
+def _reap(pid: int) -> None:
+    """Wait for the tool and end the launcher with its status (``128 + n``: signal n)."""
+    _, status = os.waitpid(pid, 0)
+    code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    os._exit(code)
+
+
+def _relay(pid: int, signum: int) -> None:
+    try:  # noqa: SIM105 - contextlib is not imported on the launcher's fast path
+        os.kill(pid, signum)
+    except ProcessLookupError:  # it is being reaped: the reaper ends us
+        pass
 
 
 class _Forwarder:
-    def __init__(self, listener: socket.socket, path: str) -> None:
+    def __init__(self, raw: _socket.socket, path: str) -> None:
+        import selectors
+        import socket
+
+        listener = socket.socket(fileno=raw.detach())
+        listener.setblocking(False)
+        self._socket = socket
         self._listener = listener
         self._path = path
+        self._read = selectors.EVENT_READ
         self._selector = selectors.DefaultSelector()
-        self._selector.register(listener, selectors.EVENT_READ, None)
+        self._selector.register(listener, self._read, None)
 
     def run(self) -> None:
         while True:
@@ -140,7 +176,7 @@ class _Forwarder:
             client, _ = self._listener.accept()
         except OSError:
             return
-        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream = self._socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             upstream.connect(self._path)
         except OSError:
@@ -149,8 +185,8 @@ class _Forwarder:
             return
         client.setblocking(True)
         upstream.setblocking(True)
-        self._selector.register(client, selectors.EVENT_READ, upstream)
-        self._selector.register(upstream, selectors.EVENT_READ, client)
+        self._selector.register(client, self._read, upstream)
+        self._selector.register(upstream, self._read, client)
 
     def _move(self, source: socket.socket, sink: socket.socket) -> None:
         try:
@@ -158,7 +194,7 @@ class _Forwarder:
             if data:
                 sink.sendall(data)
                 return
-            sink.shutdown(socket.SHUT_WR)
+            sink.shutdown(_socket.SHUT_WR)
             self._selector.unregister(source)
             if sink.fileno() < 0 or self._selector.get_map().get(sink.fileno()) is None:
                 self._close(source, sink)
@@ -167,8 +203,10 @@ class _Forwarder:
 
     def _close(self, *socks: socket.socket) -> None:
         for sock in socks:
-            with contextlib.suppress(KeyError, ValueError):
+            try:  # noqa: SIM105 - contextlib is not imported on the launcher's fast path
                 self._selector.unregister(sock)
+            except (KeyError, ValueError):
+                pass
             sock.close()
 
 
