@@ -102,6 +102,7 @@ def main(argv: list[str]) -> int:
     if len(argv) < 4 or argv[0] != "--socket" or argv[2] != "--":
         print(_USAGE, file=sys.stderr)
         return 2
+    sys.setswitchinterval(0.0002)  # the reaper ends us at once, even mid-import
     listener, url = _listen()
     env = dict(os.environ)
     proxy_env(env, url)
