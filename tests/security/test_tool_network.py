@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
+from py_code_mode._private import tool_jail
 from py_code_mode.errors import ToolError
 from py_code_mode.tools.cli import CliTool
 from py_code_mode.tools.mcp import McpTool
@@ -428,3 +429,18 @@ async def test_closing_a_networked_mcp_tool_ends_the_launcher_and_the_servers_tr
         await asyncio.sleep(0.05)
     assert _marked(marker) == []
     assert _marked(launcher) == []
+
+
+async def test_without_a_system_python3_the_launcher_runs_on_the_hosts_interpreter(
+    monkeypatch: pytest.MonkeyPatch, service: Service
+) -> None:
+    monkeypatch.setattr(tool_jail, "_SYSTEM_PYTHON", "/nonexistent/python3")
+    tool_jail._launcher_python.cache_clear()
+    curl = shipped_curl(allow_addresses=["127.0.0.1/32"])
+    try:
+        assert await curl.call("get", {"url": service.url}) == "hello from the host"
+        python = tool_jail._launcher_python()[0]
+    finally:
+        await curl.aclose()
+        tool_jail._launcher_python.cache_clear()
+    assert python == os.path.realpath(getattr(sys, "_base_executable", sys.executable))

@@ -28,9 +28,11 @@ and ``doctor`` says so. ``PY_CODE_MODE_TOOL_JAIL=off`` turns the jail off explic
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -109,7 +111,7 @@ async def jailed_tool_argv(
     run = [command, *argv[1:]]
     if egress_socket is not None:
         socket_path = await egress_socket()
-        python, installation = _launcher_python()
+        python, installation = await asyncio.to_thread(_launcher_python)
         visible += [*installation, Path(_LAUNCHER), Path(socket_path)]
         run = [python, "-I", "-S", _LAUNCHER, "--socket", socket_path, "--", *run]
     spec = jail.JailSpec(
@@ -124,10 +126,25 @@ async def jailed_tool_argv(
     return jail.jail_argv(found.bwrap, spec, run)
 
 
+@functools.cache
 def _launcher_python() -> tuple[str, tuple[Path, ...]]:
-    """The interpreter that runs the launcher in the jail, and what to bind for it."""
-    if os.access(_SYSTEM_PYTHON, os.X_OK):
-        return _SYSTEM_PYTHON, ()
+    """The interpreter that runs the launcher in the jail, and what to bind for it.
+
+    The system python3 when it is recent enough for the launcher (3.8: posix_spawnp),
+    checked once; else the host's own interpreter (blocking).
+    """
+    try:
+        done = subprocess.run(
+            [_SYSTEM_PYTHON, "-I", "-S", "-c", "import sys; print(sys.version_info >= (3, 8))"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        if done.stdout.strip() == "True":
+            return _SYSTEM_PYTHON, ()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
     base = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
     return base, jail.interpreter_paths(Path(sys.executable))
 
