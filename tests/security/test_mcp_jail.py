@@ -197,6 +197,13 @@ def _marked(marker: str) -> list[int]:
     return found
 
 
+async def _appears(marker: str, timeout: float = 15.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not _marked(marker):
+        await asyncio.sleep(0.05)
+    return _marked(marker)
+
+
 async def _gone(marker: str, timeout: float = 15.0) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and _marked(marker):
@@ -213,7 +220,7 @@ async def test_the_servers_whole_process_tree_ends_with_the_session(tmp_path: Pa
     async with Session(storage=FileStorage(tmp_path / "data"), executor=executor) as session:
         result = await session.run(f"tools.probe.spawn(marker={marker!r})", timeout=60)
         assert result.error is None, result.error
-        assert _marked(marker), "the detached child should be running while the session is"
+        assert await _appears(marker), "the detached child should run while the session does"
     assert await _gone(marker) == []
 
 
