@@ -38,7 +38,7 @@ from tests.tools.test_mcp import FIXTURES as MCP_FIXTURES
 from tests.tools.test_mcp import PYTHON, RAW_SERVER, stdio_tool
 
 from .conftest import variant_problem
-from .test_mcp_jail import probe_data
+from .test_mcp_jail import _appears, _gone, _marked, probe_data
 
 REPO_TOOLS = Path(__file__).resolve().parents[2] / "tools"
 RAW_CONNECT = (
@@ -257,18 +257,6 @@ async def test_a_timeout_ends_the_launcher_and_every_process_of_the_call() -> No
     assert _marked(marker) == []
 
 
-def _marked(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
 def test_the_launcher_forwards_a_signal_to_the_tool_and_exits_with_its_status(
     tmp_path: Path,
 ) -> None:
@@ -420,15 +408,12 @@ async def test_closing_a_networked_mcp_tool_ends_the_launcher_and_the_servers_tr
         launcher = (
             f"{os.path.realpath(egress.__file__)}\0--socket\0{await tool._proxy.unix_socket()}"
         )
-        assert _marked(marker), "the detached child should run while the tool is open"
+        assert await _appears(marker), "the detached child should run while the tool is open"
         assert _marked(launcher), "the launcher should run in front of the server"
     finally:
         await tool.aclose()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and (_marked(marker) or _marked(launcher)):
-        await asyncio.sleep(0.05)
-    assert _marked(marker) == []
-    assert _marked(launcher) == []
+    assert await _gone(marker) == []
+    assert await _gone(launcher) == []
 
 
 async def test_without_a_system_python3_the_launcher_runs_on_the_hosts_interpreter(
