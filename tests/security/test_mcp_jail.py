@@ -7,12 +7,10 @@ bug would. Agent code chooses those arguments; the jail decides what they reach.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +25,7 @@ from py_code_mode.errors import ConfigError, ToolError
 from py_code_mode.execution import InProcessConfig, InProcessExecutor
 from py_code_mode.tools.mcp import McpTool
 
+from ._procs import appears, gone
 from .conftest import Host, variant_problem
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -185,32 +184,6 @@ async def test_network_true_goes_through_the_egress_proxy_and_its_address_checks
             await tool.aclose()
 
 
-def _marked(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
-async def _appears(marker: str, timeout: float = 15.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not _marked(marker):
-        await asyncio.sleep(0.05)
-    return _marked(marker)
-
-
-async def _gone(marker: str, timeout: float = 15.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _marked(marker):
-        await asyncio.sleep(0.05)
-    return _marked(marker)
-
-
 async def test_the_servers_whole_process_tree_ends_with_the_session(tmp_path: Path) -> None:
     tools = tmp_path / "tools"
     tools.mkdir()
@@ -220,8 +193,8 @@ async def test_the_servers_whole_process_tree_ends_with_the_session(tmp_path: Pa
     async with Session(storage=FileStorage(tmp_path / "data"), executor=executor) as session:
         result = await session.run(f"tools.probe.spawn(marker={marker!r})", timeout=60)
         assert result.error is None, result.error
-        assert await _appears(marker), "the detached child should run while the session does"
-    assert await _gone(marker) == []
+        assert await appears(marker), "the detached child should run while the session does"
+    assert await gone(marker) == []
 
 
 async def test_a_server_that_fails_in_the_jail_says_so_and_how_to_open_it(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from py_code_mode.errors import ToolError
 from py_code_mode.tools.cli import CliTool
 from py_code_mode.tools.models import load_cli_tool
 
+from ._procs import gone
 from .conftest import variant_problem
 
 
@@ -102,22 +102,7 @@ async def test_a_tool_timeout_ends_every_process_of_the_call() -> None:
     tool = sh(f"setsid sleep {marker} & (sleep {marker} &) ; sleep 60", timeout=0.5)
     with pytest.raises(ToolError, match="timed out"):
         await tool.call(None, {})
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _marked(marker):
-        time.sleep(0.05)
-    assert _marked(marker) == []
-
-
-def _marked(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
+    assert await gone(marker, timeout=10) == []
 
 
 async def test_a_program_killed_by_a_signal_in_the_jail_says_so() -> None:

@@ -37,8 +37,9 @@ from py_code_mode.worker import egress
 from tests.tools.test_mcp import FIXTURES as MCP_FIXTURES
 from tests.tools.test_mcp import PYTHON, RAW_SERVER, stdio_tool
 
+from ._procs import appears, gone, marked
 from .conftest import variant_problem
-from .test_mcp_jail import _appears, _gone, _marked, probe_data
+from .test_mcp_jail import probe_data
 
 REPO_TOOLS = Path(__file__).resolve().parents[2] / "tools"
 RAW_CONNECT = (
@@ -251,10 +252,7 @@ async def test_a_timeout_ends_the_launcher_and_every_process_of_the_call() -> No
             await tool.call(None, {})
     finally:
         await tool.aclose()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _marked(marker):
-        time.sleep(0.05)
-    assert _marked(marker) == []
+    assert await gone(marker, timeout=10) == []
 
 
 def test_the_launcher_forwards_a_signal_to_the_tool_and_exits_with_its_status(
@@ -408,12 +406,12 @@ async def test_closing_a_networked_mcp_tool_ends_the_launcher_and_the_servers_tr
         launcher = (
             f"{os.path.realpath(egress.__file__)}\0--socket\0{await tool._proxy.unix_socket()}"
         )
-        assert await _appears(marker), "the detached child should run while the tool is open"
-        assert _marked(launcher), "the launcher should run in front of the server"
+        assert await appears(marker), "the detached child should run while the tool is open"
+        assert marked(launcher), "the launcher should run in front of the server"
     finally:
         await tool.aclose()
-    assert await _gone(marker) == []
-    assert await _gone(launcher) == []
+    assert await gone(marker) == []
+    assert await gone(launcher) == []
 
 
 async def test_without_a_system_python3_the_launcher_runs_on_the_hosts_interpreter(
