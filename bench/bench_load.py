@@ -465,6 +465,20 @@ def show(results: dict[str, dict[str, Any]]) -> None:
             print(f"{name}: first error: {row['first error']}")
 
 
+async def one_server(clients: int, load: Load, executor: str = "subprocess") -> dict[str, Any]:
+    """One scenario row: ``clients`` agents on one server (what ``run_all --load`` shows)."""
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        work = Path(tmp)
+        base = work / "base"
+        (base / "tools").mkdir(parents=True)
+        (base / "tools" / "echo.yaml").write_text(ECHO_TOOL)
+        with (
+            RedisServer(work / "redis") as redis,
+            server(base, redis.url, executor, work / "servers.log") as (port, process),
+        ):
+            return await scenario(f"http://127.0.0.1:{port}/mcp", clients, load, [process])
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="1,10,50", help="comma-separated client counts")

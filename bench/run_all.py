@@ -11,7 +11,9 @@ Runs the existing benches' own measuring code (nothing is measured twice over):
 * ``bench_search.split_recall`` for search recall@1 on paraphrased queries: the
   tuning splits, the held-out half and the fresh held-out set (needs the offline
   model, see tests/search/eval_set.py);
-* with ``--growth``, ``bench_growth`` (10 / 1,000 / 10,000 entries per backend).
+* with ``--growth``, ``bench_growth`` (10 / 1,000 / 10,000 entries per backend);
+* with ``--load``, ``bench_load.one_server``: 50 agents over streamable HTTP looping
+  ``run_code('1+1')`` on one server, p99 beside its budget.
 
 * ``bench_mcp_client.py`` for the same round trips through the SDK's client: once
   under this venv (mcp 2.x) and once under a venv with mcp 1.x (``--mcp1-python``,
@@ -22,7 +24,7 @@ load figure comes from bench/bench_load.py and is listed as not measured here.
 
 Usage::
 
-    uv run python bench/run_all.py [--quick] [--growth] [--no-container]
+    uv run python bench/run_all.py [--quick] [--growth] [--load] [--no-container]
 
 Wall-clock figures depend on what else the machine is doing: the one-minute load
 average is printed with the table, and a figure over budget on a loaded machine
@@ -89,7 +91,10 @@ BUDGETS: list[tuple[str, str, str, float, bool, str]] = [
     ("search R@1 paraphrased, fresh held-out set", "search", "fresh", 0.90, False, ""),
 ]
 NOT_HERE = [
-    ("HTTP, 50 agents looping run_code('1+1'), p99", "<= 50 ms", "bench/bench_load.py"),
+    ("HTTP, 50 agents looping run_code('1+1'), p99", "<= 50 ms", "run_all.py --load"),
+]
+LOAD_ROWS = [
+    ("HTTP, 50 agents looping run_code('1+1'), p99", "load", "p99 1+1", 50.0, True, "ms"),
 ]
 MCP1_VENV = Path.home() / ".cache" / "py-code-mode" / "ci-mcp1-venv"
 """The venv ``.ci/mcp1.sh`` builds: mcp 1.21, the default client of the 1.x figure."""
@@ -251,7 +256,9 @@ def verdict(value: float, budget: float, lower_is_better: bool) -> str:
 def show_budgets(sources: dict[str, dict[str, Any]]) -> None:
     print(f"\n{'figure':46} {'ours':>10} {'budget':>12}")
     print("-" * 76)
-    for label, source, key, budget, lower, unit in BUDGETS:
+    for label, source, key, budget, lower, unit in [*BUDGETS, *LOAD_ROWS]:
+        if source == "load" and "load" not in sources:
+            continue
         value = sources.get(source, {}).get(key)
         sign = "<=" if lower else ">="
         limit = f"{sign} {budget:g} {unit}".rstrip()
@@ -260,7 +267,7 @@ def show_budgets(sources: dict[str, dict[str, Any]]) -> None:
             continue
         shown = f"{value:.3f} {unit}".rstrip() if value < 100 else f"{value:.0f} {unit}"
         print(f"{label:46} {shown:>10} {limit:>12}   {verdict(value, budget, lower)}")
-    for label, limit, why in NOT_HERE:
+    for label, limit, why in [] if "load" in sources else NOT_HERE:
         print(f"{label:46} {'-':>10} {limit:>12}   not measured here ({why})")
 
 
@@ -269,6 +276,11 @@ async def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer samples (about 1 minute)")
     parser.add_argument("--growth", action="store_true", help="also the 10/1k/10k growth table")
     parser.add_argument("--no-container", action="store_true", help="skip the container column")
+    parser.add_argument(
+        "--load",
+        action="store_true",
+        help="also 50 SDK clients looping run_code('1+1') over HTTP on one server (~1 minute)",
+    )
     parser.add_argument(
         "--mcp1-python",
         type=Path,
@@ -332,6 +344,18 @@ async def main() -> int:
             f"search R@1 on paraphrased queries: tuning {recall['tuning']:.2f} and "
             f"{recall['tuning_extra']:.2f} (extra), held-out half {recall['held_out']:.2f}, "
             f"fresh held-out set {recall['fresh']:.2f}"
+        )
+    if args.load:
+        import bench_load
+
+        load = bench_load.Load(seconds=5.0 if args.quick else 10.0, kinds=("1+1",))
+        sources["load"] = await bench_load.one_server(50, load)
+        row = sources["load"]
+        print(
+            f"HTTP load, 50 SDK clients on one server: {row.get('calls/s', 0):.0f} calls/s, "
+            f"p50 {row.get('p50 1+1', float('nan')):.0f} ms, errors {row.get('errors')}; "
+            f"CPU per call: server {row.get('CPU/call: server', float('nan')):.2f} ms, "
+            f"clients {row.get('CPU/call: clients', float('nan')):.2f} ms (same cores)"
         )
     show_budgets(sources)
 
