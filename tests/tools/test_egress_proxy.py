@@ -226,6 +226,51 @@ async def test_control_characters_in_a_name_cannot_forge_log_lines(proxy: Egress
     assert "FORGED" in proxy.refusals[-1]
 
 
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        "CONNECT index.test@evil.test:{port}",
+        "CONNECT index.test:{port}@evil.test:{port}",
+        "CONNECT index%2etest:{port}",
+        "CONNECT index.test\x00.evil:{port}",
+        "GET http://index.test@evil.test:{port}/",
+        "GET http://index.test:{port}@evil.test:{port}/",
+        "GET http://index.test\x00.evil:{port}/",
+        "GET http://[::1]:{port}/",
+    ],
+)
+async def test_userinfo_percent_encoding_nul_or_brackets_cannot_pass_an_allowed_name(
+    proxy: EgressProxy, web: Served, request_line: str
+) -> None:
+    line = request_line.format(port=web.port)
+    reply = await _exchange(proxy, f"{line} HTTP/1.1\r\n\r\n".encode())
+    assert reply.startswith(b"HTTP/1.1 403")
+    assert web.hosts == []
+    assert proxy.refused == 1
+
+
+@pytest.mark.parametrize("url", ["http://[index.test]:{port}/", "http://[::1:{port}/"])
+async def test_an_absolute_url_with_a_bad_bracketed_host_is_refused_with_a_400(
+    proxy: EgressProxy, web: Served, url: str
+) -> None:
+    reply = await _exchange(proxy, f"GET {url.format(port=web.port)} HTTP/1.1\r\n\r\n".encode())
+    assert reply.startswith(b"HTTP/1.1 400")
+    assert b"not an absolute http:// URL" in reply
+    assert web.hosts == []
+
+
+async def test_a_host_header_naming_another_host_is_replaced_by_the_checked_one(
+    proxy: EgressProxy, web: Served
+) -> None:
+    reply = await _exchange(
+        proxy,
+        f"GET http://index.test:{web.port}/ HTTP/1.1\r\nHost: evil.test\r\n"
+        "host : evil.test\r\n\r\n".encode(),
+    )
+    assert reply.startswith(b"HTTP/1.0 200")
+    assert web.hosts == [f"index.test:{web.port}"]
+
+
 async def test_an_oversized_head_is_refused(proxy: EgressProxy) -> None:
     reply = await _exchange(proxy, b"GET http://index.test/ HTTP/1.1\r\nX: " + b"a" * 40_000)
     assert reply.startswith(b"HTTP/1.1 431")

@@ -338,11 +338,11 @@ class EgressProxy:
         writer: asyncio.StreamWriter,
     ) -> None:
         """Send one absolute-form plain-HTTP request on, in origin form."""
-        url = urlsplit(parts[1])
-        try:
+        try:  # a bad bracketed host ('http://[name]/') or port raises here
+            url = urlsplit(parts[1])
             port = url.port or 80
         except ValueError:
-            port = 0
+            url, port = urlsplit(""), 0
         if url.scheme != "http" or not url.hostname or not port:
             await _reply(
                 writer,
