@@ -11,6 +11,7 @@ launcher in front of the tool passes its exit status, output and signals through
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -297,6 +298,23 @@ def test_the_launcher_refuses_a_malformed_command_line_with_its_usage() -> None:
     )
     assert done.returncode == 2
     assert "usage: egress.py --socket PATH -- COMMAND" in done.stderr
+
+
+def test_tool_arguments_shaped_like_launcher_options_reach_the_tool_verbatim(
+    tmp_path: Path,
+) -> None:
+    smuggled = ["--socket", "/elsewhere", "--", "-I", "--help", "-c", "x"]
+    launch = [sys.executable, "-I", "-S", egress.__file__, "--socket", str(tmp_path / "s")]
+    tool = [sys.executable, "-c", "import sys, json; print(json.dumps(sys.argv[1:]))"]
+    done = subprocess.run(
+        [*launch, "--", *tool, *smuggled],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == json.dumps(smuggled)
 
 
 # -- stdio MCP servers -------------------------------------------------------------------
