@@ -55,10 +55,15 @@ _warned: set[str] = set()
 
 def tool_jail_status() -> tuple[bool, str]:
     """Whether tool calls run jailed here, and the detail (blocking on first call)."""
-    if os.environ.get("PY_CODE_MODE_TOOL_JAIL", "").lower() in ("off", "0", "false", "no"):
-        return False, "turned off by PY_CODE_MODE_TOOL_JAIL"
-    found = jail.probe()
+    found = _probe()
     return found.usable, found.detail
+
+
+def _probe() -> jail.JailProbe:
+    """The jail tool calls get: none when ``PY_CODE_MODE_TOOL_JAIL`` turns it off (blocking)."""
+    if os.environ.get("PY_CODE_MODE_TOOL_JAIL", "").lower() in ("off", "0", "false", "no"):
+        return jail.JailProbe(None, False, "turned off by PY_CODE_MODE_TOOL_JAIL")
+    return jail.probe()
 
 
 def _resolve(command: str) -> str | None:
@@ -91,10 +96,7 @@ async def jailed_tool_argv(
         cwd: The working directory on the host (one of the declared paths,
             visible at the same place in the jail); the call's private ``/tmp`` if None.
     """
-    if os.environ.get("PY_CODE_MODE_TOOL_JAIL", "").lower() in ("off", "0", "false", "no"):
-        found = jail.JailProbe(None, False, "turned off by PY_CODE_MODE_TOOL_JAIL")
-    else:
-        found = await asyncio.to_thread(jail.probe)
+    found = await asyncio.to_thread(_probe)
     if not found.usable or found.bwrap is None:
         if found.detail not in _warned:
             _warned.add(found.detail)
