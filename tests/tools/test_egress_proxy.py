@@ -271,6 +271,18 @@ async def test_a_host_header_naming_another_host_is_replaced_by_the_checked_one(
     assert web.hosts == [f"index.test:{web.port}"]
 
 
+@pytest.mark.parametrize("smuggled", ["X-A: 1\nHost: evil.test", "X-A: 1\rHost: evil.test"])
+async def test_a_header_smuggled_behind_a_bare_cr_or_lf_never_reaches_the_server(
+    proxy: EgressProxy, web: Served, smuggled: str
+) -> None:
+    reply = await _exchange(
+        proxy, f"GET http://index.test:{web.port}/ HTTP/1.1\r\n{smuggled}\r\n\r\n".encode()
+    )
+    assert reply.startswith(b"HTTP/1.1 400")
+    assert b"bare CR or LF" in reply
+    assert web.hosts == []
+
+
 async def test_an_oversized_head_is_refused(proxy: EgressProxy) -> None:
     reply = await _exchange(proxy, b"GET http://index.test/ HTTP/1.1\r\nX: " + b"a" * 40_000)
     assert reply.startswith(b"HTTP/1.1 431")

@@ -352,6 +352,15 @@ class EgressProxy:
                 ),
             )
             return
+        if any(b"\r" in line or b"\n" in line for line in head[:-4].split(b"\r\n")):
+            # Servers that end lines at a bare LF would see headers we never checked
+            # (a second Host: for another site behind the same checked address).
+            await _reply(
+                writer,
+                400,
+                self._refuse(f"{parts[1][:200]!r}: a bare CR or LF in the request head"),
+            )
+            return
         body_size = _body_size(head)
         if body_size is None:
             await _reply(
