@@ -332,6 +332,23 @@ async def test_bad_arguments_are_refused_before_sending(api: HttpTool) -> None:
         await api.call("create_item", {"name": "n", "meta": {"when": object()}})
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "args"),
+    [
+        ("get_item", {"item_id": "a\ud800b"}),
+        ("get_item", {"item_id": "1", "fields": ["\udcff"]}),
+        ("get_item", {"item_id": "1", "request_id": "\ud800"}),
+        ("get_item", {"item_id": "1", "request_id": "é"}),
+        ("create_item", {"name": "\ud800"}),
+    ],
+)
+async def test_arguments_that_cannot_be_encoded_are_refused_as_tool_errors(
+    api: HttpTool, endpoint: str, args: dict[str, Any]
+) -> None:
+    with pytest.raises(ToolError, match="which cannot be sent"):
+        await api.call(endpoint, args)
+
+
 async def test_unknown_endpoints_and_calling_the_tool_itself_explain_what_exists(
     api: HttpTool,
 ) -> None:

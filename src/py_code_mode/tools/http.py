@@ -564,7 +564,10 @@ class HttpTool:
         where = f"tool '{self.name}' endpoint '{endpoint.name}'"
         if self._closed:
             raise ToolError(f"{where}: the tool was closed", tool=self.name)
-        request = self._bind(where, endpoint, args)
+        try:
+            request = self._bind(where, endpoint, args)
+        except UnicodeEncodeError as exc:  # found while quoting a path segment
+            raise self._unsendable(where, exc) from None
         try:
             async with asyncio.timeout(self.spec.timeout):
                 response = await self._send(request)
@@ -583,6 +586,15 @@ class HttpTool:
             await client.aclose()
 
     # -- internals ---------------------------------------------------------------
+
+    def _unsendable(self, where: str, exc: UnicodeEncodeError) -> ToolError:
+        """The error for an argument that no request can carry."""
+        bad = self.spec.redactor.redact(repr(exc.object[exc.start : exc.end]))
+        return ToolError(
+            f"{where}: an argument holds {bad}, which cannot be sent ({exc.encoding}): "
+            "lone surrogates never can, and header values must be ASCII",
+            tool=self.name,
+        )
 
     def _endpoint(self, callable_name: str | None) -> HttpEndpoint:
         names = ", ".join(self._endpoints) or "none"
@@ -713,6 +725,8 @@ class HttpTool:
             ) from None
         except httpx2.TimeoutException:
             raise TimeoutError from None
+        except UnicodeEncodeError as exc:  # found while the client encodes the request
+            raise self._unsendable(request.where, exc) from None
         except httpx2.HTTPError as exc:
             detail = self.spec.redactor.redact(str(exc)) or type(exc).__name__
             raise ToolError(
