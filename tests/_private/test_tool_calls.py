@@ -41,7 +41,9 @@ def test_missing_arguments_are_listed_with_the_parameters_when_given() -> None:
         reject_missing("tool 't'", ["a"], tool="t", parameters=["a", "c"])
 
 
-@pytest.mark.parametrize("value", [{"x": math.nan}, {"x": -math.inf}, {"x": object()}, {"x": {1}}])
+@pytest.mark.parametrize(
+    "value", [{"x": math.nan}, {"x": -math.inf}, {"x": object()}, {"x": {1}}, {"x": ["a\ud800"]}]
+)
 def test_values_that_are_not_json_data_are_refused(value: object) -> None:
     with pytest.raises(ToolError, match=r"tool 't': arguments must be JSON data \(dicts"):
         require_json("tool 't'", value, "arguments", tool="t")

@@ -312,6 +312,15 @@ async def test_calling_the_server_itself_says_how_to_call_its_tools(demo: McpToo
         await demo.call(None, {})
 
 
+async def test_a_lone_surrogate_argument_is_refused_without_restarting_the_server(
+    demo: McpTool,
+) -> None:
+    first = await demo.call("pid", {})
+    with pytest.raises(ToolError, match="arguments must be JSON data"):
+        await demo.call("echo", {"message": "a\ud800b"})
+    assert await demo.call("pid", {}) == first
+
+
 async def test_a_call_slower_than_the_timeout_fails_and_the_connection_stays_usable() -> None:
     tool = stdio_tool(timeout=1)
     try:

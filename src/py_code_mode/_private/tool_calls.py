@@ -78,7 +78,7 @@ def reject_missing(
 
 
 def require_json(where: str, value: object, what: str, *, tool: str) -> None:
-    """Raise unless ``value`` can be sent as JSON (no NaN, no infinities).
+    """Raise unless ``value`` can be sent as JSON (no NaN, infinities or lone surrogates).
 
     Args:
         where: Which tool and callable, for the message.
@@ -90,6 +90,8 @@ def require_json(where: str, value: object, what: str, *, tool: str) -> None:
         ToolError: Saying what is not JSON data.
     """
     try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        # ensure_ascii=False and the encode: a lone surrogate is refused here, not by
+        # the transport (which an MCP client takes for a lost connection).
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode()
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise ToolError(f"{where}: {what} must be {JSON_DATA}: {exc}", tool=tool) from None
