@@ -57,3 +57,20 @@ def test_scratch_dirs_name_their_owner_for_the_sweep() -> None:
     finally:
         made.rmdir()
         egress.rmdir()
+
+
+def test_a_name_whose_pid_field_overflows_is_left_alone_and_the_sweep_goes_on(
+    tmp_path: Path,
+) -> None:
+    """Anyone who can write the temp dir can plant such a name; it must not stop start-up."""
+    dead = dead_pid()
+    planted = tmp_path / "py-code-mode-9999999999-abc"
+    planted.mkdir()
+    stale = tmp_path / f"py-code-mode-{dead}-abc"
+    stale.mkdir()
+
+    swept = scratch.sweep_stale(tmp_path)
+
+    assert swept == [stale]
+    assert planted.is_dir()
+    assert scratch.owner_pid(planted.name) is None
