@@ -225,7 +225,9 @@ class ContainerPackages:
     ) -> tuple[int, str]:
         """Run a Python script in the container as the worker's user; (exit code, output)."""
         argument = arg if isinstance(arg, str) else json.dumps(arg)
-        command = [self._config.python, "-s", "-c", script, argument]
+        # -I: the workdir (agent code writes there) and PYTHON* variables stay off
+        # sys.path, so a planted json.py cannot run in these scripts.
+        command = [self._config.python, "-I", "-c", script, argument]
         try:
             return await asyncio.wait_for(
                 asyncio.to_thread(_exec_blocking, container_id, command, self._config.user),
