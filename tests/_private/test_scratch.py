@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from py_code_mode._private import scratch
 
 
@@ -57,3 +59,32 @@ def test_scratch_dirs_name_their_owner_for_the_sweep() -> None:
     finally:
         made.rmdir()
         egress.rmdir()
+
+
+def test_a_name_whose_pid_field_overflows_is_left_alone_and_the_sweep_goes_on(
+    tmp_path: Path,
+) -> None:
+    """Anyone who can write the temp dir can plant such a name; it must not stop start-up."""
+    dead = dead_pid()
+    planted = tmp_path / "py-code-mode-9999999999-abc"
+    planted.mkdir()
+    stale = tmp_path / f"py-code-mode-{dead}-abc"
+    stale.mkdir()
+
+    swept = scratch.sweep_stale(tmp_path)
+
+    assert swept == [stale]
+    assert planted.is_dir()
+    assert scratch.owner_pid(planted.name) is None
+
+
+def test_a_dir_named_like_ours_but_owned_by_another_user_is_left_alone(tmp_path: Path) -> None:
+    """Another user can plant our name in a shared /tmp; removing it is never ours to do."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the planted directory another owner")
+    planted = tmp_path / f"py-code-mode-{dead_pid()}-theirs"
+    (planted / "data").mkdir(parents=True)
+    os.chown(planted, 65534, 65534)
+
+    assert scratch.sweep_stale(tmp_path) == []
+    assert (planted / "data").is_dir()

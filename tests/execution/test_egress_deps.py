@@ -139,3 +139,38 @@ async def test_deps_add_in_a_container_installs_through_the_proxy(
     assert result.error is None, result.error
     assert result.value == 42
     assert f"index.test:{index.port}" in index.hosts
+
+
+async def test_agent_code_rewriting_the_proxy_url_file_cannot_route_deps_add_around_the_proxy(
+    tmp_path: Path, index: Served
+) -> None:
+    """The worker writes the forwarder's URL where agent code can rewrite it; ``deps.add``
+    reads it in the container, so a rewritten URL must reach nothing past the sandbox:
+    here it names the index's host-loopback port directly, which the container's own
+    network namespace does not have."""
+    problem = engine_problem()
+    if problem is not None:
+        pytest.skip(problem)
+    from py_code_mode.execution import ContainerConfig, ContainerExecutor
+
+    env: dict[str, str | None] = {
+        "PIP_INDEX_URL": f"http://index.test:{index.port}/simple",
+        "PIP_TRUSTED_HOST": "index.test",
+        "UV_INDEX_URL": f"http://index.test:{index.port}/simple",
+    }
+    before = list(index.hosts)
+    executor = ContainerExecutor(
+        ContainerConfig(image=TEST_IMAGE, env=env, install_timeout=60, **EGRESS)
+    )
+    async with Session(storage=FileStorage(tmp_path), executor=executor) as session:
+        rewrite = await session.run(
+            "import os\n"
+            "path = os.environ['PY_CODE_MODE_EGRESS_URL_FILE']\n"
+            f"open(path, 'w').write('http://127.0.0.1:{index.port}')\n"
+            "open(path).read()"
+        )
+        assert rewrite.error is None, rewrite.error
+        result = await _add_and_import(session)
+    assert result.error is not None
+    assert "Cannot connect to proxy" in result.error  # the rewritten URL was used
+    assert index.hosts == before

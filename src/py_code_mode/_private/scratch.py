@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "py-code-mode-"
 _NAME = re.compile(r"py-code-mode-(?:[a-z]+-)?(?P<pid>[1-9][0-9]{0,9})-[A-Za-z0-9_]+")
+_PID_MAX = 2**31 - 1  # pid_t; a larger field is no pid we wrote (os.kill would overflow)
 _swept: set[str] = set()
 _sweep_lock = threading.Lock()
 
@@ -38,7 +39,10 @@ _sweep_lock = threading.Lock()
 def owner_pid(name: str) -> int | None:
     """The owner pid in one of our directory names, or None for any other name."""
     match = _NAME.fullmatch(name)
-    return None if match is None else int(match["pid"])
+    if match is None:
+        return None
+    pid = int(match["pid"])
+    return pid if pid <= _PID_MAX else None
 
 
 def _alive(pid: int) -> bool:

@@ -515,6 +515,41 @@ async def test_runtime_deps_without_a_network_fail_with_advice(session: Session)
     assert await run_ok(session, "deps.list()") == []
 
 
+async def test_deps_scripts_do_not_import_modules_agent_code_planted_in_the_workdir(
+    session: Session,
+) -> None:
+    """``deps`` runs its scripts with ``docker exec`` in the workdir agent code writes to; a
+    planted ``json.py`` there must not run in them (it could forge listings or flood the
+    host with output)."""
+    plant = (
+        "import os\n"
+        "open(os.path.join(os.getcwd(), 'json.py'), 'w').write("
+        "'import sys\\nsys.stdout.write(\"hijacked\")\\nraise SystemExit(3)\\n')"
+    )
+    assert (await session.run(plant)).error is None
+    result = await session.run("deps.add('six')")
+    assert result.error_type == "DependencyError"
+    assert "hijacked" not in (result.error or "")
+    assert "no network" in (result.error or "")
+
+
+async def test_a_deps_script_flooding_its_output_leaves_only_a_bounded_tail_on_the_host(
+    session: Session,
+) -> None:
+    """What a deps script prints is decided inside the container (a planted pip-venv
+    python, thousands of planted dist-info dirs); the host keeps only the tail."""
+    from py_code_mode.execution.container import packages
+
+    flood = "import sys\nfor _ in range(24):\n    sys.stdout.write('x' * 2**20)\nprint('END')"
+    command = ["python3", "-I", "-c", flood]
+    code, text = await asyncio.to_thread(
+        packages._exec_blocking, container_id_of(session), command, "root"
+    )
+    assert code == 0
+    assert len(text.encode()) == packages._MAX_EXEC_OUTPUT
+    assert text.endswith("END\n")
+
+
 @pytest.mark.slow
 async def test_runtime_deps_install_inside_the_container_with_a_network(
     make_session: Callable[..., Session],

@@ -238,6 +238,29 @@ async def test_lone_surrogates_anywhere_reach_the_caller_escaped(any_session: Se
     _encodes(failed)
 
 
+RPC_OUTSIDE_THE_TABLE = r"""
+host = tools._host
+refused = []
+for method in ("session.run", "session.reset", "nope", "tools.list\ud800", "\udcff" * 200):
+    try:
+        host.call(method, {"code": "import os; os.system('touch /tmp/pwned')"})
+    except Exception as exc:
+        refused.append((type(exc).__name__, str(exc)))
+refused
+"""
+
+
+async def test_an_rpc_naming_a_command_outside_the_agent_table_is_refused_and_the_worker_lives(
+    isolated: Session,
+) -> None:
+    result = await isolated.run(RPC_OUTSIDE_THE_TABLE, timeout=30)
+    assert result.error is None, result.error
+    _encodes(result)
+    assert result.value.count("unknown host method") == 5, result.value  # value is a repr
+    assert not result.variables_lost
+    assert (await isolated.run("host is tools._host", timeout=30)).value is True
+
+
 # -- code size ---------------------------------------------------------------------
 
 

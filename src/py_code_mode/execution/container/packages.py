@@ -225,7 +225,9 @@ class ContainerPackages:
     ) -> tuple[int, str]:
         """Run a Python script in the container as the worker's user; (exit code, output)."""
         argument = arg if isinstance(arg, str) else json.dumps(arg)
-        command = [self._config.python, "-s", "-c", script, argument]
+        # -I: the workdir (agent code writes there) and PYTHON* variables stay off
+        # sys.path, so a planted json.py cannot run in these scripts.
+        command = [self._config.python, "-I", "-c", script, argument]
         try:
             return await asyncio.wait_for(
                 asyncio.to_thread(_exec_blocking, container_id, command, self._config.user),
@@ -237,16 +239,25 @@ class ContainerPackages:
             ) from None
 
 
+_MAX_EXEC_OUTPUT = 8 * 1024 * 1024
+"""Bytes of a deps script's output kept (the tail): the container, where agent code
+runs, decides how much it prints; callers read only the last line or the last lines."""
+
+
 def _exec_blocking(container_id: str, command: list[str], user: str) -> tuple[int, str]:
     errors = docker_errors()
     client = api("unbounded", engine_of(container_id))
     try:
         created = client.exec_create(container_id, command, user=user, workdir=WORKDIR)
-        output = client.exec_start(created["Id"])
+        tail = bytearray()
+        for chunk in client.exec_start(created["Id"], stream=True):
+            tail += chunk
+            if len(tail) > _MAX_EXEC_OUTPUT:
+                del tail[:-_MAX_EXEC_OUTPUT]
         code = client.exec_inspect(created["Id"]).get("ExitCode")
     except errors.APIError as exc:
         raise DependencyError(f"could not run a command in the container: {exc}") from exc
-    text = output.decode("utf-8", errors="replace") if isinstance(output, bytes) else str(output)
+    text = tail.decode("utf-8", errors="replace")
     return (int(code) if code is not None else -1), text
 
 
