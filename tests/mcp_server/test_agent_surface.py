@@ -49,22 +49,29 @@ class Inbox:
 
 
 @contextlib.asynccontextmanager
+async def _client(read: Any, write: Any, inbox: Inbox) -> AsyncIterator[ClientSession]:
+    """An initialised client session over ``read``/``write`` that reports into ``inbox``."""
+    async with ClientSession(
+        read,
+        write,
+        read_timeout_seconds=CALL_TIMEOUT,
+        logging_callback=inbox.on_log,
+        message_handler=inbox.on_message,
+    ) as session:
+        with anyio.fail_after(START_TIMEOUT):
+            await session.initialize()
+        yield session
+
+
+@contextlib.asynccontextmanager
 async def stdio(base: Path, inbox: Inbox, *args: str) -> AsyncIterator[ClientSession]:
     params = StdioServerParameters(
         command=SERVER[0], args=[*SERVER[1:], "--base", str(base), *args], env=server_env()
     )
     async with (
         stdio_client(params) as (read, write),
-        ClientSession(
-            read,
-            write,
-            read_timeout_seconds=CALL_TIMEOUT,
-            logging_callback=inbox.on_log,
-            message_handler=inbox.on_message,
-        ) as session,
+        _client(read, write, inbox) as session,
     ):
-        with anyio.fail_after(START_TIMEOUT):
-            await session.initialize()
         yield session
 
 
@@ -72,16 +79,8 @@ async def stdio(base: Path, inbox: Inbox, *args: str) -> AsyncIterator[ClientSes
 async def http(url: str, inbox: Inbox) -> AsyncIterator[ClientSession]:
     async with (
         streamable_http_client(url) as (read, write),
-        ClientSession(
-            read,
-            write,
-            read_timeout_seconds=CALL_TIMEOUT,
-            logging_callback=inbox.on_log,
-            message_handler=inbox.on_message,
-        ) as session,
+        _client(read, write, inbox) as session,
     ):
-        with anyio.fail_after(START_TIMEOUT):
-            await session.initialize()
         yield session
 
 
