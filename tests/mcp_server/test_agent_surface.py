@@ -183,7 +183,7 @@ async def test_artifacts_are_resources_text_as_text_and_bytes_with_their_mime_ty
 
 
 async def test_a_resource_uri_cannot_leave_the_artifact_store(base: Path) -> None:
-    """Attack: traversal, percent-encoded dots, absolute paths and lone surrogates in a URI."""
+    """Attack: traversal, percent-encoded dots, absolute paths, lone surrogates, huge names."""
     secret = base.parent / "secret.txt"
     secret.write_text("do not read")
     async with connect("stdio", base) as (session, _):
@@ -196,6 +196,9 @@ async def test_a_resource_uri_cannot_leave_the_artifact_store(base: Path) -> Non
             "artifact://a/../../secret.txt",
             "artifact://%ED%A0%80",
             "artifact://%00",
+            "artifact://" + "a" * 300,  # longer than a file name may be
+            "artifact://" + "a/" * 3000 + "b",  # longer than a path may be
+            "artifact://" + "x" * 1_000_000,
         ):
             with pytest.raises(Exception) as caught:
                 await session.read_resource(uri)
