@@ -19,6 +19,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import ImageContent
 
+from py_code_mode.mcp_server.resources import MAX_SUBSCRIPTIONS
 from tests.mcp_server._support import (
     CALL_TIMEOUT,
     SERVER,
@@ -242,6 +243,19 @@ async def test_a_subscribed_client_hears_when_a_run_changes_an_artifact(
                 "artifact://watched.txt" in repr(getattr(m, "params", m)) for m in inbox.other
             ):
                 await anyio.sleep(0.05)
+
+
+async def test_one_connection_cannot_watch_more_than_the_subscription_cap(base: Path) -> None:
+    """Attack: a client subscribes to ever more (huge) URIs to grow the server's memory."""
+    async with connect("stdio", base) as (session, _):
+        for i in range(MAX_SUBSCRIPTIONS):
+            await session.subscribe_resource(f"artifact://{i}-" + "x" * 100)
+        await session.subscribe_resource("artifact://0-" + "x" * 100)  # already watched: fine
+        with pytest.raises(Exception, match="unsubscribe from one first"):
+            await session.subscribe_resource("artifact://" + "y" * 100_000)
+        await session.unsubscribe_resource("artifact://0-" + "x" * 100)
+        await session.subscribe_resource("artifact://after-unsubscribing.txt")
+        assert await session.send_ping() is not None
 
 
 @BOTH
