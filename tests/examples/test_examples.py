@@ -106,6 +106,18 @@ def py312() -> Path | None:
     return python312()
 
 
+def _run_agent_script(example: str, script: str, py312: Path | None, base: Path) -> ScriptedModel:
+    """Run ``script`` of ``example`` in its venv on both prompts; the model it talked to."""
+    venv = example_venv(example, py312)
+    _report(venv, example)
+    with ScriptedModel(RULES) as model:
+        out = _run(
+            [venv.python, script, FIRST, SECOND], _model_env(model, base), EXAMPLES / example
+        )
+    assert out.stdout.splitlines() == ["The total is 6.", "The total is 60."]
+    return model
+
+
 def test_pybotchi_agent_runs_code_over_streamable_http_and_each_start_is_a_new_session(
     py312: Path | None, tmp_path: Path
 ) -> None:
@@ -168,14 +180,8 @@ def test_pybotchi_agent_runs_code_over_streamable_http_and_each_start_is_a_new_s
 def test_mbxai_tool_client_runs_code_through_a_sync_session_and_keeps_variables(
     py312: Path | None, tmp_path: Path
 ) -> None:
-    venv = example_venv("mbxai", py312)
-    _report(venv, "mbxai")
     base = tmp_path / "library"
-    with ScriptedModel(RULES) as model:
-        out = _run(
-            [venv.python, "agent.py", FIRST, SECOND], _model_env(model, base), EXAMPLES / "mbxai"
-        )
-    assert out.stdout.splitlines() == ["The total is 6.", "The total is 60."]
+    model = _run_agent_script("mbxai", "agent.py", py312, base)
     spec = model.requests[0]["tools"][0]["function"]
     assert spec["name"] == "run_code"
     assert spec["parameters"]["properties"] == {
@@ -190,14 +196,8 @@ def test_mbxai_tool_client_runs_code_through_a_sync_session_and_keeps_variables(
 def test_pygents_agent_streams_the_model_and_runs_code_as_turns_in_one_session(
     py312: Path | None, tmp_path: Path
 ) -> None:
-    venv = example_venv("pygents", py312)
-    _report(venv, "pygents")
     base = tmp_path / "library"
-    with ScriptedModel(RULES) as model:
-        out = _run(
-            [venv.python, "agent.py", FIRST, SECOND], _model_env(model, base), EXAMPLES / "pygents"
-        )
-    assert out.stdout.splitlines() == ["The total is 6.", "The total is 60."]
+    model = _run_agent_script("pygents", "agent.py", py312, base)
     assert all(body.get("stream") for body in model.requests)
     tool_texts = _tool_texts(model)
     assert "total=6" in tool_texts[0]
@@ -248,15 +248,8 @@ def test_agentproc_turns_are_processes_that_share_history_and_library_but_not_va
 def test_pybotchi_with_the_session_action_keeps_variables_across_context_starts(
     py312: Path | None, tmp_path: Path
 ) -> None:
-    venv = example_venv("pybotchi", py312)
     base = tmp_path / "library"
-    with ScriptedModel(RULES) as model:
-        out = _run(
-            [venv.python, "agent_session.py", FIRST, SECOND],
-            _model_env(model, base),
-            EXAMPLES / "pybotchi",
-        )
-    assert out.stdout.splitlines() == ["The total is 6.", "The total is 60."]
+    model = _run_agent_script("pybotchi", "agent_session.py", py312, base)
     assert "RunCode" in {t["function"]["name"] for t in model.requests[0]["tools"]}
     tool_texts = _tool_texts(model)
     assert "total=6" in tool_texts[0]

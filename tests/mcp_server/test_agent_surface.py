@@ -19,6 +19,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import ImageContent
 
+from py_code_mode.mcp_server.resources import MAX_SUBSCRIPTIONS
 from tests.mcp_server._support import (
     CALL_TIMEOUT,
     SERVER,
@@ -49,22 +50,29 @@ class Inbox:
 
 
 @contextlib.asynccontextmanager
+async def _client(read: Any, write: Any, inbox: Inbox) -> AsyncIterator[ClientSession]:
+    """An initialised client session over ``read``/``write`` that reports into ``inbox``."""
+    async with ClientSession(
+        read,
+        write,
+        read_timeout_seconds=CALL_TIMEOUT,
+        logging_callback=inbox.on_log,
+        message_handler=inbox.on_message,
+    ) as session:
+        with anyio.fail_after(START_TIMEOUT):
+            await session.initialize()
+        yield session
+
+
+@contextlib.asynccontextmanager
 async def stdio(base: Path, inbox: Inbox, *args: str) -> AsyncIterator[ClientSession]:
     params = StdioServerParameters(
         command=SERVER[0], args=[*SERVER[1:], "--base", str(base), *args], env=server_env()
     )
     async with (
         stdio_client(params) as (read, write),
-        ClientSession(
-            read,
-            write,
-            read_timeout_seconds=CALL_TIMEOUT,
-            logging_callback=inbox.on_log,
-            message_handler=inbox.on_message,
-        ) as session,
+        _client(read, write, inbox) as session,
     ):
-        with anyio.fail_after(START_TIMEOUT):
-            await session.initialize()
         yield session
 
 
@@ -72,16 +80,8 @@ async def stdio(base: Path, inbox: Inbox, *args: str) -> AsyncIterator[ClientSes
 async def http(url: str, inbox: Inbox) -> AsyncIterator[ClientSession]:
     async with (
         streamable_http_client(url) as (read, write),
-        ClientSession(
-            read,
-            write,
-            read_timeout_seconds=CALL_TIMEOUT,
-            logging_callback=inbox.on_log,
-            message_handler=inbox.on_message,
-        ) as session,
+        _client(read, write, inbox) as session,
     ):
-        with anyio.fail_after(START_TIMEOUT):
-            await session.initialize()
         yield session
 
 
@@ -184,7 +184,7 @@ async def test_artifacts_are_resources_text_as_text_and_bytes_with_their_mime_ty
 
 
 async def test_a_resource_uri_cannot_leave_the_artifact_store(base: Path) -> None:
-    """Attack: traversal, percent-encoded dots, absolute paths and lone surrogates in a URI."""
+    """Attack: traversal, percent-encoded dots, absolute paths, lone surrogates, huge names."""
     secret = base.parent / "secret.txt"
     secret.write_text("do not read")
     async with connect("stdio", base) as (session, _):
@@ -197,6 +197,9 @@ async def test_a_resource_uri_cannot_leave_the_artifact_store(base: Path) -> Non
             "artifact://a/../../secret.txt",
             "artifact://%ED%A0%80",
             "artifact://%00",
+            "artifact://" + "a" * 300,  # longer than a file name may be
+            "artifact://" + "a/" * 3000 + "b",  # longer than a path may be
+            "artifact://" + "x" * 1_000_000,
         ):
             with pytest.raises(Exception) as caught:
                 await session.read_resource(uri)
@@ -240,6 +243,19 @@ async def test_a_subscribed_client_hears_when_a_run_changes_an_artifact(
                 "artifact://watched.txt" in repr(getattr(m, "params", m)) for m in inbox.other
             ):
                 await anyio.sleep(0.05)
+
+
+async def test_one_connection_cannot_watch_more_than_the_subscription_cap(base: Path) -> None:
+    """Attack: a client subscribes to ever more (huge) URIs to grow the server's memory."""
+    async with connect("stdio", base) as (session, _):
+        for i in range(MAX_SUBSCRIPTIONS):
+            await session.subscribe_resource(f"artifact://{i}-" + "x" * 100)
+        await session.subscribe_resource("artifact://0-" + "x" * 100)  # already watched: fine
+        with pytest.raises(Exception, match="unsubscribe from one first"):
+            await session.subscribe_resource("artifact://" + "y" * 100_000)
+        await session.unsubscribe_resource("artifact://0-" + "x" * 100)
+        await session.subscribe_resource("artifact://after-unsubscribing.txt")
+        assert await session.send_ping() is not None
 
 
 @BOTH

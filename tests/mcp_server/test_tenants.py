@@ -227,6 +227,8 @@ def test_a_token_file_with_a_short_token_is_refused(tmp_path: Path) -> None:
         ("not toml [", "not valid TOML"),
         ("[tenants]\n", "tenants"),
         (f'[tenants.Alice]\ntoken = "{ALICE}"\n', "tenant name"),
+        (f'[tenants."alice\\n"]\ntoken = "{ALICE}"\n', "tenant name"),
+        (f'[tenants."../alice"]\ntoken = "{ALICE}"\n', "tenant name"),
         (f'[tenants.a]\ntoken = "{ALICE}"\ntoken_env = "X"\n', "exactly one of token"),
         (f'[tenants.a]\ntoken = "{ALICE}"\n[tenants.b]\ntoken = "{ALICE}"\n', "share one token"),
         (f'[tenants.a]\ntoken = "{ALICE}"\nmax_runs = 0\n', "max_runs"),

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
     from py_code_mode.session import Session
 
-__all__ = ["SCHEME", "ArtifactResources", "artifact_uri"]
+__all__ = ["MAX_SUBSCRIPTIONS", "SCHEME", "ArtifactResources", "artifact_uri"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ LibraryOf = Callable[[ServerRequestContext[Any, Any]], "Session"]
 
 
 _SUBSCRIBED = "py_code_mode.subscribed_uris"
+MAX_SUBSCRIPTIONS = 1_000
+"""URIs one connection may watch at once; each is held (and compared) per call."""
 _SEEN = "py_code_mode.seen_artifacts"
 
 
@@ -184,9 +186,17 @@ class ArtifactResources:
         state = _state(ctx)
         if state is None:
             raise MCPError(code=INVALID_PARAMS, message="this connection cannot hold subscriptions")
+        subscribed: set[str] = state.setdefault(_SUBSCRIBED, set())
+        if params.uri not in subscribed and len(subscribed) >= MAX_SUBSCRIPTIONS:
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"this connection already watches {MAX_SUBSCRIPTIONS} artifacts; "
+                "unsubscribe from one first",
+                data={"uri": params.uri},
+            )
         if _SEEN not in state:
             state[_SEEN] = self._snapshot(await self._index(ctx))
-        state.setdefault(_SUBSCRIBED, set()).add(params.uri)
+        subscribed.add(params.uri)
         return EmptyResult()
 
     async def _unsubscribe(

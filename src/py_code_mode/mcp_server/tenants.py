@@ -61,7 +61,7 @@ TOKENS_FILE_ENV = "PY_CODE_MODE_TOKENS"
 MIN_TOKEN_CHARS = 16
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 """The b64token syntax of RFC 6750: what a client can put in an Authorization header."""
-_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ class Tenancy:
         tenants: list[Tenant] = []
         for name, entry in model.tenants.items():
             where = f"--tokens {path}: tenants.{name}"
-            if not re.match(_NAME_PATTERN, name):
+            if _NAME.fullmatch(name) is None:
                 raise ConfigError(
                     f"{where}: a tenant name is 1-40 lowercase letters, digits, '_' or '-'"
                 )
